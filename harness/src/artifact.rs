@@ -1,0 +1,1 @@
+//! Guest artifacts: recipes, lock file, verified cache (see issue 4).

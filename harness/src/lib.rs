@@ -1,0 +1,11 @@
+//! vmharness: boot operating systems and hypervisors in QEMU and judge them by their serial console.
+//!
+//! The flow for one VM test: [`config`] loads a VM-config TOML into a validated plan,
+//! [`artifact`] resolves the guest files it names, [`disk`] builds its FAT32 image,
+//! [`accel`] picks KVM or TCG, [`qemu`] launches QEMU on a pty, [`console`] watches the serial
+//! output, [`run`] turns it into an [`outcome::Outcome`], and [`suite`] makes every config a
+//! libtest-mimic trial.
+
+pub mod artifact;
+pub mod disk;
+pub mod paths;
