@@ -6,6 +6,8 @@
 //! output, [`run`] turns it into an [`outcome::Outcome`], and [`suite`] makes every config a
 //! libtest-mimic trial.
 
+pub mod arch;
 pub mod artifact;
+pub mod config;
 pub mod disk;
 pub mod paths;

@@ -1,0 +1,165 @@
+//! Guest architectures and their per-arch QEMU defaults, kept in one table.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// A guest architecture vmharness can boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// 64-bit x86 (`qemu-system-x86_64`).
+    #[serde(rename = "x86_64")]
+    X86_64,
+    /// 64-bit Arm (`qemu-system-aarch64`).
+    Aarch64,
+    /// 64-bit RISC-V (`qemu-system-riscv64`).
+    Riscv64,
+}
+
+/// How a guest tells QEMU to exit with a status code, and how to read that status back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitDevice {
+    /// x86 `isa-debug-exit` at port 0xf4: QEMU exits with `(code << 1) | 1`.
+    IsaDebugExit,
+    /// Arm semihosting `SYS_EXIT`: QEMU exits with the guest's code.
+    Semihosting,
+    /// RISC-V `sifive_test` (always present on `-M virt`): QEMU exits with the guest's code.
+    SifiveTest,
+}
+
+impl ExitDevice {
+    /// QEMU arguments that enable this exit channel.
+    pub fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            ExitDevice::IsaDebugExit => &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
+            ExitDevice::Semihosting => &["-semihosting"],
+            ExitDevice::SifiveTest => &[],
+        }
+    }
+
+    /// The guest's exit code for a QEMU exit status, where the channel encodes one.
+    ///
+    /// For `isa-debug-exit` an even status (QEMU's own exit, e.g. 0 after poweroff) means the
+    /// guest did not use the device; it is reported as is.
+    pub fn guest_code(self, qemu_status: i32) -> i32 {
+        match self {
+            ExitDevice::IsaDebugExit if qemu_status & 1 == 1 => qemu_status >> 1,
+            _ => qemu_status,
+        }
+    }
+}
+
+/// Per-architecture defaults: one row of the arch table.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchSpec {
+    /// QEMU system emulator binary name.
+    pub qemu_binary: &'static str,
+    /// Default `-M` machine.
+    pub machine: &'static str,
+    /// Default `-cpu` under TCG.
+    pub tcg_cpu: &'static str,
+    /// Default `-cpu` under KVM.
+    pub kvm_cpu: &'static str,
+    /// Default guest memory (`-m`).
+    pub memory: &'static str,
+    /// Linux console device name, used by configs in `append`.
+    pub linux_console: &'static str,
+    /// How the in-tree test guests exit.
+    pub exit_device: ExitDevice,
+}
+
+impl Arch {
+    /// All supported architectures.
+    pub const ALL: [Arch; 3] = [Arch::X86_64, Arch::Aarch64, Arch::Riscv64];
+
+    /// The arch table row for this architecture.
+    pub fn spec(self) -> &'static ArchSpec {
+        match self {
+            Arch::X86_64 => &ArchSpec {
+                qemu_binary: "qemu-system-x86_64",
+                machine: "q35",
+                tcg_cpu: "max",
+                kvm_cpu: "host",
+                memory: "256M",
+                linux_console: "ttyS0",
+                exit_device: ExitDevice::IsaDebugExit,
+            },
+            Arch::Aarch64 => &ArchSpec {
+                qemu_binary: "qemu-system-aarch64",
+                machine: "virt",
+                tcg_cpu: "cortex-a57",
+                kvm_cpu: "host",
+                memory: "256M",
+                linux_console: "ttyAMA0",
+                exit_device: ExitDevice::Semihosting,
+            },
+            Arch::Riscv64 => &ArchSpec {
+                qemu_binary: "qemu-system-riscv64",
+                machine: "virt",
+                tcg_cpu: "rv64",
+                kvm_cpu: "host",
+                memory: "256M",
+                linux_console: "ttyS0",
+                exit_device: ExitDevice::SifiveTest,
+            },
+        }
+    }
+
+    /// The canonical name, as used in config files and test names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64",
+        }
+    }
+
+    /// The architecture this process runs on, if it is one we emulate.
+    pub fn host() -> Option<Arch> {
+        std::env::consts::ARCH.parse().ok()
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "x86_64" | "amd64" | "x86-64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" => Ok(Arch::Aarch64),
+            "riscv64" => Ok(Arch::Riscv64),
+            other => Err(format!(
+                "unknown arch `{other}` (expected x86_64, aarch64 or riscv64)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_debug_exit_decodes_guest_code() {
+        assert_eq!(ExitDevice::IsaDebugExit.guest_code(1), 0);
+        assert_eq!(ExitDevice::IsaDebugExit.guest_code(7), 3);
+        assert_eq!(ExitDevice::IsaDebugExit.guest_code(0), 0);
+        assert_eq!(ExitDevice::SifiveTest.guest_code(3), 3);
+    }
+
+    #[test]
+    fn arch_names_round_trip() {
+        for arch in Arch::ALL {
+            assert_eq!(arch.name().parse::<Arch>(), Ok(arch));
+        }
+        assert!("mips".parse::<Arch>().is_err());
+    }
+}

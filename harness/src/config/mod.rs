@@ -1,0 +1,283 @@
+//! Loading VM configs: TOML → [`VmConfig`], with errors that name file:line:column and suggest
+//! the key the author probably meant.
+
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use schema::{AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig};
+
+/// A config file that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read VM config {}: {source}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or does not fit the schema.
+    #[error("{location}: {message}{}", suggestion.as_ref().map(|s| format!("\n  help: did you mean `{s}`?")).unwrap_or_default())]
+    Invalid {
+        /// Where in which file.
+        location: Location,
+        /// What is wrong.
+        message: String,
+        /// A close valid key or value, when the mistake looks like a typo.
+        suggestion: Option<String>,
+    },
+    /// A `--set key=value` override could not be applied.
+    #[error("invalid override `{text}`: {reason}")]
+    Override {
+        /// The override as given.
+        text: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// A position in a config file (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The config file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A config file loaded and validated, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The test name: the file stem.
+    pub name: String,
+    /// The config file.
+    pub path: PathBuf,
+    /// The parsed config.
+    pub config: VmConfig,
+}
+
+impl LoadedConfig {
+    /// The directory relative paths in this config are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// The test name for a config path: its file stem.
+pub fn test_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Loads and validates one VM config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with_overrides(path, &[])
+}
+
+/// Loads a VM config, first applying `key=value` overrides (dotted keys, TOML values; a value
+/// that is not valid TOML is taken as a string), as the `--set` option of `cargo xtask qemu` does.
+pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config = if overrides.is_empty() {
+        parse(path, &text)?
+    } else {
+        let mut table: toml::Table = toml::from_str(&text).map_err(|err| invalid(path, &text, &err))?;
+        for text in overrides {
+            apply_override(&mut table, text)?;
+        }
+        let merged = toml::to_string(&table).map_err(|err| ConfigError::Override {
+            text: overrides.join(" "),
+            reason: err.to_string(),
+        })?;
+        parse(path, &merged)?
+    };
+    validate(path, &config)?;
+    Ok(LoadedConfig {
+        name: test_name(path),
+        path: path.to_path_buf(),
+        config,
+    })
+}
+
+/// Parses config text; `path` is only used in error messages.
+pub fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| invalid(path, text, &err))
+}
+
+fn invalid(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+    let (line, column) = match err.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            (Some(line), Some(column))
+        }
+        None => (None, None),
+    };
+    let message = err.message().trim().to_string();
+    ConfigError::Invalid {
+        location: Location {
+            path: path.to_path_buf(),
+            line,
+            column,
+        },
+        suggestion: suggest(&message),
+        message,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    (line, column)
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the closest
+/// expected name.
+fn suggest(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (given, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (strsim::damerau_levenshtein(given, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.to_string())
+}
+
+fn validate(path: &Path, config: &VmConfig) -> Result<(), ConfigError> {
+    let fail = |message: String| ConfigError::Invalid {
+        location: Location {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+        },
+        message,
+        suggestion: None,
+    };
+    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some("host") {
+        return Err(fail(
+            "`qemu.cpu = \"host\"` needs KVM, but `accel = \"tcg\"`: drop `cpu` or use accel \"auto\"/\"kvm\"".into(),
+        ));
+    }
+    let scale = config.timeouts.tcg_scale;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(fail(format!("`timeouts.tcg_scale = {scale}` must be a positive number")));
+    }
+    if config.qemu.smp == Some(0) {
+        return Err(fail("`qemu.smp` must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn apply_override(table: &mut toml::Table, text: &str) -> Result<(), ConfigError> {
+    let fail = |reason: &str| ConfigError::Override {
+        text: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let (key, raw_value) = text.split_once('=').ok_or_else(|| fail("expected key=value"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw_value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw_value.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let (last, parents) = parts.split_last().ok_or_else(|| fail("empty key"))?;
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| fail(&format!("`{part}` is not a table")))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> String {
+        parse(Path::new("vm-configs/t.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let config = parse(Path::new("t.toml"), "arch = \"aarch64\"\n").unwrap();
+        assert_eq!(config.accel, AccelChoice::Auto);
+        assert_eq!(config.timeouts.no_output.as_secs(), 60);
+        assert_eq!(config.qemu.exit_device, None);
+    }
+
+    #[test]
+    fn misspelled_key_names_location_and_suggestion() {
+        let err = parse_err("arch = \"aarch64\"\n[console]\nbaner = [\"x\"]\n");
+        assert!(err.starts_with("vm-configs/t.toml:3:1:"), "{err}");
+        assert!(err.contains("unknown field `baner`"), "{err}");
+        assert!(err.contains("did you mean `banner`?"), "{err}");
+    }
+
+    #[test]
+    fn misspelled_variant_is_suggested() {
+        let err = parse_err("arch = \"aarch64\"\naccel = \"kmv\"\n");
+        assert!(err.contains("did you mean `kvm`?"), "{err}");
+        assert!(err.contains(":2:9:"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_and_duration_are_located() {
+        let err = parse_err("arch = \"x86_64\"\n[console]\nbanner = [\"ok\", \"(unclosed\"]\n");
+        assert!(err.contains(":3:10:") && err.contains("invalid regex"), "{err}");
+        let err = parse_err("arch = \"x86_64\"\n[timeouts]\ntotal = \"3 parsecs\"\n");
+        assert!(err.contains(":3:9:") && err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn step_needs_exactly_one_action() {
+        let err = parse_err("arch = \"x86_64\"\n[[console.steps]]\nexpect = \"a\"\nsend = \"b\"\n");
+        assert!(err.contains("exactly one of"), "{err}");
+        let ok = parse(
+            Path::new("t"),
+            "arch = \"x86_64\"\n[[console.steps]]\nsend_line = \"hi\"\n[[console.steps]]\nexpect = \"hi\"\ntimeout = 2\n",
+        )
+        .unwrap();
+        assert!(matches!(ok.console.steps[0], Step::Send { line: true, .. }));
+        assert!(matches!(ok.console.steps[1], Step::Expect { timeout: Some(t), .. } if t.as_secs() == 2));
+    }
+
+    #[test]
+    fn overrides_apply_dotted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "arch = \"x86_64\"\n").unwrap();
+        let loaded = load_with_overrides(&path, &["qemu.memory=1G".into(), "qemu.smp=2".into()]).unwrap();
+        assert_eq!(loaded.config.qemu.memory.as_deref(), Some("1G"));
+        assert_eq!(loaded.config.qemu.smp, Some(2));
+        assert_eq!(loaded.name, "x");
+    }
+}

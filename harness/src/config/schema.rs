@@ -1,0 +1,279 @@
+//! The VM-config TOML schema: serde types with per-field defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Deserializer};
+
+use crate::arch::Arch;
+
+/// One VM test, as written in `vm-configs/<name>.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Guest architecture.
+    pub arch: Arch,
+    /// Accelerator choice; `auto` probes KVM and falls back to TCG.
+    #[serde(default)]
+    pub accel: AccelChoice,
+    /// Free-form description shown in reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// When set, the trial is listed but ignored, with this reason.
+    #[serde(default)]
+    pub ignore: Option<String>,
+    /// How QEMU is started.
+    #[serde(default)]
+    pub qemu: QemuSection,
+    /// What the serial console must and must not show.
+    #[serde(default)]
+    pub console: ConsoleSection,
+    /// Deadlines.
+    #[serde(default)]
+    pub timeouts: TimeoutSection,
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM when the probe says it works and the guest arch is the host arch, else TCG.
+    #[default]
+    Auto,
+    /// KVM or an infrastructure failure.
+    Kvm,
+    /// Always TCG (software emulation).
+    Tcg,
+}
+
+impl fmt::Display for AccelChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccelChoice::Auto => "auto",
+            AccelChoice::Kvm => "kvm",
+            AccelChoice::Tcg => "tcg",
+        })
+    }
+}
+
+/// The `[qemu]` section. Unset fields take the arch table's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuSection {
+    /// QEMU binary (name on `PATH` or a path); default from the arch table.
+    pub binary: Option<String>,
+    /// `-M` machine type.
+    pub machine: Option<String>,
+    /// `-cpu` model; `host` is only allowed with KVM.
+    pub cpu: Option<String>,
+    /// `-m` memory size, e.g. `512M`.
+    pub memory: Option<String>,
+    /// `-smp` CPU count.
+    pub smp: Option<u32>,
+    /// `-bios` firmware file.
+    pub bios: Option<String>,
+    /// `-kernel` image.
+    pub kernel: Option<String>,
+    /// `-initrd` image.
+    pub initrd: Option<String>,
+    /// `-append` kernel command line.
+    pub append: Option<String>,
+    /// Extra QEMU arguments, appended verbatim (one argv element each).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Add the arch's guest exit device (isa-debug-exit, semihosting); unset means yes.
+    pub exit_device: Option<bool>,
+}
+
+/// The `[console]` section: expectations on the serial output.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Regexes that must all appear, in this order, before the steps run.
+    #[serde(default)]
+    pub banner: Vec<Pattern>,
+    /// When it matches (after banner and steps), the test passes and QEMU is stopped.
+    #[serde(default)]
+    pub success: Option<Pattern>,
+    /// Extra failure patterns, on top of the always-on defaults.
+    #[serde(default)]
+    pub panic_patterns: Vec<Pattern>,
+    /// Lines matching any of these never count as failures.
+    #[serde(default)]
+    pub allow: Vec<Pattern>,
+    /// Interaction with the guest, run in order after the banner.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Expected guest exit code when QEMU exits on its own (default 0).
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Appended by `send_line` steps (default `"\r"`, like a terminal's Enter key).
+    #[serde(default)]
+    pub line_ending: Option<String>,
+}
+
+/// One interaction step, run in order after the banner.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Wait until the console shows a match.
+    Expect {
+        /// What must appear.
+        pattern: Pattern,
+        /// This step's timeout (default `timeouts.step`).
+        timeout: Option<Duration>,
+    },
+    /// Fail if the console shows a match within `timeout`.
+    ExpectNot {
+        /// What must not appear.
+        pattern: Pattern,
+        /// How long to watch (default `timeouts.step`).
+        timeout: Option<Duration>,
+    },
+    /// Write text to the guest's serial input.
+    Send {
+        /// The text to write.
+        text: String,
+        /// Append the console's line ending.
+        line: bool,
+    },
+}
+
+/// A step as written: exactly one of `expect`, `expect_not`, `send`, `send_line` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    expect: Option<Pattern>,
+    expect_not: Option<Pattern>,
+    send: Option<String>,
+    send_line: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    timeout: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = RawStep::deserialize(deserializer)?;
+        let RawStep { expect, expect_not, send, send_line, timeout } = raw;
+        let given = [expect.is_some(), expect_not.is_some(), send.is_some(), send_line.is_some()];
+        if given.iter().filter(|set| **set).count() != 1 {
+            return Err(D::Error::custom(
+                "a step needs exactly one of `expect`, `expect_not`, `send`, `send_line`",
+            ));
+        }
+        let is_send = send.is_some() || send_line.is_some();
+        if is_send && timeout.is_some() {
+            return Err(D::Error::custom("`timeout` only applies to `expect` and `expect_not` steps"));
+        }
+        Ok(match (expect, expect_not, send, send_line) {
+            (Some(pattern), _, _, _) => Step::Expect { pattern, timeout },
+            (_, Some(pattern), _, _) => Step::ExpectNot { pattern, timeout },
+            (_, _, Some(text), _) => Step::Send { text, line: false },
+            (_, _, _, Some(text)) => Step::Send { text, line: true },
+            _ => unreachable!("exactly one step kind was checked above"),
+        })
+    }
+}
+
+/// The `[timeouts]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSection {
+    /// Whole-run deadline.
+    #[serde(default = "default_total", deserialize_with = "de_duration")]
+    pub total: Duration,
+    /// Default deadline for each banner entry, expect step and the success pattern.
+    #[serde(default = "default_step", deserialize_with = "de_duration")]
+    pub step: Duration,
+    /// Fail when the guest prints nothing for this long.
+    #[serde(default = "default_no_output", deserialize_with = "de_duration")]
+    pub no_output: Duration,
+    /// Every timeout is multiplied by this under TCG.
+    #[serde(default = "default_tcg_scale")]
+    pub tcg_scale: f64,
+}
+
+impl Default for TimeoutSection {
+    fn default() -> Self {
+        TimeoutSection {
+            total: default_total(),
+            step: default_step(),
+            no_output: default_no_output(),
+            tcg_scale: default_tcg_scale(),
+        }
+    }
+}
+
+fn default_total() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_step() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_no_output() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_tcg_scale() -> f64 {
+    1.0
+}
+
+/// A regex from a config, compiled while the config is parsed (so errors carry line:column).
+#[derive(Clone)]
+pub struct Pattern(pub Regex);
+
+impl Pattern {
+    /// The regex source text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.0.as_str())
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Regex::new(&source)
+            .map(Pattern)
+            .map_err(|err| serde::de::Error::custom(format!("invalid regex: {err}")))
+    }
+}
+
+fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
+    humantime::parse_duration(text).map_err(|err| {
+        E::custom(format!(
+            "invalid duration `{text}`: {err} (write e.g. \"30s\", \"500ms\", \"2m\")"
+        ))
+    })
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Raw::Seconds(secs) => Err(serde::de::Error::custom(format!(
+            "invalid duration {secs}: must be a non-negative number of seconds"
+        ))),
+        Raw::Text(text) => parse_duration(&text),
+    }
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(deserializer).map(Some)
+}
