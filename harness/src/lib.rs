@@ -6,8 +6,12 @@
 //! output, [`run`] turns it into an [`outcome::Outcome`], and [`suite`] makes every config a
 //! libtest-mimic trial.
 
+pub mod accel;
 pub mod arch;
 pub mod artifact;
 pub mod config;
+pub mod console;
 pub mod disk;
+pub mod outcome;
 pub mod paths;
+pub mod qemu;

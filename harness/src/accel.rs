@@ -1,0 +1,303 @@
+//! Choosing the accelerator: KVM only when a probe boot proves it works, TCG otherwise.
+//!
+//! `/dev/kvm` existing is not enough: a broken host may abort QEMU (`failed to set MSR`),
+//! pause the VM after `KVM internal error` at the first x87/SSE instruction, or hang. The probe
+//! boots a tiny guest that executes x87 and SSE instructions and must print a marker within a
+//! deadline. The answer is cached per QEMU binary, host kernel and CPU model.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::arch::Arch;
+use crate::config::AccelChoice;
+use crate::console::{Line, ReadEvent, Session};
+use crate::qemu::{QemuCommand, QemuProcess};
+
+/// A concrete accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// The name QEMU's `-accel` takes.
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.qemu_name())
+    }
+}
+
+/// The chosen accelerator and, when `auto` fell back, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The accelerator to use.
+    pub accel: Accel,
+    /// A visible note, e.g. why KVM was not used.
+    pub note: Option<String>,
+}
+
+/// KVM was required but cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("accel = \"kvm\" but KVM is unusable on this host: {reason}")]
+pub struct KvmUnusable {
+    /// Why KVM cannot be used.
+    pub reason: String,
+}
+
+/// What the probe needs to know.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec<'a> {
+    /// The resolved QEMU binary.
+    pub qemu: &'a Path,
+    /// The machine type to probe.
+    pub machine: &'a str,
+    /// The CPU model the test would use under KVM.
+    pub cpu: &'a str,
+    /// Where to cache the answer (e.g. `target/vmharness/kvm-probe`).
+    pub cache_dir: &'a Path,
+}
+
+/// Environment variable that overrides the probe deadline in seconds (default 10).
+pub const PROBE_TIMEOUT_ENV: &str = "VMHARNESS_KVM_PROBE_TIMEOUT";
+
+/// Picks the accelerator for a guest.
+pub fn choose(choice: AccelChoice, arch: Arch, probe: &ProbeSpec<'_>) -> Result<Decision, KvmUnusable> {
+    match choice {
+        AccelChoice::Tcg => Ok(Decision {
+            accel: Accel::Tcg,
+            note: None,
+        }),
+        AccelChoice::Kvm => match kvm_usable(arch, probe) {
+            Ok(()) => Ok(Decision {
+                accel: Accel::Kvm,
+                note: None,
+            }),
+            Err(reason) => Err(KvmUnusable { reason }),
+        },
+        AccelChoice::Auto => Ok(match kvm_usable(arch, probe) {
+            Ok(()) => Decision {
+                accel: Accel::Kvm,
+                note: None,
+            },
+            Err(reason) => Decision {
+                accel: Accel::Tcg,
+                note: Some(format!("accel auto: using TCG because {reason}")),
+            },
+        }),
+    }
+}
+
+/// `Ok` when KVM can run this guest, else the reason it cannot.
+pub fn kvm_usable(arch: Arch, probe: &ProbeSpec<'_>) -> Result<(), String> {
+    let host = Arch::host();
+    if host != Some(arch) {
+        let host_name = host.map_or(std::env::consts::ARCH, Arch::name);
+        return Err(format!("the guest is {arch} and the host is {host_name}"));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|err| format!("/dev/kvm cannot be opened read-write ({err})"))?;
+    if arch != Arch::X86_64 {
+        // The probe guest is x86 code; elsewhere an openable /dev/kvm is all we can check.
+        return Ok(());
+    }
+    let key = cache_key(probe);
+    let cache_file = probe.cache_dir.join(format!("{key}.txt"));
+    if let Ok(cached) = std::fs::read_to_string(&cache_file) {
+        return match cached.strip_prefix("ok") {
+            Some(_) => Ok(()),
+            None => Err(format!("{} (cached probe result in {})", cached.trim(), cache_file.display())),
+        };
+    }
+    let result = run_probe(probe);
+    let record = match &result {
+        Ok(()) => "ok\n".to_string(),
+        Err(reason) => format!("{reason}\n"),
+    };
+    if std::fs::create_dir_all(probe.cache_dir).is_ok() {
+        let temp = cache_file.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&temp, record).is_ok() {
+            let _ = std::fs::rename(&temp, &cache_file);
+        }
+    }
+    result
+}
+
+fn cache_key(probe: &ProbeSpec<'_>) -> String {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(probe.qemu).ok();
+    let stamp = meta.map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        format!("{}:{}:{}", m.len(), m.mtime(), m.ino())
+    });
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut hasher = Sha256::new();
+    for part in [
+        probe.qemu.to_string_lossy().as_ref(),
+        stamp.as_deref().unwrap_or(""),
+        &kernel,
+        probe.machine,
+        probe.cpu,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The marker the probe guest prints after executing x87 and SSE instructions.
+pub const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
+
+fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
+    let kernel = dir.path().join("probe.bin");
+    std::fs::write(&kernel, probe_guest()).map_err(|err| format!("cannot write the probe guest: {err}"))?;
+    let mut command = QemuCommand::new(probe.qemu);
+    command
+        .machine(probe.machine)
+        .accel(Accel::Kvm)
+        .cpu(probe.cpu)
+        .memory("64M")
+        .args(crate::arch::ExitDevice::IsaDebugExit.qemu_args().iter().copied())
+        .path_opt("-kernel", &kernel);
+    let stderr_path = dir.path().join("stderr.log");
+    let process = QemuProcess::spawn(&command, &stderr_path).map_err(|err| err.to_string())?;
+    let mut session = Session::new(process, &dir.path().join("console.log"))
+        .map_err(|err| format!("cannot read the probe console: {err}"))?;
+    let timeout = std::env::var(PROBE_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64);
+    let deadline = Instant::now() + timeout;
+    let mut lines: Vec<Line> = Vec::new();
+    let seen = loop {
+        if lines.iter().any(|line| line.text.contains(PROBE_MARKER)) {
+            break true;
+        }
+        if session.read(deadline, &mut lines) != ReadEvent::Output {
+            break lines.iter().any(|line| line.text.contains(PROBE_MARKER));
+        }
+    };
+    session.kill();
+    if seen {
+        return Ok(());
+    }
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let said: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+    let why = if said.is_empty() {
+        format!("the probe guest printed no marker within {}s", timeout.as_secs_f64())
+    } else {
+        format!("the probe guest failed under KVM: QEMU said `{}`", said.join(" / "))
+    };
+    Err(format!("{why} (probe: {})", command.to_shell_line()))
+}
+
+/// A multiboot (a.out kludge) flat binary that enables x87/SSE, runs `fldz` and `xorps`,
+/// prints [`PROBE_MARKER`] on COM1 and exits through `isa-debug-exit`.
+pub fn probe_guest() -> Vec<u8> {
+    const LOAD: u32 = 0x0010_0000;
+    const MAGIC: u32 = 0x1bad_b002;
+    const FLAGS: u32 = 1 << 16; // the address fields below are valid
+    let header_len = 32u32;
+    let mut code: Vec<u8> = vec![
+        0x0f, 0x20, 0xc0, // mov eax, cr0
+        0x25, 0xfb, 0xff, 0xff, 0xff, // and eax, ~CR0.EM
+        0x83, 0xc8, 0x02, // or eax, CR0.MP
+        0x0f, 0x22, 0xc0, // mov cr0, eax
+        0x0f, 0x20, 0xe0, // mov eax, cr4
+        0x0d, 0x00, 0x06, 0x00, 0x00, // or eax, CR4.OSFXSR | CR4.OSXMMEXCPT
+        0x0f, 0x22, 0xe0, // mov cr4, eax
+        0xdb, 0xe3, // fninit
+        0xd9, 0xee, // fldz
+        0xdd, 0xd8, // fstp st(0)
+        0x0f, 0x57, 0xc0, // xorps xmm0, xmm0
+        0x0f, 0x58, 0xc0, // addps xmm0, xmm0
+        0xbe, 0, 0, 0, 0, // mov esi, message (patched below)
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xac, // next: lodsb
+        0x84, 0xc0, // test al, al
+        0x74, 0x03, // jz done
+        0xee, // out dx, al
+        0xeb, 0xf8, // jmp next
+        0x66, 0xba, 0xf4, 0x00, // done: mov dx, 0xf4
+        0xb0, 0x00, // mov al, 0
+        0xee, // out dx, al  (QEMU exits with status 1)
+        0xfa, // cli
+        0xf4, // halt: hlt
+        0xeb, 0xfd, // jmp halt
+    ];
+    let message_addr = LOAD + header_len + code.len() as u32;
+    let patch = code.iter().position(|&b| b == 0xbe).unwrap_or(0) + 1;
+    code[patch..patch + 4].copy_from_slice(&message_addr.to_le_bytes());
+    let mut image = Vec::with_capacity(1024);
+    for word in [
+        MAGIC,
+        FLAGS,
+        0u32.wrapping_sub(MAGIC).wrapping_sub(FLAGS),
+        LOAD,              // header_addr
+        LOAD,              // load_addr
+        0,                 // load_end_addr: the whole file
+        0,                 // bss_end_addr: no bss
+        LOAD + header_len, // entry_addr
+    ] {
+        image.extend_from_slice(&word.to_le_bytes());
+    }
+    image.extend_from_slice(&code);
+    image.extend_from_slice(PROBE_MARKER.as_bytes());
+    image.extend_from_slice(b"\r\n\0");
+    // QEMU reads the first 8 KiB looking for a Linux header; keep the tail defined.
+    image.resize(1024, 0);
+    image
+}
+
+/// The default probe cache directory under a workspace root.
+pub fn default_cache_dir(root: &Path) -> PathBuf {
+    crate::paths::state_dir(root).join("kvm-probe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_guest_has_a_valid_multiboot_header() {
+        let image = probe_guest();
+        let word = |i: usize| u32::from_le_bytes(image[i * 4..i * 4 + 4].try_into().unwrap());
+        assert_eq!(word(0), 0x1bad_b002);
+        assert_eq!(word(0).wrapping_add(word(1)).wrapping_add(word(2)), 0);
+        let text = String::from_utf8_lossy(&image);
+        assert!(text.contains(PROBE_MARKER));
+    }
+
+    #[test]
+    fn tcg_needs_no_probe() {
+        let probe = ProbeSpec {
+            qemu: Path::new("/nonexistent"),
+            machine: "q35",
+            cpu: "host",
+            cache_dir: Path::new("/nonexistent"),
+        };
+        let decision = choose(AccelChoice::Tcg, Arch::X86_64, &probe).unwrap();
+        assert_eq!(decision.accel, Accel::Tcg);
+        let decision = choose(AccelChoice::Auto, Arch::Aarch64, &probe).unwrap();
+        assert_eq!(decision.accel, Accel::Tcg);
+        assert!(decision.note.unwrap().contains("guest is aarch64"));
+    }
+}

@@ -1,0 +1,9 @@
+//! The serial console: ANSI stripping, line splitting, logging, and the live session.
+
+mod ansi;
+mod lines;
+mod session;
+
+pub use ansi::AnsiStripper;
+pub use lines::{LineSplitter, Tail, MAX_LINE_BYTES};
+pub use session::{Line, ReadEvent, Session};
