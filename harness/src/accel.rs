@@ -73,7 +73,11 @@ pub struct ProbeSpec<'a> {
 pub const PROBE_TIMEOUT_ENV: &str = "VMHARNESS_KVM_PROBE_TIMEOUT";
 
 /// Picks the accelerator for a guest.
-pub fn choose(choice: AccelChoice, arch: Arch, probe: &ProbeSpec<'_>) -> Result<Decision, KvmUnusable> {
+pub fn choose(
+    choice: AccelChoice,
+    arch: Arch,
+    probe: &ProbeSpec<'_>,
+) -> Result<Decision, KvmUnusable> {
     match choice {
         AccelChoice::Tcg => Ok(Decision {
             accel: Accel::Tcg,
@@ -120,7 +124,11 @@ pub fn kvm_usable(arch: Arch, probe: &ProbeSpec<'_>) -> Result<(), String> {
     if let Ok(cached) = std::fs::read_to_string(&cache_file) {
         return match cached.strip_prefix("ok") {
             Some(_) => Ok(()),
-            None => Err(format!("{} (cached probe result in {})", cached.trim(), cache_file.display())),
+            None => Err(format!(
+                "{} (cached probe result in {})",
+                cached.trim(),
+                cache_file.display()
+            )),
         };
     }
     let result = run_probe(probe);
@@ -166,16 +174,23 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
 pub const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
 
 fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
+    let dir =
+        tempfile::tempdir().map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
     let kernel = dir.path().join("probe.bin");
-    std::fs::write(&kernel, probe_guest()).map_err(|err| format!("cannot write the probe guest: {err}"))?;
+    std::fs::write(&kernel, probe_guest())
+        .map_err(|err| format!("cannot write the probe guest: {err}"))?;
     let mut command = QemuCommand::new(probe.qemu);
     command
         .machine(probe.machine)
         .accel(Accel::Kvm)
         .cpu(probe.cpu)
         .memory("64M")
-        .args(crate::arch::ExitDevice::IsaDebugExit.qemu_args().iter().copied())
+        .args(
+            crate::arch::ExitDevice::IsaDebugExit
+                .qemu_args()
+                .iter()
+                .copied(),
+        )
         .path_opt("-kernel", &kernel);
     let stderr_path = dir.path().join("stderr.log");
     let process = QemuProcess::spawn(&command, &stderr_path).map_err(|err| err.to_string())?;
@@ -191,8 +206,18 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
         if lines.iter().any(|line| line.text.contains(PROBE_MARKER)) {
             break true;
         }
-        if session.read(deadline, &mut lines) != ReadEvent::Output {
-            break lines.iter().any(|line| line.text.contains(PROBE_MARKER));
+        // Wake up regularly: a broken KVM reports on stderr and leaves the VM paused.
+        let slice = (Instant::now() + Duration::from_millis(100)).min(deadline);
+        match session.read(slice, &mut lines) {
+            ReadEvent::Output => {}
+            ReadEvent::Closed => break lines.iter().any(|line| line.text.contains(PROBE_MARKER)),
+            ReadEvent::Idle if Instant::now() >= deadline => break false,
+            ReadEvent::Idle => {
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                if stderr.contains("KVM internal error") || stderr.contains("failed to set MSR") {
+                    break false;
+                }
+            }
         }
     };
     session.kill();
@@ -200,11 +225,21 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
         return Ok(());
     }
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let said: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect();
     let why = if said.is_empty() {
-        format!("the probe guest printed no marker within {}s", timeout.as_secs_f64())
+        format!(
+            "the probe guest printed no marker within {}s",
+            timeout.as_secs_f64()
+        )
     } else {
-        format!("the probe guest failed under KVM: QEMU said `{}`", said.join(" / "))
+        format!(
+            "the probe guest failed under KVM: QEMU said `{}`",
+            said.join(" / ")
+        )
     };
     Err(format!("{why} (probe: {})", command.to_shell_line()))
 }

@@ -15,3 +15,5 @@ pub mod disk;
 pub mod outcome;
 pub mod paths;
 pub mod qemu;
+pub mod run;
+pub mod suite;

@@ -151,7 +151,13 @@ pub const REPORT_TAIL_LINES: usize = 40;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} {}: {}", self.outcome.label(), self.name, detail(&self.outcome))?;
+        writeln!(
+            f,
+            "{} {}: {}",
+            self.outcome.label(),
+            self.name,
+            detail(&self.outcome)
+        )?;
         if !self.expected.is_empty() {
             writeln!(f, "  expected: {}", self.expected)?;
         }

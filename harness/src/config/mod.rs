@@ -6,7 +6,9 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use schema::{AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig};
+pub use schema::{
+    AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig,
+};
 
 /// A config file that failed to load.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +102,8 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
     let config = if overrides.is_empty() {
         parse(path, &text)?
     } else {
-        let mut table: toml::Table = toml::from_str(&text).map_err(|err| invalid(path, &text, &err))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|err| invalid(path, &text, &err))?;
         for text in overrides {
             apply_override(&mut table, text)?;
         }
@@ -147,7 +150,11 @@ fn invalid(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |tail| tail.chars().count())
+        + 1;
     (line, column)
 }
 
@@ -185,7 +192,9 @@ fn validate(path: &Path, config: &VmConfig) -> Result<(), ConfigError> {
     }
     let scale = config.timeouts.tcg_scale;
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(fail(format!("`timeouts.tcg_scale = {scale}` must be a positive number")));
+        return Err(fail(format!(
+            "`timeouts.tcg_scale = {scale}` must be a positive number"
+        )));
     }
     if config.qemu.smp == Some(0) {
         return Err(fail("`qemu.smp` must be at least 1".into()));
@@ -198,7 +207,9 @@ fn apply_override(table: &mut toml::Table, text: &str) -> Result<(), ConfigError
         text: text.to_string(),
         reason: reason.to_string(),
     };
-    let (key, raw_value) = text.split_once('=').ok_or_else(|| fail("expected key=value"))?;
+    let (key, raw_value) = text
+        .split_once('=')
+        .ok_or_else(|| fail("expected key=value"))?;
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw_value}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -223,7 +234,9 @@ mod tests {
     use super::*;
 
     fn parse_err(text: &str) -> String {
-        parse(Path::new("vm-configs/t.toml"), text).unwrap_err().to_string()
+        parse(Path::new("vm-configs/t.toml"), text)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -252,9 +265,15 @@ mod tests {
     #[test]
     fn bad_regex_and_duration_are_located() {
         let err = parse_err("arch = \"x86_64\"\n[console]\nbanner = [\"ok\", \"(unclosed\"]\n");
-        assert!(err.contains(":3:10:") && err.contains("invalid regex"), "{err}");
+        assert!(
+            err.contains(":3:10:") && err.contains("invalid regex"),
+            "{err}"
+        );
         let err = parse_err("arch = \"x86_64\"\n[timeouts]\ntotal = \"3 parsecs\"\n");
-        assert!(err.contains(":3:9:") && err.contains("invalid duration"), "{err}");
+        assert!(
+            err.contains(":3:9:") && err.contains("invalid duration"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -267,7 +286,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(ok.console.steps[0], Step::Send { line: true, .. }));
-        assert!(matches!(ok.console.steps[1], Step::Expect { timeout: Some(t), .. } if t.as_secs() == 2));
+        assert!(
+            matches!(ok.console.steps[1], Step::Expect { timeout: Some(t), .. } if t.as_secs() == 2)
+        );
     }
 
     #[test]
@@ -275,7 +296,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");
         std::fs::write(&path, "arch = \"x86_64\"\n").unwrap();
-        let loaded = load_with_overrides(&path, &["qemu.memory=1G".into(), "qemu.smp=2".into()]).unwrap();
+        let loaded =
+            load_with_overrides(&path, &["qemu.memory=1G".into(), "qemu.smp=2".into()]).unwrap();
         assert_eq!(loaded.config.qemu.memory.as_deref(), Some("1G"));
         assert_eq!(loaded.config.qemu.smp, Some(2));
         assert_eq!(loaded.name, "x");

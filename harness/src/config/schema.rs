@@ -155,8 +155,19 @@ impl<'de> Deserialize<'de> for Step {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let raw = RawStep::deserialize(deserializer)?;
-        let RawStep { expect, expect_not, send, send_line, timeout } = raw;
-        let given = [expect.is_some(), expect_not.is_some(), send.is_some(), send_line.is_some()];
+        let RawStep {
+            expect,
+            expect_not,
+            send,
+            send_line,
+            timeout,
+        } = raw;
+        let given = [
+            expect.is_some(),
+            expect_not.is_some(),
+            send.is_some(),
+            send_line.is_some(),
+        ];
         if given.iter().filter(|set| **set).count() != 1 {
             return Err(D::Error::custom(
                 "a step needs exactly one of `expect`, `expect_not`, `send`, `send_line`",
@@ -164,7 +175,9 @@ impl<'de> Deserialize<'de> for Step {
         }
         let is_send = send.is_some() || send_line.is_some();
         if is_send && timeout.is_some() {
-            return Err(D::Error::custom("`timeout` only applies to `expect` and `expect_not` steps"));
+            return Err(D::Error::custom(
+                "`timeout` only applies to `expect` and `expect_not` steps",
+            ));
         }
         Ok(match (expect, expect_not, send, send_line) {
             (Some(pattern), _, _, _) => Step::Expect { pattern, timeout },
@@ -274,6 +287,8 @@ fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
     }
 }
 
-fn de_opt_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+fn de_opt_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     de_duration(deserializer).map(Some)
 }

@@ -116,6 +116,9 @@ mod tests {
 
     #[test]
     fn keeps_utf8_and_drops_stray_controls() {
-        assert_eq!(strip_in_pieces("héllo\x07 wörld\x08".as_bytes(), 1), "héllo wörld");
+        assert_eq!(
+            strip_in_pieces("héllo\x07 wörld\x08".as_bytes(), 1),
+            "héllo wörld"
+        );
     }
 }

@@ -53,6 +53,7 @@ pub struct Session {
     buffer: Vec<u8>,
     cleaned: Vec<u8>,
     pending: Vec<String>,
+    tee: Option<Box<dyn Write + Send>>,
 }
 
 impl Session {
@@ -76,6 +77,7 @@ impl Session {
             buffer: vec![0; 64 * 1024],
             cleaned: Vec::with_capacity(64 * 1024),
             pending: Vec::new(),
+            tee: None,
         })
     }
 
@@ -89,7 +91,10 @@ impl Session {
         // Round up so that we never spin on a sub-millisecond remainder.
         let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let mut fds = [PollFd::new(self.pty.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) => return ReadEvent::Idle,
             Ok(_) => {}
             Err(Errno::EINTR) => return ReadEvent::Idle,
@@ -102,6 +107,9 @@ impl Session {
                 self.last_output = Instant::now();
                 self.cleaned.clear();
                 self.stripper.feed(&self.buffer[..count], &mut self.cleaned);
+                if let Some(tee) = self.tee.as_mut() {
+                    let _ = tee.write_all(&self.cleaned).and_then(|()| tee.flush());
+                }
                 self.pending.clear();
                 self.splitter.feed(&self.cleaned, &mut self.pending);
                 let at = self.started.elapsed();
@@ -135,6 +143,11 @@ impl Session {
         }
         let _ = self.log.flush();
         ReadEvent::Closed
+    }
+
+    /// Copies the cleaned console bytes to `tee` as they arrive (e.g. to a terminal).
+    pub fn set_tee(&mut self, tee: Box<dyn Write + Send>) {
+        self.tee = Some(tee);
     }
 
     /// Writes bytes to the guest's serial input.

@@ -21,7 +21,15 @@ impl QemuCommand {
             args: Vec::new(),
         };
         command
-            .args(["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
+            .args([
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-nic",
+                "none",
+            ])
             .args(["-chardev", "stdio,id=vmh-console,signal=off"])
             .args(["-serial", "chardev:vmh-console"]);
         command
@@ -128,7 +136,10 @@ mod tests {
         let mut command = QemuCommand::new("qemu-system-x86_64");
         command.opt("-append", "console=ttyS0 panic=-1");
         let line = command.to_shell_line();
-        assert!(line.starts_with("qemu-system-x86_64 -display none"), "{line}");
+        assert!(
+            line.starts_with("qemu-system-x86_64 -display none"),
+            "{line}"
+        );
         assert!(line.ends_with("-append 'console=ttyS0 panic=-1'"), "{line}");
         assert_eq!(
             shell_words::split(&line).unwrap().len(),

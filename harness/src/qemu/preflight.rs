@@ -40,9 +40,9 @@ pub fn debian_package(binary: &str) -> Option<&'static str> {
 
 fn install_hint(binary: &str) -> String {
     match debian_package(binary) {
-        Some(package) => format!(
-            ": install it with `sudo apt-get install -y --no-install-recommends {package}`"
-        ),
+        Some(package) => {
+            format!(": install it with `sudo apt-get install -y --no-install-recommends {package}`")
+        }
         None => String::new(),
     }
 }
@@ -130,7 +130,10 @@ mod tests {
     fn missing_binary_names_the_package() {
         let err = find_binary("/nonexistent/qemu-system-aarch64").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("apt-get install -y --no-install-recommends qemu-system-arm"), "{text}");
+        assert!(
+            text.contains("apt-get install -y --no-install-recommends qemu-system-arm"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -143,13 +146,19 @@ mod tests {
 
     #[test]
     fn drive_file_handles_escaped_commas() {
-        assert_eq!(drive_file(OsStr::new("if=none,file=a,,b.img,format=raw")).unwrap(), "a,b.img");
+        assert_eq!(
+            drive_file(OsStr::new("if=none,file=a,,b.img,format=raw")).unwrap(),
+            "a,b.img"
+        );
     }
 
     #[test]
     fn host_cpu_without_kvm_is_rejected() {
         let mut command = QemuCommand::new("sh");
         command.opt("-accel", "tcg").cpu("host");
-        assert!(matches!(preflight(&mut command), Err(PreflightError::Inconsistent(_))));
+        assert!(matches!(
+            preflight(&mut command),
+            Err(PreflightError::Inconsistent(_))
+        ));
     }
 }

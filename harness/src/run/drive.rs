@@ -1,0 +1,183 @@
+//! The console loop: read, judge, act, until a verdict.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::judge::{Action, Judge};
+use super::Prepared;
+use crate::console::{Line, ReadEvent, Session};
+use crate::outcome::{GuestExit, Outcome, TimeoutKind};
+use crate::qemu::ExitStatus;
+
+/// How a drive ended.
+pub struct Ended {
+    pub outcome: Outcome,
+    pub expected: String,
+    pub matched: Vec<String>,
+    pub exit: Option<GuestExit>,
+    pub elapsed: Duration,
+}
+
+/// Markers QEMU prints on stderr when the accelerator, not the guest, failed.
+const ACCEL_FAILURES: &[&str] = &["KVM internal error", "failed to set MSR", "kvm run failed"];
+
+pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
+    let start = session.started();
+    let mut judge = Judge::new(prepared.expectations.clone(), start);
+    let total_deadline = prepared.timeouts.total.map(|t| (start + t, t));
+    let mut lines: Vec<Line> = Vec::new();
+    let mut exit = None;
+    let mut partial_seen = String::new();
+    let mut pending = judge.initial_actions(start);
+    let outcome = 'run: loop {
+        for action in pending.drain(..) {
+            match action {
+                Action::Send(bytes) => {
+                    if let Err(err) = session.send(&bytes) {
+                        break 'run Outcome::Infra {
+                            reason: format!("cannot write to the guest console: {err}"),
+                        };
+                    }
+                }
+                Action::Verdict(outcome) => break 'run outcome,
+            }
+        }
+        let now = Instant::now();
+        if let Some((deadline, limit)) = total_deadline {
+            if now >= deadline {
+                break timeout(session, &judge, TimeoutKind::Total(limit), stderr_path);
+            }
+        }
+        if let Some(limit) = prepared.timeouts.no_output {
+            if now >= session.last_output() + limit {
+                break timeout(session, &judge, TimeoutKind::NoOutput(limit), stderr_path);
+            }
+        }
+        pending = judge.on_tick(now);
+        if !pending.is_empty() {
+            continue;
+        }
+        let mut next = now + Duration::from_secs(3600);
+        if let Some((deadline, _)) = total_deadline {
+            next = next.min(deadline);
+        }
+        if let Some(limit) = prepared.timeouts.no_output {
+            next = next.min(session.last_output() + limit);
+        }
+        if let Some((deadline, _, _)) = judge.stage_deadline() {
+            next = next.min(deadline);
+        }
+        lines.clear();
+        let event = session.read(next, &mut lines);
+        let now = Instant::now();
+        for line in &lines {
+            pending.extend(judge.on_line(&line.text, line.at, now));
+            if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+                break;
+            }
+        }
+        if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+            pending.retain(|a| matches!(a, Action::Verdict(_)));
+            continue;
+        }
+        match event {
+            ReadEvent::Output => {
+                let partial = session.partial();
+                if !partial.is_empty() && partial != partial_seen {
+                    pending.extend(judge.on_partial(&partial, start.elapsed(), now));
+                }
+                partial_seen = partial;
+            }
+            ReadEvent::Idle => {}
+            ReadEvent::Closed => {
+                let status = session.wait_exit(Duration::from_secs(5));
+                break match status {
+                    Some(status) => {
+                        let guest = guest_exit(prepared, status);
+                        exit = Some(guest);
+                        on_exit(session, &mut judge, guest, stderr_path)
+                    }
+                    None => Outcome::Fail {
+                        reason: format!(
+                            "QEMU closed its console but did not exit while waiting for {}",
+                            judge.waiting_for()
+                        ),
+                    },
+                };
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    if exit.is_none() {
+        session.kill();
+    }
+    let expected = if outcome.is_pass() {
+        String::new()
+    } else {
+        judge.waiting_for()
+    };
+    Ended {
+        outcome,
+        expected,
+        matched: judge.matched().to_vec(),
+        exit,
+        elapsed,
+    }
+}
+
+fn guest_exit(prepared: &Prepared, status: ExitStatus) -> GuestExit {
+    let guest_code = match (status, prepared.exit_device) {
+        (ExitStatus::Code(code), Some(device)) => Some(device.guest_code(code)),
+        (ExitStatus::Code(code), None) => Some(code),
+        (ExitStatus::Signal(_), _) => None,
+    };
+    GuestExit {
+        qemu: status,
+        guest_code,
+    }
+}
+
+fn on_exit(session: &Session, judge: &mut Judge, exit: GuestExit, stderr_path: &Path) -> Outcome {
+    let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+    if let Some(marker) = ACCEL_FAILURES.iter().find(|m| stderr.contains(*m)) {
+        return Outcome::Infra {
+            reason: format!(
+                "QEMU reported an accelerator failure (`{marker}`), see qemu stderr below"
+            ),
+        };
+    }
+    if session.bytes_read() == 0 && !stderr.trim().is_empty() && exit.qemu != ExitStatus::Code(0) {
+        let first = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        return Outcome::Infra {
+            reason: format!("QEMU failed to start ({}): {first}", exit.qemu),
+        };
+    }
+    match exit.guest_code {
+        Some(code) => judge.on_exit(code, &exit.qemu.to_string(), Instant::now()),
+        None => Outcome::Fail {
+            reason: format!(
+                "QEMU was {} while waiting for {}",
+                exit.qemu,
+                judge.waiting_for()
+            ),
+        },
+    }
+}
+
+fn timeout(session: &Session, judge: &Judge, which: TimeoutKind, stderr_path: &Path) -> Outcome {
+    // A panic message without a trailing newline still fails as a panic.
+    if let Some(outcome) = judge.check_panic(&session.partial()) {
+        return outcome;
+    }
+    let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+    if let Some(marker) = ACCEL_FAILURES.iter().find(|m| stderr.contains(*m)) {
+        return Outcome::Infra {
+            reason: format!("{which}, and QEMU reported an accelerator failure (`{marker}`): the VM is stuck, not the guest"),
+        };
+    }
+    Outcome::Timeout { which }
+}

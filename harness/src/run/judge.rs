@@ -1,0 +1,480 @@
+//! The verdict logic, separate from I/O: feed it console lines and clock ticks, it says what to
+//! send and when the test has passed or failed.
+
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::config::{Pattern, Step};
+use crate::outcome::{secs, Outcome, TimeoutKind};
+
+/// Failure patterns that are always on.
+pub const DEFAULT_PANIC_PATTERNS: &[&str] = &[
+    "panicked at",
+    "Panicked at",
+    "Kernel panic - not syncing",
+    "Internal error: Oops",
+];
+
+/// What the judge needs from a config.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    /// Banner regexes, in order.
+    pub banner: Vec<Pattern>,
+    /// Interaction steps, in order.
+    pub steps: Vec<Step>,
+    /// Success pattern, after banner and steps.
+    pub success: Option<Pattern>,
+    /// Failure patterns (defaults plus the config's).
+    pub panic_patterns: Vec<Regex>,
+    /// Lines that never count as failures.
+    pub allow: Vec<Regex>,
+    /// Expected guest exit code when QEMU exits on its own.
+    pub exit_code: i32,
+    /// Default deadline for each expectation (already scaled).
+    pub step_timeout: Duration,
+    /// Appended by `send_line` steps.
+    pub line_ending: String,
+}
+
+/// Where in the expectation list the judge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Banner(usize),
+    Step(usize),
+    Success,
+    /// Everything matched; waiting for QEMU to exit with the expected code.
+    Exit,
+}
+
+/// A decision the engine must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the guest.
+    Send(Vec<u8>),
+    /// The test is over.
+    Verdict(Outcome),
+}
+
+/// The verdict state machine for one run.
+#[derive(Debug)]
+pub struct Judge {
+    expect: Expectations,
+    stage: Stage,
+    stage_started: Instant,
+    /// Bytes of the current (unfinished) line already consumed by matches.
+    line_offset: usize,
+    matched: Vec<String>,
+    line_number: usize,
+}
+
+impl Judge {
+    /// A judge at the first expectation, with the clock starting now.
+    pub fn new(expect: Expectations, now: Instant) -> Judge {
+        let mut judge = Judge {
+            expect,
+            stage: Stage::Banner(0),
+            stage_started: now,
+            line_offset: 0,
+            matched: Vec::new(),
+            line_number: 0,
+        };
+        judge.normalize_stage(now);
+        judge
+    }
+
+    /// Expectations met so far, for the report.
+    pub fn matched(&self) -> &[String] {
+        &self.matched
+    }
+
+    /// Human description of what the judge is waiting for.
+    pub fn waiting_for(&self) -> String {
+        let e = &self.expect;
+        match self.stage {
+            Stage::Banner(i) => format!("banner {}/{}: {}", i + 1, e.banner.len(), e.banner[i]),
+            Stage::Step(i) => format!(
+                "step {}/{}: {}",
+                i + 1,
+                e.steps.len(),
+                describe_step(&e.steps[i])
+            ),
+            Stage::Success => format!(
+                "success pattern {}",
+                e.success.as_ref().map_or(String::new(), |p| p.to_string())
+            ),
+            Stage::Exit => format!("QEMU to exit with guest exit code {}", e.exit_code),
+        }
+    }
+
+    /// Whether all patterns matched and only QEMU's exit is awaited.
+    pub fn waiting_for_exit(&self) -> bool {
+        self.stage == Stage::Exit
+    }
+
+    /// The current stage's own deadline and what happens then (`true`: it is a timeout).
+    pub fn stage_deadline(&self) -> Option<(Instant, Duration, bool)> {
+        let default = self.expect.step_timeout;
+        match self.stage {
+            Stage::Banner(_) | Stage::Success => {
+                Some((self.stage_started + default, default, true))
+            }
+            Stage::Step(i) => match &self.expect.steps[i] {
+                Step::Expect { timeout, .. } => {
+                    let t = timeout.unwrap_or(default);
+                    Some((self.stage_started + t, t, true))
+                }
+                Step::ExpectNot { timeout, .. } => {
+                    let t = timeout.unwrap_or(default);
+                    Some((self.stage_started + t, t, false))
+                }
+                Step::Send { .. } => None,
+            },
+            Stage::Exit => None,
+        }
+    }
+
+    /// Handles a complete console line.
+    pub fn on_line(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+        self.line_number += 1;
+        if let Some(outcome) = self.check_panic(text) {
+            return vec![Action::Verdict(outcome)];
+        }
+        let actions = self.advance(text, at, now);
+        self.line_offset = 0;
+        actions
+    }
+
+    /// Handles the unfinished last line (prompts do not end in a newline).
+    pub fn on_partial(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+        self.advance(text, at, now)
+    }
+
+    /// Checks a line against the failure patterns (used for complete lines, and for the
+    /// unfinished line when the run ends).
+    pub fn check_panic(&self, text: &str) -> Option<Outcome> {
+        let bad = self
+            .expect
+            .panic_patterns
+            .iter()
+            .find(|p| p.is_match(text))?;
+        if self.expect.allow.iter().any(|allow| allow.is_match(text)) {
+            return None;
+        }
+        Some(Outcome::Fail {
+            reason: format!(
+                "panic pattern /{}/ matched console line {}: `{}`",
+                bad.as_str(),
+                self.line_number.max(1),
+                text.trim_end()
+            ),
+        })
+    }
+
+    /// Advances time: an `expect_not` window that ended moves on, an expired expectation is a
+    /// timeout.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        match self.stage_deadline() {
+            Some((deadline, limit, true)) if now >= deadline => {
+                vec![Action::Verdict(Outcome::Timeout {
+                    which: TimeoutKind::Step(limit),
+                })]
+            }
+            Some((deadline, limit, false)) if now >= deadline => {
+                self.matched.push(format!(
+                    "[+{}] {} (nothing matched for {})",
+                    secs(now.saturating_duration_since(self.stage_started)),
+                    self.waiting_for(),
+                    secs(limit)
+                ));
+                self.next_stage(now);
+                self.pending_sends(now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// QEMU exited with `guest_code` (decoded). Decides the verdict.
+    pub fn on_exit(&mut self, guest_code: i32, status: &str, now: Instant) -> Outcome {
+        // An expect_not window still open when the guest ends has been honoured.
+        while let Stage::Step(i) = self.stage {
+            if !matches!(self.expect.steps[i], Step::ExpectNot { .. }) {
+                break;
+            }
+            self.next_stage(now);
+        }
+        if self.stage != Stage::Exit {
+            return Outcome::Fail {
+                reason: format!(
+                    "QEMU exited ({status}) while waiting for {}",
+                    self.waiting_for()
+                ),
+            };
+        }
+        if guest_code == self.expect.exit_code {
+            Outcome::Pass
+        } else {
+            Outcome::Fail {
+                reason: format!(
+                    "guest exited with code {guest_code} ({status}), expected {}",
+                    self.expect.exit_code
+                ),
+            }
+        }
+    }
+
+    fn advance(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        loop {
+            let rest = text.get(self.line_offset..).unwrap_or("");
+            let pattern = match self.stage {
+                Stage::Banner(i) => &self.expect.banner[i],
+                Stage::Step(i) => match &self.expect.steps[i] {
+                    Step::Expect { pattern, .. } => pattern,
+                    Step::ExpectNot { pattern, .. } => {
+                        if let Some(found) = pattern.0.find(rest) {
+                            actions.push(Action::Verdict(Outcome::Fail {
+                                reason: format!(
+                                    "{} matched `{}` in console line `{}`",
+                                    self.waiting_for(),
+                                    found.as_str(),
+                                    text.trim_end()
+                                ),
+                            }));
+                        }
+                        return actions;
+                    }
+                    Step::Send { .. } => return actions,
+                },
+                Stage::Success => match &self.expect.success {
+                    Some(pattern) => pattern,
+                    None => return actions,
+                },
+                Stage::Exit => return actions,
+            };
+            let Some(found) = pattern.0.find(rest) else {
+                return actions;
+            };
+            self.matched.push(format!(
+                "[{}] {} ← `{}`",
+                secs(at),
+                self.waiting_for(),
+                text.trim_end()
+            ));
+            self.line_offset += found.end();
+            let was_success = self.stage == Stage::Success;
+            self.next_stage(now);
+            if was_success {
+                actions.push(Action::Verdict(Outcome::Pass));
+                return actions;
+            }
+            actions.extend(self.pending_sends(now));
+        }
+    }
+
+    fn pending_sends(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Stage::Step(i) = self.stage {
+            let Step::Send { text, line } = &self.expect.steps[i] else {
+                break;
+            };
+            let mut bytes = text.clone().into_bytes();
+            if *line {
+                bytes.extend_from_slice(self.expect.line_ending.as_bytes());
+            }
+            self.matched
+                .push(format!("[sent] {}", describe_step(&self.expect.steps[i])));
+            actions.push(Action::Send(bytes));
+            self.next_stage(now);
+        }
+        actions
+    }
+
+    /// Actions due right at the start (a config may begin with a send step).
+    pub fn initial_actions(&mut self, now: Instant) -> Vec<Action> {
+        self.pending_sends(now)
+    }
+
+    fn next_stage(&mut self, now: Instant) {
+        self.stage = match self.stage {
+            Stage::Banner(i) => Stage::Banner(i + 1),
+            Stage::Step(i) => Stage::Step(i + 1),
+            Stage::Success | Stage::Exit => Stage::Exit,
+        };
+        self.stage_started = now;
+        self.normalize_stage(now);
+    }
+
+    fn normalize_stage(&mut self, now: Instant) {
+        let e = &self.expect;
+        loop {
+            self.stage = match self.stage {
+                Stage::Banner(i) if i >= e.banner.len() => Stage::Step(0),
+                Stage::Step(i) if i >= e.steps.len() => Stage::Success,
+                Stage::Success if e.success.is_none() => Stage::Exit,
+                _ => {
+                    self.stage_started = now;
+                    return;
+                }
+            };
+        }
+    }
+}
+
+fn describe_step(step: &Step) -> String {
+    match step {
+        Step::Expect { pattern, .. } => format!("expect {pattern}"),
+        Step::ExpectNot { pattern, .. } => format!("expect_not {pattern}"),
+        Step::Send { text, line } => format!(
+            "send {:?}{}",
+            text,
+            if *line { " + line ending" } else { "" }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(source: &str) -> Pattern {
+        Pattern(Regex::new(source).unwrap())
+    }
+
+    fn expectations() -> Expectations {
+        Expectations {
+            banner: vec![pattern("Linux version"), pattern("hello")],
+            steps: vec![
+                Step::Expect {
+                    pattern: pattern("=> $"),
+                    timeout: None,
+                },
+                Step::Send {
+                    text: "fatls".into(),
+                    line: true,
+                },
+                Step::Expect {
+                    pattern: pattern("1 file"),
+                    timeout: None,
+                },
+            ],
+            success: None,
+            panic_patterns: DEFAULT_PANIC_PATTERNS
+                .iter()
+                .map(|p| Regex::new(p).unwrap())
+                .collect(),
+            allow: vec![Regex::new("panicked at test-allowed").unwrap()],
+            exit_code: 0,
+            step_timeout: Duration::from_secs(5),
+            line_ending: "\r".into(),
+        }
+    }
+
+    #[test]
+    fn banner_in_order_then_prompt_send_and_exit() {
+        let now = Instant::now();
+        let mut judge = Judge::new(expectations(), now);
+        let at = Duration::ZERO;
+        assert!(judge.on_line("hello too early", at, now).is_empty());
+        assert!(judge
+            .on_line("[0.0] Linux version 6.1 hello", at, now)
+            .is_empty());
+        assert!(
+            judge.waiting_for().starts_with("step 1/3"),
+            "{}",
+            judge.waiting_for()
+        );
+        let actions = judge.on_partial("=> ", at, now);
+        assert_eq!(actions, vec![Action::Send(b"fatls\r".to_vec())]);
+        // The completed prompt line must not be matched again.
+        assert!(judge.on_line("=> fatls", at, now).is_empty());
+        assert!(judge.on_line("1 file(s)", at, now).is_empty());
+        assert!(judge.waiting_for_exit());
+        assert_eq!(judge.on_exit(0, "exit status 0", now), Outcome::Pass);
+    }
+
+    #[test]
+    fn panic_line_fails_immediately_unless_allowed() {
+        let now = Instant::now();
+        let mut judge = Judge::new(expectations(), now);
+        assert!(judge
+            .on_line("panicked at test-allowed", Duration::ZERO, now)
+            .is_empty());
+        let actions = judge.on_line(
+            "Kernel panic - not syncing: Attempted to kill init!",
+            Duration::ZERO,
+            now,
+        );
+        let Action::Verdict(Outcome::Fail { reason }) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            reason.contains("Kernel panic - not syncing") && reason.contains("line 2"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn early_exit_and_wrong_code_fail() {
+        let now = Instant::now();
+        let mut judge = Judge::new(expectations(), now);
+        let outcome = judge.on_exit(0, "exit status 0", now);
+        assert!(
+            matches!(&outcome, Outcome::Fail { reason } if reason.contains("banner 1/2")),
+            "{outcome:?}"
+        );
+        let mut e = expectations();
+        e.banner.clear();
+        e.steps.clear();
+        let mut judge = Judge::new(e, now);
+        let outcome = judge.on_exit(3, "exit status 7", now);
+        assert!(
+            matches!(&outcome, Outcome::Fail { reason } if reason.contains("code 3")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn step_timeout_and_expect_not_window() {
+        let now = Instant::now();
+        let mut e = expectations();
+        e.banner.clear();
+        e.steps = vec![
+            Step::ExpectNot {
+                pattern: pattern("error"),
+                timeout: Some(Duration::from_secs(1)),
+            },
+            Step::Expect {
+                pattern: pattern("done"),
+                timeout: Some(Duration::from_secs(2)),
+            },
+        ];
+        let mut judge = Judge::new(e.clone(), now);
+        assert!(judge.on_tick(now + Duration::from_millis(500)).is_empty());
+        assert!(judge.on_tick(now + Duration::from_millis(1001)).is_empty());
+        let later = now + Duration::from_millis(1001) + Duration::from_secs(3);
+        assert_eq!(
+            judge.on_tick(later),
+            vec![Action::Verdict(Outcome::Timeout {
+                which: TimeoutKind::Step(Duration::from_secs(2))
+            })]
+        );
+        let mut judge = Judge::new(e, now);
+        let actions = judge.on_line("an error here", Duration::ZERO, now);
+        assert!(matches!(&actions[0], Action::Verdict(Outcome::Fail { .. })));
+    }
+
+    #[test]
+    fn success_pattern_passes_without_exit() {
+        let now = Instant::now();
+        let mut e = expectations();
+        e.steps.clear();
+        e.success = Some(pattern("usertests passed!"));
+        let mut judge = Judge::new(e, now);
+        judge.on_line("Linux version hello", Duration::ZERO, now);
+        assert_eq!(
+            judge.on_line("usertests passed!", Duration::ZERO, now),
+            vec![Action::Verdict(Outcome::Pass)]
+        );
+    }
+}

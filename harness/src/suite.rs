@@ -1,0 +1,132 @@
+//! Every `vm-configs/*.toml` as a libtest-mimic trial.
+//!
+//! A config that fails to load still becomes a trial (a failing one, with the located error),
+//! so one typo never breaks listing or running the others.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use libtest_mimic::{Completion, Failed, Trial};
+
+use crate::config::{self, LoadedConfig};
+use crate::outcome::{Outcome, Report};
+use crate::run::{self, FileResolver, RunOptions};
+
+/// Environment variable: how many times an infrastructure failure is retried (default 1).
+pub const INFRA_RETRIES_ENV: &str = "VMHARNESS_INFRA_RETRIES";
+
+/// The config files in `dir`, sorted by name.
+pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Builds one trial per config in `<workspace>/vm-configs` whose test name `select` accepts.
+///
+/// `resolver` is created per trial (it may hold a loaded artifact catalog).
+pub fn trials<F, R>(select: F, resolver: R) -> Vec<Trial>
+where
+    F: Fn(&str) -> bool,
+    R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
+{
+    let root = crate::paths::workspace_root();
+    let dir = root.join("vm-configs");
+    let files = match config_files(&dir) {
+        Ok(files) => files,
+        Err(err) => {
+            let message = format!("cannot list VM configs in {}: {err}", dir.display());
+            return vec![Trial::test("vm-configs", move || Err(message.into()))];
+        }
+    };
+    files
+        .into_iter()
+        .filter(|path| select(&config::test_name(path)))
+        .map(|path| trial(&path, resolver.clone()))
+        .collect()
+}
+
+fn trial<R>(path: &Path, resolver: R) -> Trial
+where
+    R: Fn() -> Box<dyn FileResolver> + Send + Sync + 'static,
+{
+    let name = config::test_name(path);
+    match config::load(path) {
+        Err(err) => {
+            let message = format!("invalid VM config: {err}");
+            Trial::test(name, move || Err(message.into()))
+        }
+        Ok(loaded) => {
+            let ignored = loaded.config.ignore.is_some();
+            Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()))
+                .with_ignored_flag(ignored)
+        }
+    }
+}
+
+/// Runs one config as a trial: retries infrastructure failures, maps the outcome.
+pub fn run_trial(loaded: &LoadedConfig, resolver: &dyn FileResolver) -> Result<Completion, Failed> {
+    let retries: u32 = std::env::var(INFRA_RETRIES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut attempt = 0;
+    let report = loop {
+        let report = run::run(loaded, resolver, RunOptions::default());
+        if matches!(report.outcome, Outcome::Infra { .. }) && attempt < retries {
+            attempt += 1;
+            eprintln!(
+                "note: {}: infrastructure failure, retrying ({attempt}/{retries}): {}",
+                loaded.name, report.outcome
+            );
+            continue;
+        }
+        break report;
+    };
+    announce_notes(&report);
+    crate::suite::write_result(&report, loaded);
+    match &report.outcome {
+        Outcome::Pass => Ok(Completion::Completed),
+        Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
+        _ => Err(report.to_string().into()),
+    }
+}
+
+fn announce_notes(report: &Report) {
+    static KVM_NOTE: Once = Once::new();
+    for note in &report.notes {
+        if note.starts_with("accel auto") {
+            KVM_NOTE.call_once(|| eprintln!("note: {note}"));
+        }
+    }
+}
+
+/// Writes `result.toml` next to the console log: a machine-readable summary for CI reports.
+pub fn write_result(report: &Report, loaded: &LoadedConfig) {
+    let Some(dir) = report.log_path.parent() else {
+        return;
+    };
+    let mut table = toml::Table::new();
+    let mut put = |key: &str, value: String| {
+        table.insert(key.into(), toml::Value::String(value));
+    };
+    put("test", report.name.clone());
+    put("arch", loaded.config.arch.to_string());
+    put("accel", report.accel.map_or("-".into(), |a| a.to_string()));
+    put("outcome", report.outcome.label().into());
+    put("detail", report.outcome.to_string());
+    put(
+        "elapsed_secs",
+        format!("{:.3}", report.elapsed.as_secs_f64()),
+    );
+    put("log", report.log_path.display().to_string());
+    put("config", loaded.path.display().to_string());
+    if let Ok(text) = toml::to_string(&table) {
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join("result.toml"), text);
+    }
+}
