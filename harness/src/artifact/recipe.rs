@@ -218,20 +218,29 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Vec<Recipe>, ArtifactError> 
         file: file.to_path_buf(),
         message,
     };
-    // Deserializing the whole document at once keeps line:column in the error message.
-    let tables: BTreeMap<String, Source> =
+    let tables: BTreeMap<String, toml::Spanned<toml::Value>> =
         toml::from_str(text).map_err(|e| recipe_error(e.to_string()))?;
     let mut recipes = Vec::with_capacity(tables.len());
-    for (name, source) in tables {
-        check_name(&name).map_err(|why| recipe_error(format!("artifact name `{name}`: {why}")))?;
+    for (name, table) in tables {
+        // Name the line of the artifact's table: a tagged enum loses serde's own position.
+        let line = text
+            .get(..table.span().start)
+            .unwrap_or(text)
+            .matches('\n')
+            .count()
+            + 1;
+        let at = |what: String| recipe_error(format!("line {line}: artifact `{name}`: {what}"));
+        check_name(&name).map_err(|why| at(why.to_string()))?;
+        let source =
+            Source::deserialize(table.into_inner()).map_err(|e| at(e.message().to_string()))?;
         let recipe = Recipe {
             name,
             file: file.to_path_buf(),
             source,
         };
-        recipe
-            .validate()
-            .map_err(|why| recipe_error(format!("artifact `{}`: {why}", recipe.name)))?;
+        recipe.validate().map_err(|why| {
+            recipe_error(format!("line {line}: artifact `{}`: {why}", recipe.name))
+        })?;
         recipes.push(recipe);
     }
     Ok(recipes)
