@@ -67,6 +67,12 @@ pub enum UnpackError {
         /// The offending parent path, relative to the target.
         through: String,
     },
+    /// A link entry would replace a directory created by earlier entries.
+    #[error("entry `{entry}` would replace a directory")]
+    Conflict {
+        /// The link entry.
+        entry: String,
+    },
     /// The archive unpacks to more than the allowed total size.
     #[error("entry `{entry}` exceeds the unpack size cap of {limit} bytes")]
     SizeCap {
@@ -346,15 +352,25 @@ impl<'a> Extractor<'a> {
                 });
             }
             let path = self.dest.join(&relative);
-            let _ = std::fs::remove_file(&path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => return Err(UnpackError::Conflict { entry }),
+                Ok(_) => std::fs::remove_file(&path).map_err(Self::io(&entry))?,
+                Err(_) => {}
+            }
             std::fs::hard_link(&source_path, &path).map_err(Self::io(&entry))?;
         }
         let symlinks = std::mem::take(&mut self.symlinks);
         for (entry, relative, target) in &symlinks {
             self.prepare_parents(entry, relative)?;
             let path = self.dest.join(relative);
-            if std::fs::symlink_metadata(&path).is_ok() {
-                std::fs::remove_file(&path).map_err(Self::io(entry))?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(UnpackError::Conflict {
+                        entry: entry.clone(),
+                    })
+                }
+                Ok(_) => std::fs::remove_file(&path).map_err(Self::io(entry))?,
+                Err(_) => {}
             }
             std::os::unix::fs::symlink(target, &path).map_err(Self::io(entry))?;
         }
