@@ -87,7 +87,7 @@ pub enum ArtifactError {
     Mismatch {
         /// Artifact name.
         artifact: String,
-        /// Which bytes: an output file name or "download <url>".
+        /// Which bytes: an output file name or `download <url>`.
         what: String,
         /// The pinned sha256.
         expected: String,

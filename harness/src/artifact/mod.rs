@@ -47,6 +47,8 @@ pub enum LockMode {
     Locked,
     /// Local development: an unpinned artifact is used with a warning on stderr.
     Lenient,
+    /// `guests lock`: like [`LockMode::Lenient`], but silent, since recording is the point.
+    Record,
     /// `guests lock --update`: the lock is ignored; whatever is produced is reported for recording.
     Update,
 }
