@@ -6,7 +6,7 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let trials = vmharness::suite::trials(
         |name| !name.starts_with("nimbos-"),
-        || Box::new(Resolver::plain()) as Box<dyn FileResolver>,
+        || Box::new(Resolver::from_env()) as Box<dyn FileResolver>,
     );
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,6 +1,9 @@
-//! `cargo xtask`: developer and CI entry points for vmharness.
+//! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
+//! own module; all logic is in the `vmharness` library.
 
+mod guests;
 mod qemu;
+mod setup;
 
 use clap::{Parser, Subcommand};
 
@@ -8,11 +11,11 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", about = "vmharness developer and CI tasks")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Task,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Task {
     /// Boot a VM config (default: vm-configs/selftest-<arch>.toml), stream its console, print the verdict.
     Qemu(qemu::QemuArgs),
     /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
@@ -21,13 +24,24 @@ enum Command {
         #[arg(long)]
         write_guest: Option<std::path::PathBuf>,
     },
+    /// Guest artifacts: list, fetch, build, verify, lock, clean.
+    Guests(guests::GuestsArgs),
+    /// Install missing host packages (as root or in CI) or print the command to do so.
+    Setup,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Qemu(args) => qemu::run(args)?,
-        Command::KvmProbe { write_guest } => qemu::kvm_probe(write_guest)?,
+    let code = match Cli::parse().command {
+        Task::Qemu(args) => qemu::run(args)?,
+        Task::KvmProbe { write_guest } => qemu::kvm_probe(write_guest)?,
+        Task::Guests(args) => {
+            guests::run(args)?;
+            0
+        }
+        Task::Setup => {
+            setup::run()?;
+            0
+        }
     };
     std::process::exit(code);
 }

@@ -52,7 +52,7 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         Some("tcg") => Some(AccelChoice::Tcg),
         Some(other) => anyhow::bail!("unknown accel `{other}` (expected auto, kvm or tcg)"),
     };
-    let resolver = Resolver::plain();
+    let resolver = Resolver::from_env();
     let options = RunOptions {
         accel,
         extra_args: args.qemu_args.clone(),

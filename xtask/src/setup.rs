@@ -15,18 +15,54 @@ struct Need {
 }
 
 const NEEDS: &[Need] = &[
-    Need { path: "/usr/bin/qemu-system-x86_64", package: "qemu-system-x86" },
-    Need { path: "/usr/bin/qemu-system-aarch64", package: "qemu-system-arm" },
-    Need { path: "/usr/bin/qemu-system-riscv64", package: "qemu-system-misc" },
-    Need { path: "/usr/bin/clang", package: "clang" },
-    Need { path: "/usr/bin/ld.lld", package: "lld" },
-    Need { path: "/sbin/fsck.fat", package: "dosfstools" },
-    Need { path: "/usr/bin/mcopy", package: "mtools" },
-    Need { path: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", package: "u-boot-qemu" },
-    Need { path: "/usr/bin/cpio", package: "cpio" },
-    Need { path: "/usr/bin/xz", package: "xz-utils" },
-    Need { path: "/usr/sbin/sshd", package: "openssh-server" },
-    Need { path: "/usr/bin/ssh", package: "openssh-client" },
+    Need {
+        path: "/usr/bin/qemu-system-x86_64",
+        package: "qemu-system-x86",
+    },
+    Need {
+        path: "/usr/bin/qemu-system-aarch64",
+        package: "qemu-system-arm",
+    },
+    Need {
+        path: "/usr/bin/qemu-system-riscv64",
+        package: "qemu-system-misc",
+    },
+    Need {
+        path: "/usr/bin/clang",
+        package: "clang",
+    },
+    Need {
+        path: "/usr/bin/ld.lld",
+        package: "lld",
+    },
+    Need {
+        path: "/sbin/fsck.fat",
+        package: "dosfstools",
+    },
+    Need {
+        path: "/usr/bin/mcopy",
+        package: "mtools",
+    },
+    Need {
+        path: "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+        package: "u-boot-qemu",
+    },
+    Need {
+        path: "/usr/bin/cpio",
+        package: "cpio",
+    },
+    Need {
+        path: "/usr/bin/xz",
+        package: "xz-utils",
+    },
+    Need {
+        path: "/usr/sbin/sshd",
+        package: "openssh-server",
+    },
+    Need {
+        path: "/usr/bin/ssh",
+        package: "openssh-client",
+    },
 ];
 
 fn is_root() -> bool {
@@ -64,7 +100,10 @@ pub fn run() -> anyhow::Result<()> {
             missing.join(" ")
         );
         if !(is_root() || in_ci()) {
-            bail!("missing host packages: {}\nrun as root:\n  sudo sh -c '{install}'", missing.join(" "));
+            bail!(
+                "missing host packages: {}\nrun as root:\n  sudo sh -c '{install}'",
+                missing.join(" ")
+            );
         }
         let sudo = if is_root() { "" } else { "sudo " };
         println!("setup: installing missing packages: {sudo}sh -c '{install}'");
@@ -75,7 +114,11 @@ pub fn run() -> anyhow::Result<()> {
             c.arg("sh");
             c
         };
-        let status = command.arg("-c").arg(&install).status().context("running apt-get")?;
+        let status = command
+            .arg("-c")
+            .arg(&install)
+            .status()
+            .context("running apt-get")?;
         if !status.success() {
             bail!("apt-get failed ({status}); run it by hand: {install}");
         }
@@ -95,10 +138,17 @@ fn apt_sources() -> anyhow::Result<()> {
         return Ok(());
     }
     if !(is_root() || in_ci()) {
-        bail!("guest packages need foreign-arch apt sources; run as root: sudo sh {}", script.display());
+        bail!(
+            "guest packages need foreign-arch apt sources; run as root: sudo sh {}",
+            script.display()
+        );
     }
     let sudo = !is_root();
-    println!("setup: configuring apt sources: {}sh {}", if sudo { "sudo " } else { "" }, script.display());
+    println!(
+        "setup: configuring apt sources: {}sh {}",
+        if sudo { "sudo " } else { "" },
+        script.display()
+    );
     let status = if sudo {
         Command::new("sudo").arg("sh").arg(&script).status()
     } else {

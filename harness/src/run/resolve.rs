@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::artifact::{ArtifactError, ArtifactRef, Catalog, ResolveOptions};
 use crate::config::LoadedConfig;
 use crate::outcome::Outcome;
 use crate::qemu::QemuCommand;
@@ -37,14 +38,10 @@ impl ResolveFailure {
     }
 }
 
-/// Whether unavailable artifacts must fail the run (`VMHARNESS_REQUIRE_ARTIFACTS=1` or `CI=true`).
+/// Whether unavailable artifacts must fail the run (`VMHARNESS_REQUIRE_ARTIFACTS=1`, or
+/// `CI=true` unless `VMHARNESS_REQUIRE_ARTIFACTS=0`).
 pub fn artifacts_required() -> bool {
-    let set = |name: &str| {
-        std::env::var(name)
-            .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
-            .unwrap_or(false)
-    };
-    set(REQUIRE_ARTIFACTS_ENV) || set("CI")
+    crate::artifact::require_artifacts()
 }
 
 /// Maps a config's file reference to a host path.
@@ -53,37 +50,51 @@ pub trait FileResolver: Sync {
     fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure>;
 }
 
-/// Resolves `env:VAR` (the variable holds a path) and plain paths; `artifact:` references are
-/// handed to `artifacts`.
-pub struct Resolver<'a> {
-    artifacts: Option<&'a (dyn Fn(&str) -> Result<PathBuf, ResolveFailure> + Sync)>,
+/// Resolves `artifact:name/file` through the guest catalog (verified against `guests.lock`),
+/// `env:VAR` (the variable holds a path) and plain paths.
+pub struct Resolver {
+    catalog: Result<Catalog, String>,
+    options: ResolveOptions,
 }
 
-impl<'a> Resolver<'a> {
-    /// A resolver without an artifact catalog.
-    pub fn plain() -> Self {
-        Resolver { artifacts: None }
-    }
-
-    /// A resolver that resolves `artifact:` references with `artifacts`.
-    pub fn with_artifacts(
-        artifacts: &'a (dyn Fn(&str) -> Result<PathBuf, ResolveFailure> + Sync),
-    ) -> Self {
+impl Resolver {
+    /// A resolver over `<workspace>/guests` with options from the environment.
+    pub fn from_env() -> Self {
         Resolver {
-            artifacts: Some(artifacts),
+            catalog: Catalog::load_default().map_err(|err| err.to_string()),
+            options: ResolveOptions::from_env(),
         }
     }
+
+    /// A resolver over a given catalog.
+    pub fn new(catalog: Catalog, options: ResolveOptions) -> Self {
+        Resolver {
+            catalog: Ok(catalog),
+            options,
+        }
+    }
+
+    fn artifact(&self, reference: &str) -> Result<PathBuf, ResolveFailure> {
+        let catalog = self.catalog.as_ref().map_err(|err| {
+            ResolveFailure::Failed(format!("cannot load the guest catalog: {err}"))
+        })?;
+        let parsed: ArtifactRef = reference
+            .parse()
+            .map_err(|err: ArtifactError| ResolveFailure::Failed(err.to_string()))?;
+        catalog.resolve_ref(&parsed, &self.options).map_err(|err| {
+            if err.is_unavailable() {
+                ResolveFailure::Unavailable(err.to_string())
+            } else {
+                ResolveFailure::Failed(err.to_string())
+            }
+        })
+    }
 }
 
-impl FileResolver for Resolver<'_> {
+impl FileResolver for Resolver {
     fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure> {
-        if let Some(spec) = reference.strip_prefix("artifact:") {
-            return match self.artifacts {
-                Some(resolve) => resolve(spec),
-                None => Err(ResolveFailure::Failed(format!(
-                    "`{reference}` names an artifact, but no artifact catalog is loaded"
-                ))),
-            };
+        if reference.starts_with("artifact:") {
+            return self.artifact(reference);
         }
         if let Some(var) = reference.strip_prefix("env:") {
             return match std::env::var_os(var) {

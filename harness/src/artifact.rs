@@ -1,1 +1,0 @@
-//! Guest artifacts: recipes, lock file, verified cache (see issue 4).

@@ -1,0 +1,157 @@
+//! The on-disk cache: downloads by content, materialized artifacts by recipe key, and the
+//! per-artifact locks that let concurrent processes share it.
+//!
+//! ```text
+//! <cache>/objects/<sha256>          downloaded files, named by their content
+//! <cache>/<name>/<key>/             a materialized artifact (outputs + .vmharness.sha256)
+//! <cache>/<name>/.tmp-*             staging dirs; renamed into place only once verified
+//! <cache>/locks/<name>.lock         flock(2) held while producing <name>
+//! ```
+//!
+//! The lock is an OS `flock`: it dies with its holder, so a killed process never leaves a lock
+//! behind that someone has to guess about.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::ArtifactError;
+
+/// Name of the checksum file inside a materialized artifact directory (sha256sum format).
+pub const SUMS_FILE: &str = ".vmharness.sha256";
+
+const STAGING_PREFIX: &str = ".tmp-";
+
+/// A cache rooted at one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// An exclusive lock on one artifact's cache entries; released on drop or process death.
+#[derive(Debug)]
+pub struct CacheLock {
+    _flock: Flock<File>,
+}
+
+impl Cache {
+    /// A cache rooted at `root` (created on first use).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cache { root: root.into() }
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of downloaded objects.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// Path of the object with this sha256.
+    pub fn object_path(&self, sha256: &str) -> PathBuf {
+        self.objects_dir().join(sha256)
+    }
+
+    /// Directory holding all materializations of one artifact.
+    pub fn artifact_root(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The materialized directory of one artifact at one recipe key.
+    pub fn artifact_dir(&self, name: &str, key: &str) -> PathBuf {
+        self.artifact_root(name).join(key)
+    }
+
+    /// Blocks until this process holds the exclusive lock for `name`.
+    pub fn lock(&self, name: &str) -> Result<CacheLock, ArtifactError> {
+        let dir = self.root.join("locks");
+        create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ArtifactError::io("open lock file", &path, e))?;
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| ArtifactError::io("lock", &path, errno.into()))?;
+        Ok(CacheLock { _flock: flock })
+    }
+
+    /// Removes staging dirs left behind by killed processes. Call only while holding the lock.
+    pub fn remove_stale_staging(&self, name: &str, _lock: &CacheLock) -> Result<(), ArtifactError> {
+        let dir = self.artifact_root(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+            {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| ArtifactError::io("remove stale", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh, empty staging directory next to where `name` is materialized.
+    pub fn staging_dir(
+        &self,
+        name: &str,
+        _lock: &CacheLock,
+    ) -> Result<tempfile::TempDir, ArtifactError> {
+        let dir = self.artifact_root(name);
+        create_dir_all(&dir)?;
+        tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(&dir)
+            .map_err(|e| ArtifactError::io("create staging dir in", &dir, e))
+    }
+
+    /// Writes the checksum file into `staging` and renames it to `<name>/<key>` atomically.
+    pub fn commit(
+        &self,
+        staging: tempfile::TempDir,
+        name: &str,
+        key: &str,
+        sums: &BTreeMap<String, String>,
+    ) -> Result<PathBuf, ArtifactError> {
+        let sums_path = staging.path().join(SUMS_FILE);
+        let text: String = sums
+            .iter()
+            .map(|(file, sha)| format!("{sha}  {file}\n"))
+            .collect();
+        std::fs::write(&sums_path, text).map_err(|e| ArtifactError::io("write", &sums_path, e))?;
+        let target = self.artifact_dir(name, key);
+        let staged = staging.keep();
+        std::fs::rename(&staged, &target).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            ArtifactError::io("rename staging dir to", &target, e)
+        })?;
+        Ok(target)
+    }
+}
+
+/// Reads the checksum file of a materialized directory, if it is complete.
+pub fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join(SUMS_FILE)).ok()?;
+    text.lines()
+        .map(|line| {
+            let (sha, file) = line.split_once("  ")?;
+            Some((file.to_string(), sha.to_string()))
+        })
+        .collect()
+}
+
+pub(crate) fn create_dir_all(dir: &Path) -> Result<(), ArtifactError> {
+    std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io("create directory", dir, e))
+}

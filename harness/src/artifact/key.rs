@@ -1,0 +1,164 @@
+//! Content hashes: sha256 of files and the recipe keys that decide whether a cached build is current.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
+use super::ArtifactError;
+
+/// Hex sha256 of a file's contents.
+pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
+    let mut file = std::fs::File::open(path).map_err(|e| ArtifactError::io("open", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| ArtifactError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Builds an unambiguous digest: every field is tagged and length-prefixed.
+struct KeyHasher(Sha256);
+
+impl KeyHasher {
+    fn new(domain: &str) -> Self {
+        let mut hasher = KeyHasher(Sha256::new());
+        hasher.field("domain", domain.as_bytes());
+        hasher
+    }
+
+    fn field(&mut self, tag: &str, bytes: &[u8]) {
+        for part in [tag.as_bytes(), bytes] {
+            self.0.update((part.len() as u64).to_le_bytes());
+            self.0.update(part);
+        }
+    }
+
+    fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+/// The recipe key of any recipe: changes exactly when what the recipe would produce may change.
+pub fn recipe_key(recipe: &Recipe, guests_dir: &Path) -> Result<String, ArtifactError> {
+    match &recipe.source {
+        Source::Command(c) => command_key(&recipe.name, c, guests_dir),
+        Source::Url(u) => Ok(url_key(u)),
+        Source::Path(p) => Ok(path_key(p)),
+    }
+}
+
+/// Key of a command recipe: input contents with their relative paths, argv, env, outputs and
+/// the output of every declared tool command.
+fn command_key(
+    name: &str,
+    recipe: &CommandRecipe,
+    guests_dir: &Path,
+) -> Result<String, ArtifactError> {
+    let mut hasher = KeyHasher::new("vmharness command v1");
+    for input in &recipe.inputs {
+        let root = guests_dir.join(input);
+        if !root.exists() {
+            return Err(ArtifactError::MissingInput {
+                artifact: name.to_string(),
+                input: input.clone(),
+                guests_dir: guests_dir.to_path_buf(),
+            });
+        }
+        for file in walk_sorted(&root)? {
+            let relative = file.strip_prefix(guests_dir).unwrap_or(&file);
+            hasher.field("input", relative.to_string_lossy().as_bytes());
+            hasher.field("sha256", sha256_file(&file)?.as_bytes());
+        }
+    }
+    for arg in &recipe.command {
+        hasher.field("arg", arg.as_bytes());
+    }
+    for (key, value) in &recipe.env {
+        hasher.field("env", format!("{key}={value}").as_bytes());
+    }
+    for output in &recipe.outputs {
+        hasher.field("output", output.as_bytes());
+    }
+    for tool in &recipe.tools {
+        hasher.field("tool", tool.join(" ").as_bytes());
+        hasher.field("tool-output", &tool_version(name, tool)?);
+    }
+    Ok(hasher.finish())
+}
+
+fn url_key(recipe: &UrlRecipe) -> String {
+    let mut hasher = KeyHasher::new("vmharness url v1");
+    hasher.field("url", recipe.url.as_bytes());
+    hasher.field(
+        "archive",
+        recipe.archive.map_or("", |a| a.as_str()).as_bytes(),
+    );
+    for (output, inner) in &recipe.files {
+        hasher.field("file", format!("{output}={inner}").as_bytes());
+    }
+    hasher.field("name", recipe.output_name().as_bytes());
+    hasher.finish()
+}
+
+/// Key of a path recipe: the path and output name. The file's contents are checked against the
+/// lock on every resolution, so a changed file is a changed output (an error), not a new key.
+fn path_key(recipe: &PathRecipe) -> String {
+    let mut hasher = KeyHasher::new("vmharness path v1");
+    hasher.field("path", recipe.path.to_string_lossy().as_bytes());
+    hasher.field("name", recipe.output_name().as_bytes());
+    hasher.finish()
+}
+
+/// Runs a declared tool command and returns its stdout and stderr.
+fn tool_version(artifact: &str, argv: &[String]) -> Result<Vec<u8>, ArtifactError> {
+    let (program, args) = argv.split_first().ok_or_else(|| ArtifactError::Recipe {
+        file: PathBuf::new(),
+        message: format!("artifact `{artifact}`: empty tool command"),
+    })?;
+    let output =
+        Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| ArtifactError::Unavailable {
+                artifact: artifact.to_string(),
+                reason: format!("tool `{}` cannot run: {e}", argv.join(" ")),
+            })?;
+    if !output.status.success() {
+        return Err(ArtifactError::Unavailable {
+            artifact: artifact.to_string(),
+            reason: format!("tool `{}` failed: {}", argv.join(" "), output.status),
+        });
+    }
+    let mut bytes = output.stdout;
+    bytes.extend_from_slice(&output.stderr);
+    Ok(bytes)
+}
+
+/// All regular files under `root` (or `root` itself if it is a file), in sorted order.
+fn walk_sorted(root: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    let meta = std::fs::metadata(root).map_err(|e| ArtifactError::io("stat", root, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| ArtifactError::io("list", root, e))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ArtifactError::io("list", root, e))?;
+    entries.sort();
+    let mut files = Vec::new();
+    for entry in entries {
+        files.extend(walk_sorted(&entry)?);
+    }
+    Ok(files)
+}

@@ -1,0 +1,160 @@
+//! Shared helpers for the artifact tests: a tiny HTTP server, archive builders, recipe dirs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// An HTTP/1.1 server on 127.0.0.1 that serves fixed bodies and counts requests.
+pub struct Server {
+    pub addr: String,
+    state: Arc<ServerState>,
+}
+
+struct ServerState {
+    bodies: Mutex<HashMap<String, Vec<u8>>>,
+    /// Number of upcoming requests answered with 503.
+    failures: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let state = Arc::new(ServerState {
+            bodies: Mutex::new(HashMap::new()),
+            failures: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+        });
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        Server { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    pub fn put(&self, path: &str, body: Vec<u8>) {
+        self.state
+            .bodies
+            .lock()
+            .unwrap()
+            .insert(format!("/{path}"), body);
+    }
+
+    pub fn fail_next(&self, count: usize) {
+        self.state.failures.store(count, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(stream: TcpStream, state: &ServerState) {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    let failing = state
+        .failures
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let body = state.bodies.lock().unwrap().get(&path).cloned();
+    let (status, body) = match body {
+        _ if failing => ("503 Service Unavailable", b"busy".to_vec()),
+        Some(body) => ("200 OK", body),
+        None => ("404 Not Found", b"no such file".to_vec()),
+    };
+    let mut stream = reader.into_inner();
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+/// A zip with the given (name, contents) files.
+pub fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, contents) in files {
+        writer.start_file(*name, options).expect("zip start_file");
+        writer.write_all(contents).expect("zip write");
+    }
+    writer.finish().expect("zip finish").into_inner()
+}
+
+/// Writes `text` to `dir/name`, creating parents.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Lines in a counter file (one line per recorded run), 0 if missing.
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// A guests dir with a counting command recipe `counted` that copies `input.txt` to `out.txt`
+/// and appends a line to `<root>/counter` on every run. Returns (guests dir, counter path).
+pub fn counting_guests(root: &Path, extra_script: &str) -> (PathBuf, PathBuf) {
+    let guests = root.join("guests");
+    let counter = root.join("counter");
+    write(&guests, "input.txt", "first\n");
+    write(
+        &guests,
+        "build.sh",
+        &format!(
+            "set -e\necho run >> '{counter}'\n{extra_script}\ncp input.txt \"$1/out.txt\"\n",
+            counter = counter.display()
+        ),
+    );
+    write(
+        &guests,
+        "counted.toml",
+        r#"[counted]
+kind = "command"
+inputs = ["input.txt", "build.sh"]
+command = ["sh", "build.sh", "{out}"]
+tools = [["sh", "-c", "echo tool 1.0"]]
+outputs = ["out.txt"]
+"#,
+    );
+    (guests, counter)
+}
