@@ -14,7 +14,10 @@ typedef unsigned long usize;
 /* Architecture name printed in the banner: "x86_64", "aarch64", "riscv64". */
 extern const char plat_arch[];
 
-/* Bring the UART into a known state (8N1, FIFOs on, interrupts off). */
+/*
+ * Bring the UART into a known state (8N1, FIFOs on, interrupts off). Bytes
+ * already received are handed to rx_save, since enabling the FIFO drops them.
+ */
 void plat_init(void);
 
 /* Write len bytes to the UART; blocks instead of dropping bytes. */
@@ -55,6 +58,8 @@ __attribute__((noreturn)) void selftest_main(void);
 
 /* Helpers from selftest.c usable by platform code. */
 void put_str(const char *s);
+/* Keep a byte that arrived before plat_init had to reset the RX FIFO. */
+void rx_save(u8 c);
 void put_hex(u64 value);
 
 #endif

@@ -20,6 +20,7 @@
 #define FLOOD_LINES_PER_MIB (1024 * 1024 / FLOOD_LINE_LEN)
 #define FLOOD_MAX_MIB 1024
 #define ECHO_LINE_MAX 256
+#define EARLY_RX_MAX 64
 
 static const char scenario_file[] = "opt/vmharness/scenario";
 
@@ -59,6 +60,23 @@ int memcmp(const void *a, const void *b, usize n)
 		if (*x != *y)
 			return *x - *y;
 	return 0;
+}
+
+static u8 early_rx[EARLY_RX_MAX];
+static usize early_rx_len, early_rx_pos;
+
+void rx_save(u8 c)
+{
+	if (early_rx_len < EARLY_RX_MAX)
+		early_rx[early_rx_len++] = c;
+}
+
+/* Next input byte: first those saved during plat_init, then the UART's. */
+static u8 read_byte(void)
+{
+	if (early_rx_pos < early_rx_len)
+		return early_rx[early_rx_pos++];
+	return plat_getc();
 }
 
 static usize str_len(const char *s)
@@ -377,7 +395,7 @@ __attribute__((noreturn)) static void scenario_echo(int argc, char **argv)
 	no_args(argc, argv);
 	put_line("echo: ready");
 	for (;;) {
-		u8 c = plat_getc();
+		u8 c = read_byte();
 		if (c == '\n' && prev == '\r') {
 			prev = 0;
 			continue; /* second half of a CRLF */

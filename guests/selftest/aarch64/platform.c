@@ -34,6 +34,8 @@ static inline volatile u32 *uart_reg(usize offset)
 void plat_init(void)
 {
 	*uart_reg(UART_IMSC) = 0;
+	while (!(*uart_reg(UART_FR) & FR_RXFE))
+		rx_save((u8)*uart_reg(UART_DR));
 	*uart_reg(UART_LCR_H) = 0x70; /* 8 bits, FIFOs on */
 	*uart_reg(UART_CR) = 0x301;   /* UART, TX and RX enabled */
 }

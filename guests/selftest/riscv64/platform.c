@@ -40,7 +40,9 @@ void plat_init(void)
 {
 	*uart_reg(UART_IER) = 0x00;
 	*uart_reg(UART_LCR) = 0x03; /* 8N1 */
-	*uart_reg(UART_FCR) = 0x07; /* FIFOs on and cleared */
+	while (*uart_reg(UART_LSR) & LSR_DATA_READY)
+		rx_save(*uart_reg(UART_RBR));
+	*uart_reg(UART_FCR) = 0x05; /* FIFOs on, TX cleared */
 	*uart_reg(UART_MCR) = 0x03; /* DTR, RTS; no loopback */
 }
 

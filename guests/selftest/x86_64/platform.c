@@ -56,7 +56,9 @@ void plat_init(void)
 	outb(COM1 + 0, 0x01);
 	outb(COM1 + 1, 0x00);
 	outb(COM1 + UART_LCR, 0x03); /* 8N1 */
-	outb(COM1 + UART_FCR, 0x07); /* FIFOs on and cleared */
+	while (inb(COM1 + UART_LSR) & LSR_DATA_READY)
+		rx_save(inb(COM1 + UART_RBR));
+	outb(COM1 + UART_FCR, 0x05); /* FIFOs on, TX cleared */
 	outb(COM1 + UART_MCR, 0x03); /* DTR, RTS; no loopback */
 }
 
