@@ -1,0 +1,293 @@
+//! Every failure path of the run engine, driven for real: QEMU under TCG booting the in-tree
+//! selftest guests. Each test asserts the Outcome variant and what the message tells the user.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{run_config, selftest_config};
+use vmharness::arch::Arch;
+use vmharness::outcome::{Outcome, TimeoutKind};
+
+#[test]
+fn banner_passes_on_every_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(
+            dir.path(),
+            &format!("banner-{arch}"),
+            arch,
+            "banner",
+            &format!("[console]\nbanner = [\"vmharness selftest {arch}\", \"selftest: ok\"]\n"),
+        );
+        let report = run_config(&path);
+        assert_eq!(report.outcome, Outcome::Pass, "{report}");
+        assert_eq!(report.exit.unwrap().guest_code, Some(0), "{report}");
+    }
+}
+
+#[test]
+fn panic_line_fails_fast_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(
+            dir.path(),
+            &format!("panic-{arch}"),
+            arch,
+            "panic 4",
+            // The guest hangs after panicking: only the panic pattern can end this quickly.
+            "[timeouts]\ntotal = \"60s\"\nno_output = \"30s\"\n",
+        );
+        let report = run_config(&path);
+        let Outcome::Fail { reason } = &report.outcome else {
+            panic!("expected Fail, got {report}");
+        };
+        assert!(reason.contains("/panicked at/"), "{reason}");
+        assert!(reason.contains("panicked at selftest.c:42: deliberate panic"), "{reason}");
+        assert!(report.elapsed < Duration::from_secs(20), "{report}");
+        let text = report.to_string();
+        assert!(text.contains("| line 4"), "tail shows the lines before the panic:\n{text}");
+        assert!(text.contains("qemu:") && text.contains("-accel tcg"), "{text}");
+        let log = std::fs::read_to_string(&report.log_path).unwrap();
+        assert!(log.contains("deliberate panic"), "{log}");
+    }
+}
+
+#[test]
+fn silent_guest_is_a_no_output_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "hang",
+        Arch::X86_64,
+        "hang",
+        "[console]\nsuccess = \"never printed\"\n[timeouts]\nno_output = \"1s\"\ntotal = \"60s\"\n",
+    );
+    let report = run_config(&path);
+    assert_eq!(
+        report.outcome,
+        Outcome::Timeout { which: TimeoutKind::NoOutput(Duration::from_secs(1)) },
+        "{report}"
+    );
+    assert!(report.to_string().contains("expected: success pattern /never printed/"), "{report}");
+}
+
+#[test]
+fn step_and_total_timeouts_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "step",
+        Arch::Aarch64,
+        "echo",
+        "[console]\nbanner = [\"echo: ready\"]\n[[console.steps]]\nexpect = \"never\"\ntimeout = \"1s\"\n",
+    );
+    let report = run_config(&path);
+    assert_eq!(
+        report.outcome,
+        Outcome::Timeout { which: TimeoutKind::Step(Duration::from_secs(1)) },
+        "{report}"
+    );
+    assert!(report.to_string().contains("step 1/1: expect /never/"), "{report}");
+
+    let path = selftest_config(
+        dir.path(),
+        "total",
+        Arch::Aarch64,
+        "echo",
+        "[console]\nsuccess = \"never\"\n[timeouts]\ntotal = \"1500ms\"\n",
+    );
+    let report = run_config(&path);
+    assert_eq!(
+        report.outcome,
+        Outcome::Timeout { which: TimeoutKind::Total(Duration::from_millis(1500)) },
+        "{report}"
+    );
+}
+
+#[test]
+fn guest_exit_code_is_reported_and_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(dir.path(), &format!("exit-{arch}"), arch, "exit 3", "");
+        let report = run_config(&path);
+        let Outcome::Fail { reason } = &report.outcome else {
+            panic!("expected Fail, got {report}");
+        };
+        assert!(reason.contains("guest exited with code 3"), "{reason}");
+        assert_eq!(report.exit.unwrap().guest_code, Some(3), "{report}");
+        // The same guest passes when the config expects that code.
+        let path = selftest_config(
+            dir.path(),
+            &format!("exit-ok-{arch}"),
+            arch,
+            "exit 3",
+            "[console]\nexit_code = 3\n",
+        );
+        assert_eq!(run_config(&path).outcome, Outcome::Pass);
+    }
+}
+
+#[test]
+fn early_exit_fails_with_what_was_awaited() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "early",
+        Arch::Riscv64,
+        "banner",
+        "[console]\nbanner = [\"selftest: ok\", \"a line that never comes\"]\n",
+    );
+    let report = run_config(&path);
+    let Outcome::Fail { reason } = &report.outcome else {
+        panic!("expected Fail, got {report}");
+    };
+    assert!(reason.contains("QEMU exited"), "{reason}");
+    assert!(reason.contains("banner 2/2: /a line that never comes/"), "{reason}");
+    assert!(report.to_string().contains("banner 1/2: /selftest: ok/ ← `selftest: ok`"), "{report}");
+}
+
+#[test]
+fn steps_send_and_expect_through_the_serial_port() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let steps = "[console]\nbanner = [\"echo: ready\"]\n\
+            [[console.steps]]\nsend_line = \"hello vmharness\"\n\
+            [[console.steps]]\nexpect = \"echo: hello vmharness\"\n\
+            [[console.steps]]\nexpect_not = \"echo: exit\"\ntimeout = \"300ms\"\n\
+            [[console.steps]]\nsend_line = \"exit\"\n";
+        let path = selftest_config(dir.path(), &format!("echo-{arch}"), arch, "echo", steps);
+        let report = run_config(&path);
+        assert_eq!(report.outcome, Outcome::Pass, "{report}");
+    }
+}
+
+#[test]
+fn expect_not_fails_when_the_pattern_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = "[console]\nbanner = [\"echo: ready\"]\n\
+        [[console.steps]]\nsend_line = \"forbidden word\"\n\
+        [[console.steps]]\nexpect_not = \"forbidden\"\ntimeout = \"5s\"\n";
+    let path = selftest_config(dir.path(), "expect-not", Arch::X86_64, "echo", steps);
+    let report = run_config(&path);
+    let Outcome::Fail { reason } = &report.outcome else {
+        panic!("expected Fail, got {report}");
+    };
+    assert!(reason.contains("expect_not /forbidden/"), "{reason}");
+}
+
+#[test]
+fn allowed_lines_do_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "allowed",
+        Arch::Aarch64,
+        "panic 1",
+        "[console]\nallow = [\"deliberate panic\"]\nsuccess = \"panicked at\"\n",
+    );
+    // The panic line is allowed, so it may satisfy the success pattern instead.
+    assert_eq!(run_config(&path).outcome, Outcome::Pass);
+}
+
+#[test]
+fn flood_keeps_every_line_in_the_log_and_a_bounded_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "flood",
+        Arch::Aarch64,
+        "flood 1",
+        "[console]\nbanner = [\"flood: done\"]\n[timeouts]\ntotal = \"120s\"\n",
+    );
+    let report = run_config(&path);
+    assert_eq!(report.outcome, Outcome::Pass, "{report}");
+    assert!(report.console_bytes >= 1024 * 1024, "{report}");
+    assert!(report.tail.len() <= 40);
+    let log = std::fs::read_to_string(&report.log_path).unwrap();
+    let flood_lines = log.lines().filter(|l| l.contains("] flood ")).count();
+    assert!(flood_lines >= 16_000, "{flood_lines} flood lines in the log");
+}
+
+#[test]
+fn missing_qemu_binary_is_infra_with_install_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "no-qemu",
+        Arch::Aarch64,
+        "banner",
+        "",
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[qemu]\n",
+        "[qemu]\nbinary = \"/nonexistent/bin/qemu-system-aarch64\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let report = run_config(&path);
+    let Outcome::Infra { reason } = &report.outcome else {
+        panic!("expected Infra, got {report}");
+    };
+    assert!(reason.contains("qemu-system-aarch64` not found"), "{reason}");
+    assert!(reason.contains("apt-get install -y --no-install-recommends qemu-system-arm"), "{reason}");
+}
+
+#[test]
+fn missing_kernel_file_is_infra_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nokernel.toml");
+    std::fs::write(&path, "arch = \"riscv64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"does/not/exist.elf\"\n").unwrap();
+    let report = run_config(&path);
+    let Outcome::Infra { reason } = &report.outcome else {
+        panic!("expected Infra, got {report}");
+    };
+    assert!(reason.contains("`-kernel` file") && reason.contains("does/not/exist.elf"), "{reason}");
+}
+
+#[test]
+fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(dir.path(), "kvm", Arch::X86_64, "banner", "");
+    let text = std::fs::read_to_string(&path).unwrap().replace("accel = \"tcg\"", "accel = \"kvm\"");
+    std::fs::write(&path, text).unwrap();
+    let qemu = vmharness::qemu::find_binary("qemu-system-x86_64").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let probe = vmharness::accel::ProbeSpec {
+        qemu: &qemu,
+        machine: "q35",
+        cpu: "host",
+        cache_dir: cache.path(),
+    };
+    let kvm = vmharness::accel::kvm_usable(Arch::X86_64, &probe);
+    let report = run_config(&path);
+    match kvm {
+        // On a host with working KVM the same config must simply pass.
+        Ok(()) => assert_eq!(report.outcome, Outcome::Pass, "{report}"),
+        Err(why) => {
+            let Outcome::Infra { reason } = &report.outcome else {
+                panic!("expected Infra (KVM unusable: {why}), got {report}");
+            };
+            assert!(reason.contains("KVM is unusable on this host"), "{reason}");
+            assert!(report.elapsed < Duration::from_secs(60), "{report}");
+        }
+    }
+}
+
+#[test]
+fn auto_accel_falls_back_to_tcg_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "auto",
+        Arch::Aarch64,
+        "banner",
+        "",
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace("accel = \"tcg\"", "accel = \"auto\"");
+    std::fs::write(&path, text).unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome, Outcome::Pass, "{report}");
+    assert_eq!(report.accel, Some(vmharness::accel::Accel::Tcg));
+    assert!(report.notes.iter().any(|n| n.contains("using TCG because the guest is aarch64")), "{:?}", report.notes);
+    assert!(!report.qemu_command.unwrap().contains("-cpu host"));
+}

@@ -1,0 +1,90 @@
+//! No QEMU outlives its runner, even when the runner is SIGKILLed mid-boot.
+//!
+//! The test re-runs this binary in "child" mode: the child boots a guest that hangs forever,
+//! the parent finds the child's QEMU in the process table, SIGKILLs the child and checks that
+//! QEMU is gone (PR_SET_PDEATHSIG, set on the process-lifetime spawner thread).
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vmharness::arch::Arch;
+
+const CHILD_ENV: &str = "VMHARNESS_NO_LEAKS_CHILD_DIR";
+
+#[test]
+fn child_mode_boots_a_hanging_guest() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return; // only does something when started by the test below
+    };
+    let path = support::selftest_config(
+        std::path::Path::new(&dir),
+        "hang-forever",
+        Arch::X86_64,
+        "hang",
+        "[console]\nsuccess = \"never\"\n[timeouts]\ntotal = \"1h\"\nno_output = \"1h\"\n",
+    );
+    support::run_config(&path);
+}
+
+/// (pid, parent pid, command name) of every process.
+fn processes() -> Vec<(i32, i32, String)> {
+    let mut list = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let mut rest = stat[close + 2..].split(' ');
+        let state = rest.next().unwrap_or("");
+        let ppid = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state != "Z" {
+            list.push((pid, ppid, comm));
+        }
+    }
+    list
+}
+
+#[test]
+fn sigkilled_runner_leaves_no_qemu_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_mode_boots_a_hanging_guest", "--exact", "--nocapture"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child_pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let qemu_pid = loop {
+        let found = processes()
+            .into_iter()
+            .find(|(_, ppid, comm)| *ppid == child_pid && comm.starts_with("qemu-system"));
+        if let Some((pid, _, _)) = found {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the child never started QEMU");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the guest reach its hang.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap(); // SIGKILL: no destructor in the child runs
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes().iter().any(|(pid, _, _)| *pid == qemu_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU (pid {qemu_pid}) outlived its SIGKILLed runner"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

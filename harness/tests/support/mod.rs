@@ -1,0 +1,40 @@
+//! Shared helpers for integration tests that boot the in-tree selftest guests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use vmharness::arch::Arch;
+use vmharness::config::LoadedConfig;
+use vmharness::outcome::Report;
+use vmharness::run::{self, Resolver, RunOptions};
+
+/// QEMU arguments that select a selftest scenario (fw_cfg; riscv64 `virt` in QEMU 7.2 has no
+/// fw_cfg, so the guest reads its command line there).
+pub fn scenario_args(arch: Arch, scenario: &str) -> String {
+    match arch {
+        Arch::Riscv64 => format!("append = {scenario:?}\n"),
+        _ => format!("args = [\"-fw_cfg\", \"name=opt/vmharness/scenario,string={scenario}\"]\n"),
+    }
+}
+
+/// Writes a config for the selftest guest running `scenario`, with `rest` appended (TOML).
+pub fn selftest_config(dir: &Path, name: &str, arch: Arch, scenario: &str, rest: &str) -> PathBuf {
+    let text = format!(
+        "arch = \"{arch}\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-{arch}/selftest.elf\"\n{}{rest}",
+        scenario_args(arch, scenario)
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write test config");
+    path
+}
+
+/// Loads and runs a config with logs under `dir/logs`.
+pub fn run_config(path: &Path) -> Report {
+    let loaded: LoadedConfig = vmharness::config::load(path).expect("config loads");
+    let log_dir = path.parent().unwrap().join("logs").join(&loaded.name);
+    let options = RunOptions {
+        log_dir: Some(log_dir),
+        ..RunOptions::default()
+    };
+    run::run(&loaded, &Resolver::from_env(), options)
+}
