@@ -21,7 +21,10 @@ pub fn workspace_root() -> PathBuf {
         std::env::current_dir().ok(),
     ];
     for start in starts.into_iter().flatten() {
-        if let Some(found) = start.ancestors().find(|dir| dir.join("vm-configs").is_dir()) {
+        if let Some(found) = start
+            .ancestors()
+            .find(|dir| dir.join("vm-configs").is_dir())
+        {
             return found.to_path_buf();
         }
     }
