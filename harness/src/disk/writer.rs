@@ -89,14 +89,14 @@ impl Stage<'_> {
             if self.buf.len() == STAGE_BYTES {
                 self.flush()?;
             }
-            let old = self.buf.len();
-            let take = (STAGE_BYTES - old).min(remaining as usize);
-            self.buf.resize(old + take, 0);
-            if let Err(error) = file.read_exact(&mut self.buf[old..]) {
-                return Err(match error.kind() {
-                    io::ErrorKind::UnexpectedEof => changed(path, size),
-                    _ => source_error(error),
-                });
+            let take = (STAGE_BYTES - self.buf.len()).min(remaining as usize);
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let read = (&mut file)
+                .take(take as u64)
+                .read_to_end(&mut self.buf)
+                .map_err(source_error)?;
+            if read != take {
+                return Err(changed(path, size));
             }
             remaining -= take as u64;
         }
@@ -132,7 +132,7 @@ impl Stage<'_> {
             let end = ((block_end - self.start) as usize).min(self.buf.len());
             let block = &self.buf[pos..end];
             let whole_block = offset % HOLE_BLOCK as u64 == 0 && block.len() == HOLE_BLOCK;
-            if whole_block && block.iter().fold(0u8, |acc, &b| acc | b) == 0 {
+            if whole_block && is_zero(block) {
                 pos = end;
                 continue;
             }
@@ -141,7 +141,7 @@ impl Stage<'_> {
             while run_end < self.buf.len() {
                 let next = (run_end + HOLE_BLOCK).min(self.buf.len());
                 let chunk = &self.buf[run_end..next];
-                if chunk.len() == HOLE_BLOCK && chunk.iter().fold(0u8, |acc, &b| acc | b) == 0 {
+                if chunk.len() == HOLE_BLOCK && is_zero(chunk) {
                     break;
                 }
                 run_end = next;
@@ -154,6 +154,13 @@ impl Stage<'_> {
         self.buf.clear();
         Ok(())
     }
+}
+
+/// Whether `block` (at most `HOLE_BLOCK` bytes) is all zeros; a slice compare is a `memcmp`,
+/// fast even in debug builds.
+fn is_zero(block: &[u8]) -> bool {
+    static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+    block == &ZEROS[..block.len()]
 }
 
 fn changed(path: &Path, expected: u64) -> DiskError {
