@@ -43,11 +43,20 @@ fn panic_line_fails_fast_naming_the_line() {
             panic!("expected Fail, got {report}");
         };
         assert!(reason.contains("/panicked at/"), "{reason}");
-        assert!(reason.contains("panicked at selftest.c:42: deliberate panic"), "{reason}");
+        assert!(
+            reason.contains("panicked at selftest.c:42: deliberate panic"),
+            "{reason}"
+        );
         assert!(report.elapsed < Duration::from_secs(20), "{report}");
         let text = report.to_string();
-        assert!(text.contains("| line 4"), "tail shows the lines before the panic:\n{text}");
-        assert!(text.contains("qemu:") && text.contains("-accel tcg"), "{text}");
+        assert!(
+            text.contains("| line 4"),
+            "tail shows the lines before the panic:\n{text}"
+        );
+        assert!(
+            text.contains("qemu:") && text.contains("-accel tcg"),
+            "{text}"
+        );
         let log = std::fs::read_to_string(&report.log_path).unwrap();
         assert!(log.contains("deliberate panic"), "{log}");
     }
@@ -66,10 +75,17 @@ fn silent_guest_is_a_no_output_timeout() {
     let report = run_config(&path);
     assert_eq!(
         report.outcome,
-        Outcome::Timeout { which: TimeoutKind::NoOutput(Duration::from_secs(1)) },
+        Outcome::Timeout {
+            which: TimeoutKind::NoOutput(Duration::from_secs(1))
+        },
         "{report}"
     );
-    assert!(report.to_string().contains("expected: success pattern /never printed/"), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("expected: success pattern /never printed/"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -85,10 +101,15 @@ fn step_and_total_timeouts_are_named() {
     let report = run_config(&path);
     assert_eq!(
         report.outcome,
-        Outcome::Timeout { which: TimeoutKind::Step(Duration::from_secs(1)) },
+        Outcome::Timeout {
+            which: TimeoutKind::Step(Duration::from_secs(1))
+        },
         "{report}"
     );
-    assert!(report.to_string().contains("step 1/1: expect /never/"), "{report}");
+    assert!(
+        report.to_string().contains("step 1/1: expect /never/"),
+        "{report}"
+    );
 
     let path = selftest_config(
         dir.path(),
@@ -100,7 +121,9 @@ fn step_and_total_timeouts_are_named() {
     let report = run_config(&path);
     assert_eq!(
         report.outcome,
-        Outcome::Timeout { which: TimeoutKind::Total(Duration::from_millis(1500)) },
+        Outcome::Timeout {
+            which: TimeoutKind::Total(Duration::from_millis(1500))
+        },
         "{report}"
     );
 }
@@ -143,8 +166,16 @@ fn early_exit_fails_with_what_was_awaited() {
         panic!("expected Fail, got {report}");
     };
     assert!(reason.contains("QEMU exited"), "{reason}");
-    assert!(reason.contains("banner 2/2: /a line that never comes/"), "{reason}");
-    assert!(report.to_string().contains("banner 1/2: /selftest: ok/ ← `selftest: ok`"), "{report}");
+    assert!(
+        reason.contains("banner 2/2: /a line that never comes/"),
+        "{reason}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("banner 1/2: /selftest: ok/ ← `selftest: ok`"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -206,19 +237,16 @@ fn flood_keeps_every_line_in_the_log_and_a_bounded_tail() {
     assert!(report.tail.len() <= 40);
     let log = std::fs::read_to_string(&report.log_path).unwrap();
     let flood_lines = log.lines().filter(|l| l.contains("] flood ")).count();
-    assert!(flood_lines >= 16_000, "{flood_lines} flood lines in the log");
+    assert!(
+        flood_lines >= 16_000,
+        "{flood_lines} flood lines in the log"
+    );
 }
 
 #[test]
 fn missing_qemu_binary_is_infra_with_install_hint() {
     let dir = tempfile::tempdir().unwrap();
-    let path = selftest_config(
-        dir.path(),
-        "no-qemu",
-        Arch::Aarch64,
-        "banner",
-        "",
-    );
+    let path = selftest_config(dir.path(), "no-qemu", Arch::Aarch64, "banner", "");
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "[qemu]\n",
         "[qemu]\nbinary = \"/nonexistent/bin/qemu-system-aarch64\"\n",
@@ -228,27 +256,42 @@ fn missing_qemu_binary_is_infra_with_install_hint() {
     let Outcome::Infra { reason } = &report.outcome else {
         panic!("expected Infra, got {report}");
     };
-    assert!(reason.contains("qemu-system-aarch64` not found"), "{reason}");
-    assert!(reason.contains("apt-get install -y --no-install-recommends qemu-system-arm"), "{reason}");
+    assert!(
+        reason.contains("qemu-system-aarch64` not found"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("apt-get install -y --no-install-recommends qemu-system-arm"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn missing_kernel_file_is_infra_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nokernel.toml");
-    std::fs::write(&path, "arch = \"riscv64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"does/not/exist.elf\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "arch = \"riscv64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"does/not/exist.elf\"\n",
+    )
+    .unwrap();
     let report = run_config(&path);
     let Outcome::Infra { reason } = &report.outcome else {
         panic!("expected Infra, got {report}");
     };
-    assert!(reason.contains("`-kernel` file") && reason.contains("does/not/exist.elf"), "{reason}");
+    assert!(
+        reason.contains("`-kernel` file") && reason.contains("does/not/exist.elf"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let path = selftest_config(dir.path(), "kvm", Arch::X86_64, "banner", "");
-    let text = std::fs::read_to_string(&path).unwrap().replace("accel = \"tcg\"", "accel = \"kvm\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("accel = \"tcg\"", "accel = \"kvm\"");
     std::fs::write(&path, text).unwrap();
     let qemu = vmharness::qemu::find_binary("qemu-system-x86_64").unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -276,18 +319,21 @@ fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
 #[test]
 fn auto_accel_falls_back_to_tcg_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
-    let path = selftest_config(
-        dir.path(),
-        "auto",
-        Arch::Aarch64,
-        "banner",
-        "",
-    );
-    let text = std::fs::read_to_string(&path).unwrap().replace("accel = \"tcg\"", "accel = \"auto\"");
+    let path = selftest_config(dir.path(), "auto", Arch::Aarch64, "banner", "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("accel = \"tcg\"", "accel = \"auto\"");
     std::fs::write(&path, text).unwrap();
     let report = run_config(&path);
     assert_eq!(report.outcome, Outcome::Pass, "{report}");
     assert_eq!(report.accel, Some(vmharness::accel::Accel::Tcg));
-    assert!(report.notes.iter().any(|n| n.contains("using TCG because the guest is aarch64")), "{:?}", report.notes);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("using TCG because the guest is aarch64")),
+        "{:?}",
+        report.notes
+    );
     assert!(!report.qemu_command.unwrap().contains("-cpu host"));
 }

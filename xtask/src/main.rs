@@ -1,6 +1,8 @@
 //! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
 //! own module; all logic is in the `vmharness` library.
 
+mod bench_disk;
+mod disk;
 mod guests;
 mod qemu;
 mod setup;
@@ -26,8 +28,21 @@ enum Task {
     },
     /// Guest artifacts: list, fetch, build, verify, lock, clean.
     Guests(guests::GuestsArgs),
+    /// Build a FAT32 disk image from a VM config's `[disk]` section, a manifest, or `--add`.
+    DiskImg(disk::DiskImgArgs),
+    /// Run a benchmark.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
     /// Install missing host packages (as root or in CI) or print the command to do so.
     Setup,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// In-process FAT32 writer vs `truncate` + `mkfs.fat -F 32` + `mcopy -s`.
+    Disk(bench_disk::BenchDiskArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +51,16 @@ fn main() -> anyhow::Result<()> {
         Task::KvmProbe { write_guest } => qemu::kvm_probe(write_guest)?,
         Task::Guests(args) => {
             guests::run(args)?;
+            0
+        }
+        Task::DiskImg(args) => {
+            disk::run(args)?;
+            0
+        }
+        Task::Bench { bench } => {
+            match bench {
+                Bench::Disk(args) => bench_disk::run(args)?,
+            }
             0
         }
         Task::Setup => {

@@ -32,6 +32,9 @@ pub struct VmConfig {
     /// Deadlines.
     #[serde(default)]
     pub timeouts: TimeoutSection,
+    /// A FAT32 disk built for this test (in its private temp dir) and attached to the VM.
+    #[serde(default)]
+    pub disk: Option<crate::disk::DiskSpec>,
 }
 
 /// Which accelerator to use.

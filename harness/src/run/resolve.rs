@@ -110,10 +110,44 @@ impl FileResolver for Resolver {
 
 /// Builds the config's `[disk]` image in `temp` and attaches it.
 pub fn attach_disk(
-    _loaded: &LoadedConfig,
-    _resolver: &dyn FileResolver,
-    _temp: &Path,
-    _command: &mut QemuCommand,
+    loaded: &LoadedConfig,
+    resolver: &dyn FileResolver,
+    temp: &Path,
+    command: &mut QemuCommand,
 ) -> Result<(), Outcome> {
-    Ok(())
+    let Some(spec) = &loaded.config.disk else {
+        return Ok(());
+    };
+    let base = loaded.base_dir();
+    let unavailable = std::cell::RefCell::new(None);
+    let resolve = |source: &str| -> Result<PathBuf, String> {
+        resolver.resolve(source, base).map_err(|failure| {
+            let text = match &failure {
+                ResolveFailure::Unavailable(reason) | ResolveFailure::Failed(reason) => {
+                    reason.clone()
+                }
+            };
+            if matches!(failure, ResolveFailure::Unavailable(_)) {
+                unavailable.borrow_mut().get_or_insert(failure);
+            }
+            text
+        })
+    };
+    let image = temp.join("disk.img");
+    match spec.build(&resolve, &image) {
+        Ok(built) => {
+            command.args(spec.qemu_args(&built.path));
+            Ok(())
+        }
+        Err(err) => Err(match unavailable.into_inner() {
+            Some(failure) => failure.into_outcome("[disk]"),
+            // The config asks for an image that cannot be built: the test definition is wrong.
+            None => Outcome::Fail {
+                reason: format!(
+                    "cannot build the [disk] image for {}: {err}",
+                    loaded.path.display()
+                ),
+            },
+        }),
+    }
 }
