@@ -118,6 +118,7 @@ is_builtin() {
 # (`local` is not POSIX but dash, bash and busybox ash all have it; the
 # recursion needs it.)
 add_module() {
+    # shellcheck disable=SC3043 # see above
     local name src dst deps dep
     name=$(printf '%s' "$1" | tr - _)
     grep -qx "$name" "$root/etc/vmharness/modules" && return 0
