@@ -226,13 +226,17 @@ impl Judge {
     fn advance(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         loop {
-            let rest = text.get(self.line_offset..).unwrap_or("");
+            // A partial line decoded lossily may end mid-character; never split one.
+            let mut start = self.line_offset.min(text.len());
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
             let pattern = match self.stage {
                 Stage::Banner(i) => &self.expect.banner[i],
                 Stage::Step(i) => match &self.expect.steps[i] {
                     Step::Expect { pattern, .. } => pattern,
                     Step::ExpectNot { pattern, .. } => {
-                        if let Some(found) = pattern.0.find(rest) {
+                        if let Some(found) = pattern.0.find_at(text, start) {
                             actions.push(Action::Verdict(Outcome::Fail {
                                 reason: format!(
                                     "{} matched `{}` in console line `{}`",
@@ -252,7 +256,7 @@ impl Judge {
                 },
                 Stage::Exit => return actions,
             };
-            let Some(found) = pattern.0.find(rest) else {
+            let Some(found) = pattern.0.find_at(text, start) else {
                 return actions;
             };
             self.matched.push(format!(
@@ -261,7 +265,7 @@ impl Judge {
                 self.waiting_for(),
                 text.trim_end()
             ));
-            self.line_offset += found.end();
+            self.line_offset = found.end();
             let was_success = self.stage == Stage::Success;
             self.next_stage(now);
             if was_success {
@@ -462,6 +466,41 @@ mod tests {
         let mut judge = Judge::new(e, now);
         let actions = judge.on_line("an error here", Duration::ZERO, now);
         assert!(matches!(&actions[0], Action::Verdict(Outcome::Fail { .. })));
+    }
+
+    #[test]
+    fn line_start_anchor_means_the_real_line_start() {
+        let now = Instant::now();
+        let mut e = expectations();
+        e.banner.clear();
+        e.steps = vec![
+            Step::Expect {
+                pattern: pattern("^=> "),
+                timeout: None,
+            },
+            Step::Send {
+                text: "crc32".into(),
+                line: true,
+            },
+            Step::Expect {
+                pattern: pattern("^=> "),
+                timeout: None,
+            },
+        ];
+        let mut judge = Judge::new(e, now);
+        assert_eq!(judge.on_partial("=> ", Duration::ZERO, now).len(), 1);
+        // The echo and `==> ` continue lines but are not prompts at line start.
+        assert!(judge.on_line("=> crc32", Duration::ZERO, now).is_empty());
+        assert!(judge
+            .on_line(
+                "crc32 for 40200000 ... 4020001c ==> 69ee5b96",
+                Duration::ZERO,
+                now
+            )
+            .is_empty());
+        assert!(!judge.waiting_for_exit());
+        assert!(judge.on_partial("=> ", Duration::ZERO, now).is_empty());
+        assert!(judge.waiting_for_exit());
     }
 
     #[test]
