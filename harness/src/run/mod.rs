@@ -319,7 +319,7 @@ pub fn expectations(loaded: &LoadedConfig, scale: Option<f64>) -> Expectations {
         .collect();
     let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
         .iter()
-        .filter_map(|p| Regex::new(&regex::escape(p)).ok())
+        .filter_map(|p| Regex::new(p).ok())
         .collect();
     panic_patterns.extend(console.panic_patterns.iter().map(|p| p.0.clone()));
     Expectations {
