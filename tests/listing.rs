@@ -1,0 +1,103 @@
+//! The cargo-test frontend meets the custom-harness contract: `--list --format terse`,
+//! `--exact`, `--ignored`, and a broken config becoming one failing trial while the others
+//! still list and run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vmharness::run::{FileResolver, Resolver};
+
+fn selftest_elf() -> PathBuf {
+    Resolver::from_env()
+        .resolve("artifact:selftest-aarch64/selftest.elf", Path::new("."))
+        .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
+}
+
+/// A scratch workspace root with a good, a broken and an ignored config.
+fn scratch_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let configs = root.path().join("vm-configs");
+    std::fs::create_dir(&configs).unwrap();
+    let kernel = selftest_elf();
+    std::fs::write(
+        configs.join("good.toml"),
+        format!(
+            "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = {:?}\n[console]\nbanner = [\"selftest: ok\"]\n",
+            kernel.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        configs.join("broken.toml"),
+        "arch = \"aarch64\"\n[console]\nbaner = [\"typo\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        configs.join("later.toml"),
+        "arch = \"riscv64\"\nignore = \"waiting for a riscv64 hypervisor image\"\n",
+    )
+    .unwrap();
+    root
+}
+
+fn boot(root: &Path, args: &[&str]) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    Command::new(cargo)
+        .args(["test", "-q", "--test", "boot", "--"])
+        .args(args)
+        .env("VMHARNESS_ROOT", root)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo test --test boot")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn terse_list_names_every_config_including_broken_ones() {
+    let root = scratch_root();
+    let output = boot(root.path(), &["--list", "--format", "terse"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["broken: test", "good: test", "later: test"], "{stdout}");
+    let output = boot(root.path(), &["--list", "--format", "terse", "--ignored"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().collect::<Vec<_>>(), ["later: test"]);
+}
+
+#[test]
+fn broken_config_fails_alone_with_location_and_suggestion() {
+    let root = scratch_root();
+    let output = boot(root.path(), &[]);
+    let all = text(&output);
+    assert!(!output.status.success(), "{all}");
+    let status = |name: &str| {
+        all.lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix("test ")?;
+                let (test, result) = rest.split_once(" ... ")?;
+                (test.trim() == name).then(|| result.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(status("good"), "ok", "{all}");
+    assert_eq!(status("later"), "ignored", "{all}");
+    assert_eq!(status("broken"), "FAILED", "{all}");
+    assert!(all.contains("broken.toml:3:1: unknown field `baner`"), "{all}");
+    assert!(all.contains("did you mean `banner`?"), "{all}");
+}
+
+#[test]
+fn exact_filter_runs_one_trial() {
+    let root = scratch_root();
+    let output = boot(root.path(), &["--exact", "good"]);
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("1 passed") && all.contains("2 filtered out"), "{all}");
+}
