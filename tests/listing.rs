@@ -66,9 +66,18 @@ fn terse_list_names_every_config_including_broken_ones() {
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, ["broken: test", "good: test", "later: test"], "{stdout}");
+    assert_eq!(
+        lines,
+        ["broken: test", "good: test", "later: test"],
+        "{stdout}"
+    );
     let output = boot(root.path(), &["--list", "--format", "terse", "--ignored"]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().collect::<Vec<_>>(), ["later: test"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["later: test"]
+    );
 }
 
 #[test]
@@ -89,7 +98,10 @@ fn broken_config_fails_alone_with_location_and_suggestion() {
     assert_eq!(status("good"), "ok", "{all}");
     assert_eq!(status("later"), "ignored", "{all}");
     assert_eq!(status("broken"), "FAILED", "{all}");
-    assert!(all.contains("broken.toml:3:1: unknown field `baner`"), "{all}");
+    assert!(
+        all.contains("broken.toml:3:1: unknown field `baner`"),
+        "{all}"
+    );
     assert!(all.contains("did you mean `banner`?"), "{all}");
 }
 
@@ -99,5 +111,8 @@ fn exact_filter_runs_one_trial() {
     let output = boot(root.path(), &["--exact", "good"]);
     let all = text(&output);
     assert!(output.status.success(), "{all}");
-    assert!(all.contains("1 passed") && all.contains("2 filtered out"), "{all}");
+    assert!(
+        all.contains("1 passed") && all.contains("2 filtered out"),
+        "{all}"
+    );
 }

@@ -6,6 +6,7 @@ mod disk;
 mod guests;
 mod qemu;
 mod setup;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Task {
         #[command(subcommand)]
         bench: Bench,
     },
+    /// Set up this machine (packages, guest artifacts) and run every test: `cargo test --workspace`.
+    Test(test::TestArgs),
     /// Install missing host packages (as root or in CI) or print the command to do so.
     Setup,
 }
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             }
             0
         }
+        Task::Test(args) => test::run(args)?,
         Task::Setup => {
             setup::run()?;
             0

@@ -129,17 +129,13 @@ pub fn run() -> anyhow::Result<()> {
 /// Foreign-architecture apt sources for the Linux guests' kernels and busybox.
 fn apt_sources() -> anyhow::Result<()> {
     let script = vmharness::paths::workspace_root().join("guests/setup-apt.sh");
-    if !script.exists() {
-        return Ok(());
-    }
-    let check = Command::new("sh").arg(&script).arg("--check").status();
-    if check.is_ok_and(|s| s.success()) {
+    if apt_sources_configured() {
         println!("setup: apt sources for arm64/riscv64 guest packages are configured");
         return Ok(());
     }
     if !(is_root() || in_ci()) {
         bail!(
-            "guest packages need foreign-arch apt sources; run as root: sudo sh {}",
+            "the Linux guests need arm64/riscv64 apt sources; run as root: sudo sh {}",
             script.display()
         );
     }
@@ -159,4 +155,17 @@ fn apt_sources() -> anyhow::Result<()> {
         bail!("{} failed ({status})", script.display());
     }
     Ok(())
+}
+
+/// Whether `guests/setup-apt.sh` has already run on this host.
+fn apt_sources_configured() -> bool {
+    let foreign = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    foreign.lines().any(|a| a == "arm64")
+        && foreign.lines().any(|a| a == "riscv64")
+        && Path::new("/etc/apt/sources.list.d/vmharness-trixie-riscv64.sources").exists()
+        && Path::new("/etc/apt/preferences.d/vmharness-trixie-riscv64").exists()
 }

@@ -26,7 +26,9 @@ impl ResolveFailure {
     pub fn into_outcome(self, what: &str) -> Outcome {
         match self {
             ResolveFailure::Unavailable(reason) if artifacts_required() => Outcome::Infra {
-                reason: format!("{what}: {reason} (artifacts are required: {REQUIRE_ARTIFACTS_ENV}=1 or CI=true)"),
+                reason: format!(
+                    "{what}: {reason} (artifacts are required: {REQUIRE_ARTIFACTS_ENV}=1)"
+                ),
             },
             ResolveFailure::Unavailable(reason) => Outcome::Skipped {
                 reason: format!("{what}: {reason}"),
@@ -38,8 +40,7 @@ impl ResolveFailure {
     }
 }
 
-/// Whether unavailable artifacts must fail the run (`VMHARNESS_REQUIRE_ARTIFACTS=1`, or
-/// `CI=true` unless `VMHARNESS_REQUIRE_ARTIFACTS=0`).
+/// Whether unavailable artifacts must fail the run (`VMHARNESS_REQUIRE_ARTIFACTS=1`).
 pub fn artifacts_required() -> bool {
     crate::artifact::require_artifacts()
 }
