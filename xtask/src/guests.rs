@@ -14,7 +14,7 @@ pub struct GuestsArgs {
     /// Fail on artifacts missing from guests.lock (implied by CI=true or VMHARNESS_LOCKED=1).
     #[arg(long, global = true)]
     locked: bool,
-    /// The guests directory (default: <workspace>/guests).
+    /// The guests directory (default: `<workspace>/guests`).
     #[arg(long, global = true)]
     guests_dir: Option<PathBuf>,
     #[command(subcommand)]

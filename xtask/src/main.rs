@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Boot a VM config (default: vm-configs/selftest-<arch>.toml), stream its console, print the verdict.
+    /// Boot a VM config (default: `vm-configs/selftest-<arch>.toml`), stream its console, print the verdict.
     Qemu(qemu::QemuArgs),
     /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
     KvmProbe {
