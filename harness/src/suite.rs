@@ -4,7 +4,8 @@
 //! so one typo never breaks listing or running the others.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use libtest_mimic::{Completion, Failed, Trial};
 
@@ -96,11 +97,15 @@ pub fn run_trial(loaded: &LoadedConfig, resolver: &dyn FileResolver) -> Result<C
     }
 }
 
+/// Prints each distinct accelerator note once per process (e.g. why KVM was not used).
 fn announce_notes(report: &Report) {
-    static KVM_NOTE: Once = Once::new();
-    for note in &report.notes {
-        if note.starts_with("accel auto") {
-            KVM_NOTE.call_once(|| eprintln!("note: {note}"));
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let Ok(mut seen) = SEEN.lock() else {
+        return;
+    };
+    for note in report.notes.iter().filter(|n| n.starts_with("accel auto")) {
+        if seen.insert(note.clone()) {
+            eprintln!("note: {note}");
         }
     }
 }
