@@ -6,7 +6,7 @@
 //! A config whose inputs this machine lacks (an `env:` variable unset, an artifact that needs
 //! the network and is not cached) is ignored with the reason, unless artifacts are required
 //! ([`crate::run::artifacts_required`]), where the run reports an infrastructure failure instead.
-//! Under cargo test the trial ends as "ignored, <reason>" at run time. Under nextest a runtime
+//! Under cargo test the trial ends as `ignored (<reason>)` at run time. Under nextest a runtime
 //! ignore would count as a pass, so there the trial is listed with the ignored flag and the
 //! reasons go to stderr once ([`availability`]).
 
