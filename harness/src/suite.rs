@@ -2,6 +2,13 @@
 //!
 //! A config that fails to load still becomes a trial (a failing one, with the located error),
 //! so one typo never breaks listing or running the others.
+//!
+//! A config whose inputs this machine lacks (an `env:` variable unset, an artifact that needs
+//! the network and is not cached) is ignored with the reason, unless artifacts are required
+//! ([`crate::run::artifacts_required`]), where the run reports an infrastructure failure instead.
+//! Under cargo test the trial ends as `ignored (<reason>)` at run time. Under nextest a runtime
+//! ignore would count as a pass, so there the trial is listed with the ignored flag and the
+//! reasons go to stderr once ([`availability`]).
 
 use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
@@ -9,9 +16,14 @@ use std::sync::Mutex;
 
 use libtest_mimic::{Completion, Failed, Trial};
 
+use crate::artifact::Catalog;
 use crate::config::{self, LoadedConfig};
 use crate::outcome::{Outcome, Report};
 use crate::run::{self, FileResolver, RunOptions};
+
+pub mod availability;
+
+use availability::Unavailable;
 
 /// Environment variable: how many times an infrastructure failure is retried (default 1).
 pub const INFRA_RETRIES_ENV: &str = "VMHARNESS_INFRA_RETRIES";
@@ -44,28 +56,42 @@ where
             return vec![Trial::test("vm-configs", move || Err(message.into()))];
         }
     };
+    let check = availability::Check::from_env(Catalog::load_default().ok());
     files
         .into_iter()
         .filter(|path| select(&config::test_name(path)))
-        .map(|path| trial(&path, resolver.clone()))
+        .map(|path| trial(&path, &check, resolver.clone()))
         .collect()
 }
 
-fn trial<R>(path: &Path, resolver: R) -> Trial
+fn trial<R>(path: &Path, check: &availability::Check, resolver: R) -> Trial
 where
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + 'static,
 {
     let name = config::test_name(path);
-    match config::load(path) {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
         Err(err) => {
             let message = format!("invalid VM config: {err}");
-            Trial::test(name, move || Err(message.into()))
+            return Trial::test(name, move || Err(message.into()));
         }
-        Ok(loaded) => {
-            let ignored = loaded.config.ignore.is_some();
-            Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()))
-                .with_ignored_flag(ignored)
-        }
+    };
+    if loaded.config.ignore.is_some() {
+        return Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()))
+            .with_ignored_flag(true);
+    }
+    let missing = check.missing_inputs(&loaded);
+    if !check.ignores(&missing) {
+        return Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()));
+    }
+    let reason = Unavailable::join(&missing);
+    if check.ignore_at_listing() {
+        eprintln!("note: {name} ignored: {reason}");
+        // With --ignored / --run-ignored the user asked for the real run and its real outcome.
+        Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()))
+            .with_ignored_flag(true)
+    } else {
+        Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
     }
 }
 

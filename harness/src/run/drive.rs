@@ -70,6 +70,10 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         lines.clear();
         let event = session.read(next, &mut lines);
         let now = Instant::now();
+        if !lines.is_empty() {
+            // A new unfinished line began: the same prompt text again is a new prompt.
+            partial_seen.clear();
+        }
         for line in &lines {
             pending.extend(judge.on_line(&line.text, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {

@@ -120,7 +120,8 @@ pub fn attach_disk(
         return Ok(());
     };
     let base = loaded.base_dir();
-    let unavailable = std::cell::RefCell::new(None);
+    // The first file that could not be resolved decides the outcome, as for -kernel.
+    let unresolved = std::cell::RefCell::new(None);
     let resolve = |source: &str| -> Result<PathBuf, String> {
         resolver.resolve(source, base).map_err(|failure| {
             let text = match &failure {
@@ -128,9 +129,7 @@ pub fn attach_disk(
                     reason.clone()
                 }
             };
-            if matches!(failure, ResolveFailure::Unavailable(_)) {
-                unavailable.borrow_mut().get_or_insert(failure);
-            }
+            unresolved.borrow_mut().get_or_insert(failure);
             text
         })
     };
@@ -140,7 +139,7 @@ pub fn attach_disk(
             command.args(spec.qemu_args(&built.path));
             Ok(())
         }
-        Err(err) => Err(match unavailable.into_inner() {
+        Err(err) => Err(match unresolved.into_inner() {
             Some(failure) => failure.into_outcome("[disk]"),
             // The config asks for an image that cannot be built: the test definition is wrong.
             None => Outcome::Fail {
