@@ -86,10 +86,6 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         }
         match event {
             ReadEvent::Output => {
-                if !lines.is_empty() {
-                    // A new line began: an identical prompt text is a new prompt.
-                    partial_seen.clear();
-                }
                 let partial = session.partial();
                 if !partial.is_empty() && partial != partial_seen {
                     pending.extend(judge.on_partial(&partial, start.elapsed(), now));
