@@ -10,8 +10,8 @@
 //! ignore would count as a pass, so there the trial is listed with the ignored flag and the
 //! reasons go to stderr once ([`availability`]).
 
-use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use libtest_mimic::{Completion, Failed, Trial};

@@ -78,6 +78,13 @@ pub(super) fn resolve(
                 None => "no entry",
             };
             if mode == LockMode::Locked {
+                // First find out whether it can be obtained at all: on a machine without
+                // network "unavailable" is the true (and more useful) answer.
+                let probe = ResolveOptions {
+                    lock_mode: LockMode::Record,
+                    ..options.clone()
+                };
+                resolve(recipe, guests_dir, locked, lock_file, &probe)?;
                 return Err(ArtifactError::NotLocked {
                     artifact: recipe.name.clone(),
                     lock_file: lock_file.to_path_buf(),
