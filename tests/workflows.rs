@@ -410,7 +410,10 @@ fn every_command_in_run_steps_exists() -> Result<()> {
             // Skip env assignments (`VAR=value cargo ...`) and `sudo`.
             let start = words
                 .iter()
-                .position(|w| !(w.contains('=') && !w.starts_with('-')) && w != "sudo")
+                .position(|w| {
+                    let assignment = w.contains('=') && !w.starts_with('-');
+                    !assignment && w != "sudo"
+                })
                 .unwrap_or(words.len());
             let words: Vec<&str> = words[start..]
                 .iter()
