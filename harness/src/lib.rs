@@ -5,6 +5,7 @@
 //! [`accel`] picks KVM or TCG, [`qemu`] launches QEMU on a pty, [`console`] watches the serial
 //! output, [`run`] turns it into an [`outcome::Outcome`], and [`suite`] makes every config a
 //! libtest-mimic trial.
+//! [`remote`] runs QEMU on another host over OpenSSH.
 
 pub mod accel;
 pub mod arch;
@@ -15,5 +16,6 @@ pub mod disk;
 pub mod outcome;
 pub mod paths;
 pub mod qemu;
+pub mod remote;
 pub mod run;
 pub mod suite;

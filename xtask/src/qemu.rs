@@ -30,6 +30,9 @@ pub struct QemuArgs {
     /// Print the QEMU command line and exit without booting.
     #[arg(long)]
     pub print_cmd: bool,
+    /// Run QEMU on this host over ssh, `user@host[:port]` (default: `$VMHARNESS_REMOTE`).
+    #[arg(long, value_name = "USER@HOST[:PORT]")]
+    pub remote: Option<String>,
 }
 
 pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
@@ -53,7 +56,12 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         Some(other) => anyhow::bail!("unknown accel `{other}` (expected auto, kvm or tcg)"),
     };
     let resolver = Resolver::from_env();
+    let remote = match args.remote.as_deref() {
+        Some(spec) => Some(vmharness::remote::Remote::parse_with_env(spec)?),
+        None => vmharness::remote::Remote::from_env()?,
+    };
     let options = RunOptions {
+        remote,
         accel,
         extra_args: args.qemu_args.clone(),
         append: args.append.clone(),

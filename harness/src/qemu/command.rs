@@ -35,6 +35,15 @@ impl QemuCommand {
         command
     }
 
+    /// A command for `binary` with no default options: for wrappers such as the `ssh -tt`
+    /// command of [`crate::remote::stage`], which carries the real QEMU argv inside.
+    pub fn raw(binary: impl Into<PathBuf>) -> Self {
+        QemuCommand {
+            binary: binary.into(),
+            args: Vec::new(),
+        }
+    }
+
     /// The QEMU binary.
     pub fn binary(&self) -> &Path {
         &self.binary

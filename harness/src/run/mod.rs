@@ -15,6 +15,7 @@ use crate::config::{AccelChoice, LoadedConfig};
 use crate::console::Session;
 use crate::outcome::{Outcome, Report, REPORT_TAIL_LINES};
 use crate::qemu::{self, QemuCommand, QemuProcess};
+use crate::remote::{self, Remote};
 
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
 pub use resolve::{
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub tee: Option<Box<dyn std::io::Write + Send>>,
     /// Overrides the log directory (default `target/vmharness/logs/<test>`).
     pub log_dir: Option<PathBuf>,
+    /// Runs QEMU on this host over ssh (default: `$VMHARNESS_REMOTE`, else locally).
+    pub remote: Option<Remote>,
 }
 
 /// Everything needed before QEMU starts.
@@ -93,6 +96,17 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         console_bytes: 0,
     };
     let mut options = options;
+    if options.remote.is_none() {
+        match Remote::from_env() {
+            Ok(from_env) => options.remote = from_env,
+            Err(err) => {
+                report.outcome = Outcome::Infra {
+                    reason: err.to_string(),
+                };
+                return report;
+            }
+        }
+    }
     let prepared = match prepare(loaded, resolver, &options, &log_dir) {
         Ok(prepared) => prepared,
         Err(outcome) => {
@@ -109,7 +123,35 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         format!("{}\n", prepared.command.to_shell_line()),
     );
     let stderr_path = log_dir.join("qemu-stderr.log");
-    let process = match QemuProcess::spawn(&prepared.command, &stderr_path) {
+    // Remote hook: the command becomes `ssh -tt host ...`; the guard removes the remote dir.
+    let staged = match &options.remote {
+        None => None,
+        Some(host) => match remote::stage(&prepared.command, host) {
+            Ok((command, guard)) => {
+                report.notes.push(format!(
+                    "remote: QEMU runs on {} in {}",
+                    host.destination,
+                    guard.dir()
+                ));
+                Some((command, guard))
+            }
+            Err(err) => {
+                report.outcome = Outcome::Infra {
+                    reason: err.to_string(),
+                };
+                report.elapsed = setup_started.elapsed();
+                return report;
+            }
+        },
+    };
+    let command = staged.as_ref().map_or(&prepared.command, |(c, _)| c);
+    if staged.is_some() {
+        let _ = std::fs::write(
+            log_dir.join("remote-command.sh"),
+            format!("{}\n", command.to_shell_line()),
+        );
+    }
+    let process = match QemuProcess::spawn(command, &stderr_path) {
         Ok(process) => process,
         Err(err) => {
             report.outcome = Outcome::Infra {
@@ -146,6 +188,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         report.qemu_stderr = last_lines(&stderr_path, 10);
     }
     drop(session);
+    drop(staged);
     drop(prepared);
     report
 }
@@ -195,7 +238,11 @@ pub fn prepare(
         .binary
         .clone()
         .unwrap_or_else(|| spec.qemu_binary.to_string());
-    let binary_path = qemu::find_binary(&binary).map_err(|err| infra(err.to_string()))?;
+    // A remote host has its own QEMU: `remote::stage` checks it there.
+    let binary_path = match options.remote {
+        Some(_) => PathBuf::from(&binary),
+        None => qemu::find_binary(&binary).map_err(|err| infra(err.to_string()))?,
+    };
     let machine = config
         .qemu
         .machine
@@ -213,8 +260,12 @@ pub fn prepare(
         cache_dir: &accel::default_cache_dir(&root),
     };
     let choice = options.accel.unwrap_or(config.accel);
-    let decision =
-        accel::choose(choice, config.arch, &probe).map_err(|err| infra(err.to_string()))?;
+    let decision = match &options.remote {
+        Some(host) => {
+            remote::choose_accel(host, choice, config.arch).map_err(|err| infra(err.to_string()))?
+        }
+        None => accel::choose(choice, config.arch, &probe).map_err(|err| infra(err.to_string()))?,
+    };
     let mut notes: Vec<String> = decision.note.into_iter().collect();
 
     let mut command = QemuCommand::new(&binary_path);
@@ -256,7 +307,9 @@ pub fn prepare(
     resolve::attach_disk(loaded, resolver, temp.path(), &mut command)?;
     command.args(config.qemu.args.iter().cloned());
     command.args(options.extra_args.iter().cloned());
-    qemu::preflight(&mut command).map_err(|err| infra(err.to_string()))?;
+    if options.remote.is_none() {
+        qemu::preflight(&mut command).map_err(|err| infra(err.to_string()))?;
+    }
 
     let scale = scale_factor(decision.accel, config.timeouts.tcg_scale);
     let scaled = |d: Duration| (!options.no_timeouts).then(|| d.mul_f64(scale));
