@@ -6,6 +6,7 @@ mod disk;
 mod guests;
 mod qemu;
 mod setup;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 
@@ -18,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Boot a VM config (default: vm-configs/selftest-<arch>.toml), stream its console, print the verdict.
+    /// Boot a VM config (default: vm-configs/selftest-<arch>.toml) with its console on the
+    /// terminal (type to the guest, Ctrl-] quits), then print the verdict.
     Qemu(qemu::QemuArgs),
     /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
     KvmProbe {
