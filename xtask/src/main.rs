@@ -2,6 +2,7 @@
 //! own module; all logic is in the `vmharness` library.
 
 mod bench_disk;
+mod ci;
 mod disk;
 mod guests;
 mod qemu;
@@ -37,6 +38,8 @@ enum Task {
         #[command(subcommand)]
         bench: Bench,
     },
+    /// Run the CI pipeline: gates and tests as timed steps (GitHub Actions aware).
+    Ci(ci::CiArgs),
     /// Install missing host packages (as root or in CI) or print the command to do so.
     Setup,
 }
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             }
             0
         }
+        Task::Ci(args) => ci::run(args)?,
         Task::Setup => {
             setup::run()?;
             0
