@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Boot a VM config (default: vm-configs/selftest-<arch>.toml) with its console on the
+    /// Boot a VM config (default: `vm-configs/selftest-<arch>.toml`) with its console on the
     /// terminal (type to the guest, Ctrl-] quits), then print the verdict.
     Qemu(qemu::QemuArgs),
     /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
