@@ -28,6 +28,10 @@ use availability::Unavailable;
 /// Environment variable: how many times an infrastructure failure is retried (default 1).
 pub const INFRA_RETRIES_ENV: &str = "VMHARNESS_INFRA_RETRIES";
 
+/// Environment variable: only configs for this guest arch become trials (one CI job per arch).
+/// A config that fails to load stays in unless its `arch` key names another arch.
+pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
+
 /// The config files in `dir`, sorted by name.
 pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -57,11 +61,32 @@ where
         }
     };
     let check = availability::Check::from_env(Catalog::load_default().ok());
+    let arch = std::env::var(ARCH_ENV)
+        .ok()
+        .filter(|a| !a.trim().is_empty());
     files
         .into_iter()
         .filter(|path| select(&config::test_name(path)))
+        .filter(|path| {
+            arch.as_deref()
+                .map_or(true, |arch| arch_matches(path, arch))
+        })
         .map(|path| trial(&path, &check, resolver.clone()))
         .collect()
+}
+/// Whether the config at `path` is for `arch`, read from its `arch` key without validating the
+/// rest: a broken config is kept (its trial reports the error) unless it names another arch.
+pub fn arch_matches(path: &Path, arch: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return true;
+    };
+    let Ok(table) = toml::from_str::<toml::Table>(&text) else {
+        return true;
+    };
+    match table.get("arch").and_then(toml::Value::as_str) {
+        Some(declared) => declared == arch.trim(),
+        None => true,
+    }
 }
 
 fn trial<R>(path: &Path, check: &availability::Check, resolver: R) -> Trial

@@ -2,10 +2,12 @@
 //! own module; all logic is in the `vmharness` library.
 
 mod bench_disk;
+mod ci;
 mod disk;
 mod guests;
 mod qemu;
 mod setup;
+mod terminal;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -19,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Boot a VM config (default: `vm-configs/selftest-<arch>.toml`), stream its console, print the verdict.
+    /// Boot a VM config (default: `vm-configs/selftest-<arch>.toml`) with its console on the
+    /// terminal (type to the guest, Ctrl-] quits), then print the verdict.
     Qemu(qemu::QemuArgs),
     /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
     KvmProbe {
@@ -38,6 +41,8 @@ enum Task {
     },
     /// Set up this machine (packages, guest artifacts) and run every test: `cargo test --workspace`.
     Test(test::TestArgs),
+    /// Run the CI pipeline: gates and tests as timed steps (GitHub Actions aware).
+    Ci(ci::CiArgs),
     /// Install missing host packages (as root or in CI) or print the command to do so.
     Setup,
 }
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             0
         }
         Task::Test(args) => test::run(args)?,
+        Task::Ci(args) => ci::run(args)?,
         Task::Setup => {
             setup::run()?;
             0

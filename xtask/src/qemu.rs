@@ -1,14 +1,36 @@
 //! `cargo xtask qemu <arch>`: boot one config with the console on the terminal.
+//!
+//! Interactive by default: keys go to the guest (stdin in raw mode when it is a terminal),
+//! Ctrl-] quits. `--check` is the non-interactive form whose exit code is the verdict.
 
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use vmharness::arch::Arch;
-use vmharness::config::AccelChoice;
-use vmharness::run::{self, Resolver, RunOptions};
+use vmharness::config::{AccelChoice, LoadedConfig};
+use vmharness::console::{key_name, ConsoleInput};
+use vmharness::run::{self, FileResolver, Resolver, RunOptions};
+
+use crate::terminal::{self, RawMode, ESCAPE};
+
+const EXIT_CODES: &str = "\
+Interactive: the guest console is attached to the terminal (raw mode when stdin is a
+terminal); what you type goes to the guest's serial port. Ctrl-] quits and kills QEMU.
+The verdict checks run all the time; after a verdict the console stays attached until QEMU
+exits or you press Ctrl-]. The verdict is printed at the end.
+
+Exit codes (the verdict; the same with and without --check):
+  0  pass      every expectation met
+  1  fail      panic pattern, wrong exit code, QEMU died early, or Ctrl-] before the verdict
+  2  timeout   a deadline passed while waiting
+  3  infra     the host could not run it (QEMU missing, KVM broken, artifact unobtainable)
+  4  skipped   the config is ignored or cannot run here";
 
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct QemuArgs {
     /// Guest architecture: x86_64, aarch64 or riscv64.
     pub arch: Option<String>,
@@ -33,6 +55,12 @@ pub struct QemuArgs {
     /// Run QEMU on this host over ssh, `user@host[:port]` (default: `$VMHARNESS_REMOTE`).
     #[arg(long, value_name = "USER@HOST[:PORT]")]
     pub remote: Option<String>,
+    /// Non-interactive: no raw mode, no input; exit with the verdict's code.
+    #[arg(long)]
+    pub check: bool,
+    /// Let gdb attach on tcp port 1234 (`-s -S`: QEMU waits for `continue`); no timeouts.
+    #[arg(long)]
+    pub gdb: bool,
 }
 
 pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
@@ -60,14 +88,22 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         Some(spec) => Some(vmharness::remote::Remote::parse_with_env(spec)?),
         None => vmharness::remote::Remote::from_env()?,
     };
-    let options = RunOptions {
+    let mut extra_args = args.qemu_args.clone();
+    if args.gdb {
+        extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
+    let mut options = RunOptions {
         remote,
         accel,
-        extra_args: args.qemu_args.clone(),
+        extra_args,
         append: args.append.clone(),
+        no_timeouts: args.gdb,
         tee: Some(Box::new(std::io::stdout())),
         ..RunOptions::default()
     };
+    if args.gdb {
+        eprintln!("{}", gdb_hint(&loaded, &resolver));
+    }
     if args.print_cmd {
         let log_dir = vmharness::paths::log_dir(&root, &loaded.name);
         return match run::prepare(&loaded, &resolver, &options, &log_dir) {
@@ -81,9 +117,49 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
             }
         };
     }
+    let raw = if args.check {
+        None
+    } else {
+        let stdin = std::io::stdin();
+        let fd = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stdin for console input")?;
+        options.input = Some(ConsoleInput {
+            fd,
+            escape: Some(ESCAPE),
+        });
+        if stdin.is_terminal() {
+            eprintln!(
+                "[vmharness] {}: console attached, {} quits",
+                loaded.name,
+                key_name(ESCAPE)
+            );
+        }
+        RawMode::enter()?
+    };
     let report = run::run(&loaded, &resolver, options);
+    drop(raw);
+    terminal::restore();
     eprintln!("\n{report}");
     Ok(report.outcome.exit_code())
+}
+
+/// How to attach gdb: the kernel ELF carries the symbols.
+fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver) -> String {
+    let kernel = loaded
+        .config
+        .qemu
+        .kernel
+        .as_deref()
+        .and_then(|reference| resolver.resolve(reference, loaded.base_dir()).ok())
+        .map_or_else(
+            || "<kernel-elf>".to_string(),
+            |path| path.display().to_string(),
+        );
+    format!(
+        "[vmharness] QEMU waits for gdb on tcp::1234 (timeouts off); attach with:\n  gdb-multiarch {kernel} -ex 'target remote :1234'"
+    )
 }
 
 pub fn kvm_probe(write_guest: Option<PathBuf>) -> anyhow::Result<i32> {

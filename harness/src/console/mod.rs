@@ -6,4 +6,4 @@ mod session;
 
 pub use ansi::AnsiStripper;
 pub use lines::{LineSplitter, Tail, MAX_LINE_BYTES};
-pub use session::{Line, ReadEvent, Session};
+pub use session::{key_name, ConsoleInput, Line, ReadEvent, Session};

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,25 @@ pub enum ReadEvent {
     Closed,
 }
 
+/// Keyboard input for an interactive session: bytes read from `fd` go to the guest's serial
+/// input, and the `escape` byte (e.g. `0x1d`, Ctrl-]) ends the session and kills QEMU.
+#[derive(Debug)]
+pub struct ConsoleInput {
+    /// Where input comes from (typically a duplicate of stdin).
+    pub fd: OwnedFd,
+    /// The byte that detaches; `None`: only QEMU's exit ends the session.
+    pub escape: Option<u8>,
+}
+
+/// How a key such as Ctrl-] is written in messages: `Ctrl-]` for control bytes, else hex.
+pub fn key_name(byte: u8) -> String {
+    match byte {
+        0x00..=0x1f => format!("Ctrl-{}", char::from(byte + 0x40)),
+        0x20..=0x7e => format!("`{}`", char::from(byte)),
+        _ => format!("0x{byte:02x}"),
+    }
+}
+
 /// A timestamped console line.
 #[derive(Debug, Clone)]
 pub struct Line {
@@ -35,6 +54,12 @@ pub struct Line {
     pub at: Duration,
     /// The text, with escape sequences and `\r` removed.
     pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputEvent {
+    Forwarded,
+    Escape,
 }
 
 /// QEMU's serial console, owned together with the QEMU process.
@@ -54,6 +79,8 @@ pub struct Session {
     cleaned: Vec<u8>,
     pending: Vec<String>,
     tee: Option<Box<dyn Write + Send>>,
+    input: Option<ConsoleInput>,
+    detached: bool,
 }
 
 impl Session {
@@ -78,6 +105,8 @@ impl Session {
             cleaned: Vec::with_capacity(64 * 1024),
             pending: Vec::new(),
             tee: None,
+            input: None,
+            detached: false,
         })
     }
 
@@ -90,7 +119,10 @@ impl Session {
         let wait = deadline.saturating_duration_since(Instant::now());
         // Round up so that we never spin on a sub-millisecond remainder.
         let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(self.pty.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.pty.as_fd(), PollFlags::POLLIN)];
+        if let Some(input) = &self.input {
+            fds.push(PollFd::new(input.fd.as_fd(), PollFlags::POLLIN));
+        }
         match poll(
             &mut fds,
             PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
@@ -99,6 +131,21 @@ impl Session {
             Ok(_) => {}
             Err(Errno::EINTR) => return ReadEvent::Idle,
             Err(_) => return self.close(lines),
+        }
+        let ready = |fd: Option<&PollFd>| {
+            fd.and_then(PollFd::revents).is_some_and(|events| {
+                events.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            })
+        };
+        let (console_ready, input_ready) = (ready(fds.first()), ready(fds.get(1)));
+        drop(fds);
+        if input_ready && self.forward_input() == InputEvent::Escape {
+            self.detached = true;
+            self.kill();
+            return self.close(lines);
+        }
+        if !console_ready {
+            return ReadEvent::Idle;
         }
         match self.pty.read(&mut self.buffer) {
             Ok(0) => self.close(lines),
@@ -143,6 +190,56 @@ impl Session {
         }
         let _ = self.log.flush();
         ReadEvent::Closed
+    }
+
+    /// Moves pending keyboard input to the guest; stops reading input at its end of file.
+    fn forward_input(&mut self) -> InputEvent {
+        let Some(input) = &self.input else {
+            return InputEvent::Forwarded;
+        };
+        let mut bytes = [0u8; 4096];
+        let count = match nix::unistd::read(&input.fd, &mut bytes) {
+            Ok(0) | Err(Errno::EIO | Errno::EBADF) => {
+                self.input = None;
+                return InputEvent::Forwarded;
+            }
+            Ok(count) => count,
+            Err(_) => return InputEvent::Forwarded,
+        };
+        let bytes = &bytes[..count];
+        let escape_at = input
+            .escape
+            .and_then(|escape| bytes.iter().position(|b| *b == escape));
+        let forward = &bytes[..escape_at.unwrap_or(bytes.len())];
+        if !forward.is_empty() {
+            let _ = self.send(forward);
+        }
+        match escape_at {
+            Some(_) => InputEvent::Escape,
+            None => InputEvent::Forwarded,
+        }
+    }
+
+    /// Forwards keyboard input to the guest from now on (see [`ConsoleInput`]).
+    pub fn set_input(&mut self, input: ConsoleInput) {
+        self.input = Some(input);
+    }
+
+    /// Whether keyboard input is being forwarded (an interactive session).
+    pub fn is_interactive(&self) -> bool {
+        self.input.is_some() || self.detached
+    }
+
+    /// Whether the user ended the session with the escape key.
+    pub fn detached(&self) -> bool {
+        self.detached
+    }
+
+    /// Writes a harness message to the tee (not to the log), e.g. a note for the user.
+    pub fn tee_note(&mut self, text: &str) {
+        if let Some(tee) = self.tee.as_mut() {
+            let _ = tee.write_all(text.as_bytes()).and_then(|()| tee.flush());
+        }
     }
 
     /// Copies the cleaned console bytes to `tee` as they arrive (e.g. to a terminal).

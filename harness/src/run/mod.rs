@@ -2,6 +2,7 @@
 //! command, boot, and judge the console until a verdict.
 
 mod drive;
+mod interactive;
 pub mod judge;
 mod resolve;
 
@@ -12,7 +13,7 @@ use regex::Regex;
 
 use crate::accel::{self, Accel, ProbeSpec};
 use crate::config::{AccelChoice, LoadedConfig};
-use crate::console::Session;
+use crate::console::{ConsoleInput, Session};
 use crate::outcome::{Outcome, Report, REPORT_TAIL_LINES};
 use crate::qemu::{self, QemuCommand, QemuProcess};
 use crate::remote::{self, Remote};
@@ -24,6 +25,10 @@ pub use resolve::{
 
 /// Environment variable: multiply every timeout by this factor (for slow CI machines).
 pub const TIMEOUT_SCALE_ENV: &str = "VMHARNESS_TIMEOUT_SCALE";
+
+/// Environment variable: overrides every config's `accel` (`auto`, `kvm` or `tcg`), e.g. in CI.
+/// `RunOptions::accel` still wins over it.
+pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
 
 /// Knobs a frontend may turn for one run.
 #[derive(Default)]
@@ -42,6 +47,10 @@ pub struct RunOptions {
     pub log_dir: Option<PathBuf>,
     /// Runs QEMU on this host over ssh (default: `$VMHARNESS_REMOTE`, else locally).
     pub remote: Option<Remote>,
+    /// Keyboard input for an interactive session. With input, a verdict does not end the run:
+    /// the console stays attached until QEMU exits or the escape key is pressed, and the
+    /// verdict reached first is reported.
+    pub input: Option<ConsoleInput>,
 }
 
 /// Everything needed before QEMU starts.
@@ -176,7 +185,14 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
     if let Some(tee) = options.tee.take() {
         session.set_tee(tee);
     }
-    let ended = drive::drive(&mut session, &prepared, &stderr_path);
+    if let Some(input) = options.input.take() {
+        session.set_input(input);
+    }
+    let mut ended = drive::drive(&mut session, &prepared, &stderr_path);
+    interactive::finish(&mut session, &mut ended);
+    if ended.exit.is_none() {
+        session.kill();
+    }
     report.outcome = ended.outcome;
     report.expected = ended.expected;
     report.matched = ended.matched;
@@ -259,7 +275,10 @@ pub fn prepare(
         cpu: &kvm_cpu,
         cache_dir: &accel::default_cache_dir(&root),
     };
-    let choice = options.accel.unwrap_or(config.accel);
+    let choice = match (options.accel, accel_from_env()?) {
+        (Some(choice), _) | (None, Some(choice)) => choice,
+        (None, None) => config.accel,
+    };
     let decision = match &options.remote {
         Some(host) => {
             remote::choose_accel(host, choice, config.arch).map_err(|err| infra(err.to_string()))?
@@ -338,6 +357,24 @@ pub fn prepare(
         temp,
         exit_device,
     })
+}
+
+/// The accelerator forced by [`ACCEL_ENV`], if set.
+fn accel_from_env() -> Result<Option<AccelChoice>, Outcome> {
+    let Ok(value) = std::env::var(ACCEL_ENV) else {
+        return Ok(None);
+    };
+    match value.trim() {
+        "" => Ok(None),
+        "auto" => Ok(Some(AccelChoice::Auto)),
+        "kvm" => Ok(Some(AccelChoice::Kvm)),
+        "tcg" => Ok(Some(AccelChoice::Tcg)),
+        other => Err(Outcome::Infra {
+            reason: format!(
+                "{ACCEL_ENV}=`{other}` is not an accelerator (expected auto, kvm or tcg)"
+            ),
+        }),
+    }
 }
 
 fn scale_factor(accel: Accel, tcg_scale: f64) -> f64 {

@@ -1,0 +1,246 @@
+//! `cargo xtask ci` against a temporary workspace root (`VMHARNESS_ROOT`) holding a passing,
+//! a panicking and a misspelled selftest config: GitHub Actions groups, `::error` annotations,
+//! the step summary, the arch filter, the accel override and the exit status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{ensure, Context, Result};
+
+/// The xtask binary (built once per test process) and the absolute path of the aarch64
+/// selftest kernel.
+fn setup() -> &'static (PathBuf, PathBuf) {
+    static SETUP: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "xtask"])
+            .current_dir(&root);
+        scrub_cargo_run_env(&mut build);
+        let status = build.status().expect("run cargo build -p xtask");
+        assert!(status.success(), "cargo build -p xtask failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let xtask = target.join("debug").join("xtask");
+        let output = Command::new(&xtask)
+            .args(["guests", "build", "selftest-aarch64"])
+            .output()
+            .expect("run xtask guests build");
+        assert!(
+            output.status.success(),
+            "building the selftest guest failed: {output:?}"
+        );
+        let cache = target.join("vmharness/cache/selftest-aarch64");
+        let kernel = std::fs::read_dir(&cache)
+            .expect("selftest cache dir")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("selftest.elf"))
+            .find(|path| path.is_file())
+            .expect("a built selftest.elf");
+        (xtask, kernel)
+    })
+}
+
+/// A temp workspace root with the given configs (name, TOML text) in `vm-configs/`.
+fn workspace(configs: &[(&str, String)]) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("vm-configs"))?;
+    for (name, text) in configs {
+        std::fs::write(
+            dir.path().join("vm-configs").join(format!("{name}.toml")),
+            text,
+        )?;
+    }
+    Ok(dir)
+}
+
+fn selftest(kernel: &Path, extra: &str) -> String {
+    format!(
+        "arch = \"aarch64\"\n[qemu]\nkernel = {:?}\n{extra}[console]\nbanner = [\"vmharness selftest aarch64\", \"selftest: ok\"]\n",
+        kernel.display().to_string()
+    )
+}
+
+/// Runs `xtask ci ARGS` as a GitHub Actions job would; returns the output and the summary.
+fn ci(root: &Path, args: &[&str]) -> Result<(Output, String, String)> {
+    let (xtask, _) = setup();
+    let summary = root.join("summary.md");
+    let output = Command::new(xtask)
+        .arg("ci")
+        .args(args)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("VMHARNESS_ROOT", root)
+        .env_remove("GITHUB_WORKSPACE")
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    Ok((output, stdout, summary))
+}
+
+#[test]
+fn github_job_for_one_arch_annotates_and_summarises() -> Result<()> {
+    let (_, kernel) = setup();
+    let root = workspace(&[
+        ("ci-good-aarch64", selftest(kernel, "")),
+        (
+            "ci-panics-aarch64",
+            selftest(
+                kernel,
+                "args = [\"-fw_cfg\", \"name=opt/vmharness/scenario,string=panic 2\"]\n",
+            ),
+        ),
+        (
+            "ci-typo-aarch64",
+            "arch = \"aarch64\"\n[qemu]\nkernal = \"x.elf\"\n".into(),
+        ),
+        (
+            "ci-other-x86_64",
+            "arch = \"x86_64\"\n[qemu]\nkernel = \"missing.elf\"\n".into(),
+        ),
+    ])?;
+    let (output, stdout, summary) = ci(root.path(), &["--skip-gates", "--arch", "aarch64"])?;
+    let context = || {
+        format!(
+            "stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    ensure!(
+        output.status.code() == Some(1),
+        "exit status {:?}\n{}",
+        output.status,
+        context()
+    );
+    for needle in [
+        "::group::VM configs",
+        "::group::VM tests",
+        "::endgroup::",
+        "::error file=vm-configs/ci-typo-aarch64.toml,line=3,col=1,title=invalid VM config::",
+        "did you mean `kernel`?",
+        "::error file=vm-configs/ci-panics-aarch64.toml,title=ci-panics-aarch64 FAIL::FAIL: panic pattern",
+        "ci: FAILED steps: VM configs, VM tests",
+    ] {
+        ensure!(stdout.contains(needle), "missing `{needle}`\n{}", context());
+    }
+    ensure!(
+        !stdout.contains("::group::fmt"),
+        "--skip-gates ran the gates\n{}",
+        context()
+    );
+    ensure!(
+        !stdout.contains("ci-other-x86_64"),
+        "--arch aarch64 ran an x86_64 config\n{}",
+        context()
+    );
+    ensure!(
+        !stdout.contains("file=vm-configs/ci-good-aarch64.toml"),
+        "the passing test was annotated\n{}",
+        context()
+    );
+    for row in [
+        "| ci-good-aarch64 | aarch64 | tcg | PASS |",
+        "| ci-panics-aarch64 | aarch64 | tcg | FAIL |",
+        "| ci-typo-aarch64 | - | - | INVALID | - | `-` |",
+        "| VM tests | **FAILED** |",
+    ] {
+        ensure!(summary.contains(row), "summary lacks `{row}`:\n{summary}");
+    }
+    let log = summary
+        .lines()
+        .find(|line| line.starts_with("| ci-good-aarch64 "))
+        .and_then(|line| line.split('`').nth(1))
+        .context("log path in the summary")?;
+    let console = std::fs::read_to_string(log).with_context(|| format!("reading {log}"))?;
+    ensure!(console.contains("selftest: ok"), "{console}");
+    Ok(())
+}
+
+#[test]
+fn all_ignored_run_says_so_and_passes() -> Result<()> {
+    let (_, kernel) = setup();
+    let root = workspace(&[
+        (
+            "ci-ignored-aarch64",
+            selftest(kernel, "").replacen("arch", "ignore = \"needs a board\"\narch", 1),
+        ),
+        (
+            "ci-unset-aarch64",
+            "arch = \"aarch64\"\n[qemu]\nkernel = \"env:VMHARNESS_TEST_UNSET_KERNEL\"\n".into(),
+        ),
+    ])?;
+    let (output, stdout, summary) = ci(root.path(), &["--skip-gates", "--arch", "aarch64"])?;
+    ensure!(
+        output.status.success(),
+        "exit status {:?}\n{stdout}",
+        output.status
+    );
+    ensure!(
+        stdout.contains("all 2 tests were ignored: ci-ignored-aarch64: ignored: needs a board; ci-unset-aarch64:")
+            && stdout.contains("VMHARNESS_TEST_UNSET_KERNEL"),
+        "{stdout}"
+    );
+    ensure!(
+        stdout.contains("::warning title=nothing was tested::all 2 tests were ignored"),
+        "{stdout}"
+    );
+    ensure!(
+        summary.contains("| ci-ignored-aarch64 | aarch64 | - | SKIPPED |"),
+        "{summary}"
+    );
+    Ok(())
+}
+
+#[test]
+fn accel_override_reaches_every_test() -> Result<()> {
+    let (_, kernel) = setup();
+    let root = workspace(&[("ci-kvm-aarch64", selftest(kernel, ""))])?;
+    // An aarch64 guest cannot use KVM on this x86_64 host: forcing it is an infrastructure error.
+    let (output, stdout, summary) = ci(
+        root.path(),
+        &["--skip-gates", "--arch", "aarch64", "--accel", "kvm"],
+    )?;
+    ensure!(
+        output.status.code() == Some(1),
+        "exit status {:?}\n{stdout}",
+        output.status
+    );
+    ensure!(
+        summary.contains("| ci-kvm-aarch64 | aarch64 | - | INFRA |"),
+        "{summary}\n{stdout}"
+    );
+    ensure!(stdout.contains("title=ci-kvm-aarch64 INFRA::"), "{stdout}");
+    Ok(())
+}
+
+/// Variables cargo sets for the process it runs (`cargo run`, `cargo test`). Build scripts such
+/// as ring's track some of them, so a nested cargo that inherits them rebuilds those crates,
+/// and the next plain build rebuilds them again.
+const CARGO_RUN_ENV_PREFIXES: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// Removes the variables in [`CARGO_RUN_ENV_PREFIXES`] from `command`'s environment.
+fn scrub_cargo_run_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if CARGO_RUN_ENV_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&key);
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! `cargo xtask qemu` driven for real: the built xtask binary on a pty (rexpect), the selftest
+//! guests under TCG, keys typed into the guest, the escape key, exit codes, `--print-cmd`, `--gdb`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use nix::sys::termios::{tcgetattr, LocalFlags};
+use rexpect::session::{spawn_command, PtySession};
+
+/// The xtask binary, built once per test process (the outer `cargo test` holds no lock now),
+/// with the selftest guests built into the cache.
+fn xtask() -> &'static PathBuf {
+    static XTASK: OnceLock<PathBuf> = OnceLock::new();
+    XTASK.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "xtask"])
+            .current_dir(&root);
+        scrub_cargo_run_env(&mut build);
+        let status = build.status().expect("run cargo build -p xtask");
+        assert!(status.success(), "cargo build -p xtask failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let xtask = target.join("debug").join("xtask");
+        let status = Command::new(&xtask)
+            .args([
+                "guests",
+                "build",
+                "selftest-x86_64",
+                "selftest-aarch64",
+                "selftest-riscv64",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run xtask guests build");
+        assert!(status.success(), "building the selftest guests failed");
+        xtask
+    })
+}
+
+/// QEMU arguments that select a selftest scenario on x86_64/aarch64 (fw_cfg).
+fn scenario(name: &str) -> [String; 4] {
+    [
+        "--qemu-arg".into(),
+        "-fw_cfg".into(),
+        "--qemu-arg".into(),
+        format!("name=opt/vmharness/scenario,string={name}"),
+    ]
+}
+
+/// A QEMU `-name` that lets the test find this run's QEMU in /proc.
+fn marker_args(marker: &str) -> [String; 4] {
+    [
+        "--qemu-arg".into(),
+        "-name".into(),
+        "--qemu-arg".into(),
+        marker.into(),
+    ]
+}
+
+fn unique_marker(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("vmh-{test}-{}-{nanos}", std::process::id())
+}
+
+/// Pids of live processes whose program name contains `program` and whose command line
+/// contains `marker`.
+fn processes_with(program: &str, marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| {
+                    let cmdline = String::from_utf8_lossy(&cmdline);
+                    let argv0 = cmdline.split('\0').next().unwrap_or_default();
+                    argv0.contains(program) && cmdline.contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .filter(|pid| {
+            // A zombie has exited already.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| !stat.contains(") Z "))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Waits until no QEMU carries `marker`; returns the pids left after `limit`.
+fn wait_until_qemu_gone(marker: &str, limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = processes_with("qemu-system", marker);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// Spawns `stty -g; xtask qemu ARGS; echo rc=$?; stty -g` in a shell on a fresh pty.
+fn spawn_interactive(args: &[String]) -> Result<PtySession> {
+    let line = std::iter::once(xtask().display().to_string())
+        .chain(std::iter::once("qemu".to_string()))
+        .chain(args.iter().cloned())
+        .map(|arg| shell_quote(&arg))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script =
+        format!("echo \"before=$(stty -g)\"; {line}; echo \"rc=$?\"; echo \"after=$(stty -g)\"");
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]);
+    Ok(spawn_command(command, Some(60_000))?)
+}
+
+fn expect_settings(session: &mut PtySession, which: &str) -> Result<String> {
+    let (_, matched) = session.exp_regex(&format!("{which}=[0-9a-f:]+"))?;
+    Ok(matched.trim_start_matches(&format!("{which}=")).to_string())
+}
+
+/// The terminal mode xtask left on the pty (the master reports the slave's settings).
+fn pty_is_raw(session: &PtySession) -> Result<bool> {
+    let master = session.process.get_file_handle()?;
+    let settings = tcgetattr(&master).context("tcgetattr on the pty master")?;
+    Ok(!settings
+        .local_flags
+        .intersects(LocalFlags::ICANON | LocalFlags::ISIG | LocalFlags::ECHO))
+}
+
+#[test]
+fn interactive_echo_then_escape_after_verdict_passes_and_restores_the_terminal() -> Result<()> {
+    let marker = unique_marker("interactive-pass");
+    let mut args = vec!["x86_64".to_string(), "--accel".into(), "tcg".into()];
+    args.extend(scenario("echo"));
+    args.extend(marker_args(&marker));
+    args.extend([
+        "--set".into(),
+        r#"console.banner=["vmharness selftest x86_64"]"#.into(),
+        "--set".into(),
+        r#"console.success="echo: ready""#.into(),
+    ]);
+    let mut session = spawn_interactive(&args)?;
+    let before = expect_settings(&mut session, "before")?;
+    session.exp_string("echo: ready")?;
+    session.exp_string("[vmharness] verdict: PASS")?;
+    ensure!(
+        pty_is_raw(&session)?,
+        "the terminal is not in raw mode during the session"
+    );
+    ensure!(
+        !processes_with("qemu-system", &marker).is_empty(),
+        "QEMU should run while the console is attached"
+    );
+    // Raw mode: Enter arrives as `\r`, and Ctrl-C goes to the guest instead of killing xtask.
+    session.send("hello vmharness\r")?;
+    session.flush()?;
+    session.exp_string("echo: hello vmharness")?;
+    session.send_control('c')?;
+    session.send("\rstill here\r")?;
+    session.flush()?;
+    session.exp_string("echo: still here")?;
+    session.send_control(']')?;
+    session.exp_string("PASS selftest-x86_64")?;
+    session.exp_string("rc=0")?;
+    let after = expect_settings(&mut session, "after")?;
+    ensure!(
+        before == after,
+        "terminal settings changed:\n before {before}\n after  {after}"
+    );
+    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
+    ensure!(
+        left.is_empty(),
+        "QEMU still running after the escape key: pids {left:?}"
+    );
+    session.exp_eof()?;
+    Ok(())
+}
+
+#[test]
+fn escape_before_the_verdict_fails_and_kills_qemu() -> Result<()> {
+    let marker = unique_marker("interactive-quit");
+    let mut args = vec!["aarch64".to_string(), "--accel".into(), "tcg".into()];
+    args.extend(scenario("echo"));
+    args.extend(marker_args(&marker));
+    let mut session = spawn_interactive(&args)?;
+    let before = expect_settings(&mut session, "before")?;
+    session.exp_string("echo: ready")?;
+    session.send("typed line\r")?;
+    session.flush()?;
+    session.exp_string("echo: typed line")?;
+    ensure!(
+        !processes_with("qemu-system", &marker).is_empty(),
+        "QEMU should be running"
+    );
+    session.send_control(']')?;
+    session.exp_string("FAIL selftest-aarch64: the console was closed with the escape key")?;
+    session.exp_string("rc=1")?;
+    let after = expect_settings(&mut session, "after")?;
+    ensure!(
+        before == after,
+        "terminal settings changed:\n before {before}\n after  {after}"
+    );
+    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
+    ensure!(
+        left.is_empty(),
+        "QEMU still running after the escape key: pids {left:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_stops_qemu() -> Result<()> {
+    let marker = unique_marker("interactive-signal");
+    let mut args = vec!["x86_64".to_string(), "--accel".into(), "tcg".into()];
+    args.extend(scenario("echo"));
+    args.extend(marker_args(&marker));
+    let mut session = spawn_interactive(&args)?;
+    let before = expect_settings(&mut session, "before")?;
+    session.exp_string("echo: ready")?;
+    ensure!(
+        pty_is_raw(&session)?,
+        "the terminal is not in raw mode during the session"
+    );
+    let qemu = processes_with("qemu-system", &marker);
+    ensure!(!qemu.is_empty(), "QEMU should be running");
+    let xtask_pid = processes_with(&xtask().display().to_string(), &marker);
+    ensure!(
+        xtask_pid.len() == 1,
+        "expected one xtask process, found {xtask_pid:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(xtask_pid[0] as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    session.exp_string("caught signal 15")?;
+    session.exp_string("rc=143")?;
+    let after = expect_settings(&mut session, "after")?;
+    ensure!(
+        before == after,
+        "terminal settings changed:\n before {before}\n after  {after}"
+    );
+    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
+    ensure!(left.is_empty(), "QEMU outlived xtask: pids {left:?}");
+    Ok(())
+}
+
+fn check(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(xtask())
+        .arg("qemu")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+fn code_of(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn check_exit_codes_follow_the_verdict() -> Result<()> {
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["aarch64", "--check", "--accel", "tcg"],
+            0,
+            "PASS selftest-aarch64",
+        ),
+        (
+            &[
+                "aarch64",
+                "--check",
+                "--qemu-arg",
+                "-fw_cfg",
+                "--qemu-arg",
+                "name=opt/vmharness/scenario,string=panic 2",
+            ],
+            1,
+            "FAIL selftest-aarch64",
+        ),
+        (
+            &[
+                "riscv64",
+                "--check",
+                "--append",
+                "hang",
+                "--set",
+                "timeouts.total=\"2s\"",
+            ],
+            2,
+            "TIMEOUT selftest-riscv64: total timeout",
+        ),
+        (
+            &[
+                "x86_64",
+                "--check",
+                "--set",
+                "qemu.binary=\"/nonexistent/qemu-system-x86_64\"",
+            ],
+            3,
+            "INFRA selftest-x86_64",
+        ),
+        (
+            &["x86_64", "--check", "--set", "ignore=\"not on this host\""],
+            4,
+            "SKIPPED selftest-x86_64: not on this host",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let output = check(args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            code_of(&output) == code && stderr.contains(needle),
+            "xtask qemu {}: expected exit {code} and `{needle}`, got {}:\n{stderr}",
+            args.join(" "),
+            code_of(&output)
+        );
+    }
+    // `--check` never touches stdin: the guest sees no input even when some is waiting.
+    let mut child = Command::new(xtask())
+        .args([
+            "qemu",
+            "x86_64",
+            "--check",
+            "--set",
+            r#"console.banner=["echo: hi"]"#,
+        ])
+        .args(scenario("echo"))
+        .args(["--set", "timeouts.total=\"3s\""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(b"hi\r")?;
+    let output = child.wait_with_output()?;
+    ensure!(
+        code_of(&output) == 2,
+        "stdin reached the guest under --check: {output:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn print_cmd_is_a_shell_line_that_boots_the_guest() -> Result<()> {
+    let output = check(&["aarch64", "--print-cmd", "--accel", "tcg"])?;
+    ensure!(output.status.success(), "{output:?}");
+    let line = String::from_utf8(output.stdout)?.trim().to_string();
+    ensure!(
+        line.contains("qemu-system-aarch64") && line.contains("-kernel"),
+        "{line}"
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &line])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut console = String::new();
+    child
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut console)?;
+    let status = child.wait()?;
+    ensure!(
+        console.contains("vmharness selftest aarch64") && console.contains("selftest: ok"),
+        "pasting the printed line did not boot the guest: {status}\n{console}"
+    );
+    Ok(())
+}
+
+#[test]
+fn gdb_waits_for_the_debugger_and_prints_how_to_attach() -> Result<()> {
+    let output = check(&["x86_64", "--print-cmd", "--gdb", "--accel", "tcg"])?;
+    ensure!(output.status.success(), "{output:?}");
+    let line = String::from_utf8(output.stdout)?;
+    ensure!(line.trim_end().ends_with("-s -S"), "no -s -S in {line}");
+    let hint = String::from_utf8(output.stderr)?;
+    ensure!(
+        hint.contains("gdb-multiarch /") && hint.contains("selftest.elf -ex 'target remote :1234'"),
+        "{hint}"
+    );
+
+    // For real: QEMU waits (timeouts are off) until a debugger says `continue`.
+    let mut child = Command::new(xtask())
+        .args(["qemu", "x86_64", "--check", "--gdb", "--accel", "tcg"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        if let Ok(stream) = std::net::TcpStream::connect("127.0.0.1:1234") {
+            break stream;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "QEMU's gdb stub never listened on :1234"
+        );
+        ensure!(
+            child.try_wait()?.is_none(),
+            "xtask exited before gdb attached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(
+        child.try_wait()?.is_none(),
+        "QEMU did not wait for the debugger"
+    );
+    // The gdb remote protocol: `c` (continue), checksum 0x63.
+    stream.write_all(b"$c#63")?;
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        code_of(&output) == 0 && stdout.contains("selftest: ok"),
+        "{output:?}"
+    );
+    Ok(())
+}
+
+/// Variables cargo sets for the process it runs (`cargo run`, `cargo test`). Build scripts such
+/// as ring's track some of them, so a nested cargo that inherits them rebuilds those crates,
+/// and the next plain build rebuilds them again.
+const CARGO_RUN_ENV_PREFIXES: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// Removes the variables in [`CARGO_RUN_ENV_PREFIXES`] from `command`'s environment.
+fn scrub_cargo_run_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if CARGO_RUN_ENV_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&key);
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! `cargo xtask ci`: the gates and the tests as separate, timed steps, with GitHub Actions
+//! groups, `::error` annotations and a markdown summary when `GITHUB_ACTIONS=true`.
+//!
+//! Every step runs even after an earlier one failed; the exit status is non-zero if any did.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use vmharness::arch::Arch;
+use vmharness::config::{self, ConfigError};
+
+#[derive(Args)]
+#[command(after_help = "\
+Steps: fmt, clippy, doc (the gates), library tests and xtask tests (without --arch), VM
+configs, VM tests (`cargo test --test boot`, or nextest's `ci` profile with JUnit at
+target/nextest/ci/junit.xml). Console logs and result.toml files: target/vmharness/logs/.
+Exit status: 0 when every step passed, 1 otherwise.")]
+pub struct CiArgs {
+    /// Only VM tests whose config is for this arch (sets VMHARNESS_ARCH); skips the library tests.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Force an accelerator for every VM test: auto, kvm or tcg (sets VMHARNESS_ACCEL).
+    #[arg(long)]
+    pub accel: Option<String>,
+    /// Run only the tests, not fmt/clippy/doc.
+    #[arg(long)]
+    pub skip_gates: bool,
+    /// Run the VM tests with `cargo nextest run --profile ci` (JUnit XML) instead of `cargo test`.
+    #[arg(long)]
+    pub nextest: bool,
+}
+
+/// One finished step.
+struct StepResult {
+    name: String,
+    ok: bool,
+    elapsed: Duration,
+}
+
+/// A VM test's row in the summary, from its `result.toml` or from a config that did not load.
+#[derive(Debug, Clone)]
+struct Row {
+    test: String,
+    arch: String,
+    accel: String,
+    outcome: String,
+    detail: String,
+    elapsed_secs: String,
+    log: String,
+    config: String,
+}
+
+impl Row {
+    /// A row with every field `-`.
+    fn dashes() -> Row {
+        let dash = || "-".to_string();
+        Row {
+            test: dash(),
+            arch: dash(),
+            accel: dash(),
+            outcome: dash(),
+            detail: dash(),
+            elapsed_secs: dash(),
+            log: dash(),
+            config: dash(),
+        }
+    }
+}
+
+/// A config that failed to load: where, and why.
+struct ConfigProblem {
+    path: PathBuf,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+struct Ci {
+    github: bool,
+    /// The cargo workspace whose code is checked (where xtask was built from).
+    cargo_dir: PathBuf,
+    /// The vmharness workspace root: vm-configs, logs (`VMHARNESS_ROOT` may move it).
+    root: PathBuf,
+    env: Vec<(&'static str, String)>,
+    steps: Vec<StepResult>,
+}
+
+pub fn run(args: CiArgs) -> anyhow::Result<i32> {
+    if let Some(arch) = &args.arch {
+        arch.parse::<Arch>().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(accel) = &args.accel {
+        anyhow::ensure!(
+            ["auto", "kvm", "tcg"].contains(&accel.as_str()),
+            "unknown accel `{accel}` (expected auto, kvm or tcg)"
+        );
+    }
+    let cargo_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf();
+    let mut env = Vec::new();
+    if let Some(arch) = &args.arch {
+        env.push((vmharness::suite::ARCH_ENV, arch.clone()));
+    }
+    if let Some(accel) = &args.accel {
+        env.push((vmharness::run::ACCEL_ENV, accel.clone()));
+    }
+    let mut ci = Ci {
+        github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        cargo_dir,
+        root: vmharness::paths::workspace_root(),
+        env,
+        steps: Vec::new(),
+    };
+    if !args.skip_gates {
+        ci.cargo_step("fmt", &["fmt", "--all", "--", "--check"], None);
+        ci.cargo_step(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            None,
+        );
+        ci.cargo_step(
+            "doc",
+            &["doc", "--no-deps", "--workspace"],
+            Some(("RUSTDOCFLAGS", "-D warnings")),
+        );
+    }
+    if args.arch.is_none() {
+        ci.cargo_step(
+            "library tests",
+            &["test", "--workspace", "--exclude", "vmharness-tests"],
+            None,
+        );
+        ci.cargo_step(
+            "xtask tests",
+            &[
+                "test",
+                "-p",
+                "vmharness-tests",
+                "--test",
+                "xtask_qemu",
+                "--test",
+                "xtask_ci",
+            ],
+            None,
+        );
+    }
+    let static_rows = ci.step(
+        "VM configs",
+        |ci| Ok(ci.check_configs(args.arch.as_deref())),
+    );
+    let rows = ci.vm_tests(&args, static_rows.unwrap_or_default());
+    ci.report(&rows)?;
+    Ok(ci.finish())
+}
+
+impl Ci {
+    /// Runs one step between a header and a footer (a folded group on GitHub Actions).
+    fn step<T>(
+        &mut self,
+        name: &str,
+        body: impl FnOnce(&mut Ci) -> anyhow::Result<(bool, T)>,
+    ) -> Option<T> {
+        if self.github {
+            println!("::group::{name}");
+        }
+        println!("==> {name}");
+        let _ = std::io::stdout().flush();
+        let started = Instant::now();
+        let result = body(self);
+        let elapsed = started.elapsed();
+        let (ok, value) = match result {
+            Ok((ok, value)) => (ok, Some(value)),
+            Err(err) => {
+                println!("error: {err:#}");
+                (false, None)
+            }
+        };
+        if self.github {
+            println!("::endgroup::");
+        }
+        let verdict = if ok { "ok" } else { "FAILED" };
+        println!("<== {name}: {verdict} in {:.1}s", elapsed.as_secs_f64());
+        if self.github && !ok {
+            println!(
+                "::error title=ci step failed::{}",
+                escape_data(&format!("step `{name}` failed"))
+            );
+        }
+        let _ = std::io::stdout().flush();
+        self.steps.push(StepResult {
+            name: name.to_string(),
+            ok,
+            elapsed,
+        });
+        value
+    }
+
+    fn cargo(&self, args: &[&str], extra_env: Option<(&str, &str)>) -> Command {
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command.args(args).current_dir(&self.cargo_dir);
+        scrub_cargo_run_env(&mut command);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Some((key, value)) = extra_env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    fn cargo_step(&mut self, name: &str, args: &[&str], extra_env: Option<(&str, &str)>) {
+        let mut command = self.cargo(args, extra_env);
+        self.step(name, |_| {
+            println!("$ cargo {}", args.join(" "));
+            let status = command
+                .status()
+                .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+            Ok((status.success(), ()))
+        });
+    }
+
+    /// Loads every config (for `arch`), printing each; returns rows for the configs that will
+    /// not report a result themselves: invalid ones and ignored ones.
+    fn check_configs(&self, arch: Option<&str>) -> (bool, Vec<Row>) {
+        let dir = self.root.join("vm-configs");
+        let files = match vmharness::suite::config_files(&dir) {
+            Ok(files) => files,
+            Err(err) => {
+                println!("cannot list {}: {err}", dir.display());
+                return (false, Vec::new());
+            }
+        };
+        let mut problems = Vec::new();
+        let mut rows = Vec::new();
+        for path in files {
+            if arch.is_some_and(|arch| !vmharness::suite::arch_matches(&path, arch)) {
+                continue;
+            }
+            match config::load(&path) {
+                Ok(loaded) => match &loaded.config.ignore {
+                    Some(reason) => {
+                        println!("  ignored {} ({reason})", loaded.name);
+                        rows.push(Row {
+                            test: loaded.name.clone(),
+                            arch: loaded.config.arch.to_string(),
+                            outcome: "SKIPPED".into(),
+                            detail: format!("ignored: {reason}"),
+                            config: path.display().to_string(),
+                            ..Row::dashes()
+                        });
+                    }
+                    None => println!("  ok      {}", loaded.name),
+                },
+                Err(err) => {
+                    println!("  INVALID {err}");
+                    problems.push(problem(&path, &err));
+                }
+            }
+        }
+        if self.github {
+            for problem in &problems {
+                let mut properties =
+                    format!("file={}", escape_property(&self.relative(&problem.path)));
+                if let Some(line) = problem.line {
+                    properties.push_str(&format!(",line={line}"));
+                }
+                if let Some(column) = problem.column {
+                    properties.push_str(&format!(",col={column}"));
+                }
+                println!(
+                    "::error {properties},title=invalid VM config::{}",
+                    escape_data(&problem.message)
+                );
+            }
+        }
+        let ok = problems.is_empty();
+        rows.extend(problems.into_iter().map(|p| Row {
+            test: config::test_name(&p.path),
+            outcome: "INVALID".into(),
+            detail: p.message,
+            config: p.path.display().to_string(),
+            ..Row::dashes()
+        }));
+        (ok, rows)
+    }
+
+    /// Runs the VM test suite and collects one row per test.
+    fn vm_tests(&mut self, args: &CiArgs, static_rows: Vec<Row>) -> Vec<Row> {
+        let logs = vmharness::paths::state_dir(&self.root).join("logs");
+        // Only this run's tests: a concurrent run for other configs keeps its results.
+        let names = self.selected_tests(args.arch.as_deref());
+        clear_results(&logs, &names);
+        let mut test_args: Vec<&str> = if args.nextest {
+            vec!["nextest", "run", "--profile", "ci"]
+        } else {
+            vec!["test"]
+        };
+        test_args.extend(["-p", "vmharness-tests", "--test", "boot"]);
+        if self.cargo_dir.join("tests/nimbos.rs").is_file() {
+            test_args.extend(["--test", "nimbos"]);
+        }
+        let mut command = self.cargo(&test_args, None);
+        let rows = self.step("VM tests", move |ci| {
+            println!("$ cargo {}", test_args.join(" "));
+            let status = command.status().context("cannot run the VM tests")?;
+            let mut rows = read_results(&logs, &names);
+            rows.extend(static_rows);
+            rows.sort_by(|a, b| a.test.cmp(&b.test));
+            let failed = rows
+                .iter()
+                .any(|r| !matches!(r.outcome.as_str(), "PASS" | "SKIPPED"));
+            if args.nextest {
+                let junit =
+                    vmharness::paths::target_dir(&ci.cargo_dir).join("nextest/ci/junit.xml");
+                println!("JUnit report: {}", junit.display());
+            }
+            println!("console logs: {}", logs.display());
+            Ok((status.success() && !failed, rows))
+        });
+        rows.unwrap_or_default()
+    }
+
+    /// The test names of the configs this run covers.
+    fn selected_tests(&self, arch: Option<&str>) -> Vec<String> {
+        vmharness::suite::config_files(&self.root.join("vm-configs"))
+            .unwrap_or_default()
+            .iter()
+            .filter(|path| arch.map_or(true, |arch| vmharness::suite::arch_matches(path, arch)))
+            .map(|path| config::test_name(path))
+            .collect()
+    }
+
+    /// Prints the results, annotates failures and writes the GitHub step summary.
+    fn report(&self, rows: &[Row]) -> anyhow::Result<()> {
+        println!("\nVM tests:");
+        for row in rows {
+            println!(
+                "  {:<8} {:<32} {:<8} {:<4} {:>9}  {}",
+                row.outcome,
+                row.test,
+                row.arch,
+                row.accel,
+                seconds(&row.elapsed_secs),
+                row.log
+            );
+        }
+        let skipped: Vec<&Row> = rows.iter().filter(|r| r.outcome == "SKIPPED").collect();
+        if rows.is_empty() {
+            println!("no VM test reported a result");
+        } else if skipped.len() == rows.len() {
+            let reasons: Vec<String> = skipped
+                .iter()
+                .map(|r| format!("{}: {}", r.test, r.detail.trim_start_matches("SKIPPED: ")))
+                .collect();
+            let message = format!(
+                "all {} tests were ignored: {}",
+                rows.len(),
+                reasons.join("; ")
+            );
+            println!("{message}");
+            if self.github {
+                println!(
+                    "::warning title=nothing was tested::{}",
+                    escape_data(&message)
+                );
+            }
+        }
+        if self.github {
+            for row in rows
+                .iter()
+                .filter(|r| matches!(r.outcome.as_str(), "FAIL" | "TIMEOUT" | "INFRA"))
+            {
+                println!(
+                    "::error file={},title={}::{}",
+                    escape_property(&self.relative(Path::new(&row.config))),
+                    escape_property(&format!("{} {}", row.test, row.outcome)),
+                    escape_data(&row.detail)
+                );
+            }
+            if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| {
+                        format!("opening GITHUB_STEP_SUMMARY {}", Path::new(&path).display())
+                    })?;
+                file.write_all(summary_markdown(&self.steps, rows).as_bytes())
+                    .context("writing the step summary")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> i32 {
+        println!("\nci steps:");
+        for step in &self.steps {
+            let verdict = if step.ok { "ok" } else { "FAILED" };
+            println!(
+                "  {:<14} {:<6} {:>7.1}s",
+                step.name,
+                verdict,
+                step.elapsed.as_secs_f64()
+            );
+        }
+        let failed: Vec<&str> = self
+            .steps
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| s.name.as_str())
+            .collect();
+        if failed.is_empty() {
+            println!("ci: all steps passed");
+            0
+        } else {
+            println!("ci: FAILED steps: {}", failed.join(", "));
+            1
+        }
+    }
+
+    /// A path as GitHub wants it in annotations: relative to the checkout.
+    fn relative(&self, path: &Path) -> String {
+        let bases = [
+            std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from),
+            Some(self.root.clone()),
+        ];
+        bases
+            .iter()
+            .flatten()
+            .find_map(|base| path.strip_prefix(base).ok())
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+/// Variables cargo sets for the process it runs (`cargo run`, `cargo test`). Build scripts such
+/// as ring's track some of them, so a nested cargo that inherits them rebuilds those crates,
+/// and the next plain build rebuilds them again.
+const CARGO_RUN_ENV_PREFIXES: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
+/// Removes the variables in [`CARGO_RUN_ENV_PREFIXES`] from `command`'s environment.
+fn scrub_cargo_run_env(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if CARGO_RUN_ENV_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&key);
+        }
+    }
+}
+
+fn problem(path: &Path, err: &ConfigError) -> ConfigProblem {
+    match err {
+        ConfigError::Invalid { location, .. } => ConfigProblem {
+            path: location.path.clone(),
+            line: location.line,
+            column: location.column,
+            message: err.to_string(),
+        },
+        _ => ConfigProblem {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: err.to_string(),
+        },
+    }
+}
+
+/// Removes the named tests' `result.toml` files from earlier runs.
+fn clear_results(logs: &Path, names: &[String]) {
+    for name in names {
+        let _ = std::fs::remove_file(logs.join(name).join("result.toml"));
+    }
+}
+
+fn read_results(logs: &Path, names: &[String]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for name in names {
+        let path = logs.join(name).join("result.toml");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let table: toml::Table = match toml::from_str(&text) {
+            Ok(table) => table,
+            Err(err) => {
+                println!("warning: unreadable {}: {err}", path.display());
+                continue;
+            }
+        };
+        let get = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .unwrap_or("-")
+                .to_string()
+        };
+        rows.push(Row {
+            test: get("test"),
+            arch: get("arch"),
+            accel: get("accel"),
+            outcome: get("outcome"),
+            detail: get("detail"),
+            elapsed_secs: get("elapsed_secs"),
+            log: get("log"),
+            config: get("config"),
+        });
+    }
+    rows
+}
+
+/// The markdown appended to `$GITHUB_STEP_SUMMARY`.
+fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
+    let mut out = String::from("## vmharness ci\n\n| step | result | time |\n|---|---|---|\n");
+    for step in steps {
+        let verdict = if step.ok { "ok" } else { "**FAILED**" };
+        out.push_str(&format!(
+            "| {} | {verdict} | {:.1}s |\n",
+            step.name,
+            step.elapsed.as_secs_f64()
+        ));
+    }
+    out.push_str("\n| test | arch | accel | outcome | time | log |\n|---|---|---|---|---|---|\n");
+    for row in rows {
+        let time = seconds(&row.elapsed_secs);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {time} | `{}` |\n",
+            cell(&row.test),
+            cell(&row.arch),
+            cell(&row.accel),
+            cell(&row.outcome),
+            cell(&row.log)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// `1.234` → `1.234s`; `-` stays.
+fn seconds(value: &str) -> String {
+    if value == "-" {
+        value.to_string()
+    } else {
+        format!("{value}s")
+    }
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Escapes an annotation message (GitHub's workflow-command data encoding).
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes an annotation property value (file, title).
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_escape_what_github_requires() {
+        assert_eq!(escape_data("50% done\nnext"), "50%25 done%0Anext");
+        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+    }
+}
