@@ -67,10 +67,7 @@ where
     files
         .into_iter()
         .filter(|path| select(&config::test_name(path)))
-        .filter(|path| {
-            arch.as_deref()
-                .map_or(true, |arch| arch_matches(path, arch))
-        })
+        .filter(|path| arch.as_deref().is_none_or(|arch| arch_matches(path, arch)))
         .map(|path| trial(&path, &check, resolver.clone()))
         .collect()
 }

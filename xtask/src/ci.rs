@@ -336,7 +336,7 @@ impl Ci {
         vmharness::suite::config_files(&self.root.join("vm-configs"))
             .unwrap_or_default()
             .iter()
-            .filter(|path| arch.map_or(true, |arch| vmharness::suite::arch_matches(path, arch)))
+            .filter(|path| arch.is_none_or(|arch| vmharness::suite::arch_matches(path, arch)))
             .map(|path| config::test_name(path))
             .collect()
     }

@@ -69,7 +69,7 @@ impl Geometry {
         }
         // Align the data region to the cluster size (and to 4 KiB pages) like mkfs.fat does.
         let align = spc.max(8) as u64;
-        while (RESERVED_SECTORS as u64 + FAT_COUNT as u64 * fat) % align != 0 {
+        while !(RESERVED_SECTORS as u64 + FAT_COUNT as u64 * fat).is_multiple_of(align) {
             fat += 1;
         }
         let clusters = clusters_with(fat);

@@ -61,7 +61,7 @@ impl FromStr for DiskSize {
 impl DiskSize {
     /// A fixed size in bytes; it must be a multiple of 512.
     pub fn from_bytes(bytes: u64) -> Result<DiskSize, DiskError> {
-        if bytes % 512 != 0 {
+        if !bytes.is_multiple_of(512) {
             return Err(DiskError::InvalidSize {
                 text: bytes.to_string(),
                 reason: "not a multiple of 512 bytes".to_string(),

@@ -131,7 +131,7 @@ impl Stage<'_> {
             let block_end = (offset + 1).next_multiple_of(HOLE_BLOCK as u64);
             let end = ((block_end - self.start) as usize).min(self.buf.len());
             let block = &self.buf[pos..end];
-            let whole_block = offset % HOLE_BLOCK as u64 == 0 && block.len() == HOLE_BLOCK;
+            let whole_block = offset.is_multiple_of(HOLE_BLOCK as u64) && block.len() == HOLE_BLOCK;
             if whole_block && is_zero(block) {
                 pos = end;
                 continue;
