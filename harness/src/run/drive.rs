@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::judge::{Action, Judge};
 use super::Prepared;
 use crate::console::{Line, ReadEvent, Session};
-use crate::outcome::{GuestExit, Outcome, TimeoutKind};
+use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::qemu::ExitStatus;
 
 /// How a drive ended.
@@ -16,6 +16,7 @@ pub struct Ended {
     pub matched: Vec<String>,
     pub exit: Option<GuestExit>,
     pub elapsed: Duration,
+    pub timing: Option<VerdictTiming>,
 }
 
 /// Markers QEMU prints on stderr when the accelerator, not the guest, failed.
@@ -28,6 +29,8 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     let mut lines: Vec<Line> = Vec::new();
     let mut exit = None;
     let mut partial_seen = String::new();
+    // (line read, verdict decided) when a complete console line decided the verdict.
+    let mut line_decided: Option<(Duration, Duration)> = None;
     let mut pending = judge.initial_actions(start);
     let outcome = 'run: loop {
         for action in pending.drain(..) {
@@ -73,6 +76,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         for line in &lines {
             pending.extend(judge.on_line(&line.text, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+                line_decided = Some((line.at, start.elapsed()));
                 break;
             }
         }
@@ -111,6 +115,11 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     if exit.is_none() {
         session.kill();
     }
+    let timing = line_decided.map(|(line_read, decided)| VerdictTiming {
+        line_read,
+        decided,
+        qemu_stopped: start.elapsed(),
+    });
     let expected = if outcome.is_pass() {
         String::new()
     } else {
@@ -122,6 +131,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         matched: judge.matched().to_vec(),
         exit,
         elapsed,
+        timing,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         exit: None,
         log_path: log_dir.join("console.log"),
         console_bytes: 0,
+        verdict_timing: None,
     };
     let mut options = options;
     let prepared = match prepare(loaded, resolver, &options, &log_dir) {
@@ -140,6 +141,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
     report.matched = ended.matched;
     report.exit = ended.exit;
     report.elapsed = ended.elapsed;
+    report.verdict_timing = ended.timing;
     report.console_bytes = session.bytes_read();
     report.tail = session.tail(REPORT_TAIL_LINES);
     if !report.outcome.is_pass() {
