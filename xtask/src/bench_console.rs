@@ -79,7 +79,14 @@ pub fn run(args: BenchConsoleArgs) -> anyhow::Result<()> {
         sizes.dedup();
         for mib in sizes {
             eprintln!("(d) {arch}: flooding {mib} MiB in a child process ...");
-            floods.push(flood_parent(arch, mib)?);
+            let flood = flood_parent(arch, mib)?;
+            eprintln!(
+                "(d) {mib} MiB: {} in {:.1} s, peak RSS {:.1} MiB",
+                flood.outcome,
+                flood.elapsed.as_secs_f64(),
+                flood.peak_rss_kib as f64 / 1024.0
+            );
+            floods.push(flood);
         }
     }
     print_tables(&rows, &floods, args.runs);

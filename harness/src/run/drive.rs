@@ -29,7 +29,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     let mut lines: Vec<Line> = Vec::new();
     let mut exit = None;
     let mut partial_seen = String::new();
-    // (line read, verdict decided) when a complete console line decided the verdict.
+    // (line read, verdict decided) when a console line (or the unfinished one) decided it.
     let mut line_decided: Option<(Duration, Duration)> = None;
     let mut pending = judge.initial_actions(start);
     let outcome = 'run: loop {
@@ -89,6 +89,10 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
                 let partial = session.partial();
                 if !partial.is_empty() && partial != partial_seen {
                     pending.extend(judge.on_partial(&partial, start.elapsed(), now));
+                    if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+                        let read = session.last_output().saturating_duration_since(start);
+                        line_decided = Some((read, start.elapsed()));
+                    }
                 }
                 partial_seen = partial;
             }
