@@ -144,6 +144,20 @@ pub struct Report {
     pub log_path: PathBuf,
     /// Console bytes read.
     pub console_bytes: u64,
+    /// When a console line decided the verdict: its read, the verdict, QEMU stopped.
+    pub verdict_timing: Option<VerdictTiming>,
+}
+
+/// Timestamps of a verdict decided by a console line (a panic or the success pattern), each
+/// measured from QEMU's start. Benchmarks use them for read-to-verdict latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictTiming {
+    /// When the read that completed the deciding line returned.
+    pub line_read: Duration,
+    /// When the judge returned the verdict for that line.
+    pub decided: Duration,
+    /// When QEMU had been killed and reaped after the verdict.
+    pub qemu_stopped: Duration,
 }
 
 /// How many console lines a failure report shows.

@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
 //! own module; all logic is in the `vmharness` library.
 
+mod bench_console;
 mod bench_disk;
 mod ci;
 mod disk;
@@ -51,6 +52,9 @@ enum Task {
 enum Bench {
     /// In-process FAT32 writer vs `truncate` + `mkfs.fat -F 32` + `mcopy -s`.
     Disk(bench_disk::BenchDiskArgs),
+    /// Console engine: read-to-verdict latency, wall time vs a raw pipe reader, panic verdict
+    /// time, peak RSS under a flood (selftest guests, TCG; use a release build).
+    Console(bench_console::BenchConsoleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { bench } => {
             match bench {
                 Bench::Disk(args) => bench_disk::run(args)?,
+                Bench::Console(args) => bench_console::run(args)?,
             }
             0
         }

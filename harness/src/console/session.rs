@@ -159,7 +159,8 @@ impl Session {
                 }
                 self.pending.clear();
                 self.splitter.feed(&self.cleaned, &mut self.pending);
-                let at = self.started.elapsed();
+                // A line's time is when its last bytes were read, not when splitting finished.
+                let at = self.last_output.saturating_duration_since(self.started);
                 let texts = std::mem::take(&mut self.pending);
                 for text in &texts {
                     self.record(at, text, lines);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::judge::{Action, Judge};
 use super::Prepared;
 use crate::console::{Line, ReadEvent, Session};
-use crate::outcome::{GuestExit, Outcome, TimeoutKind};
+use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::qemu::ExitStatus;
 
 /// How a drive ended.
@@ -16,6 +16,7 @@ pub struct Ended {
     pub matched: Vec<String>,
     pub exit: Option<GuestExit>,
     pub elapsed: Duration,
+    pub timing: Option<VerdictTiming>,
 }
 
 /// Markers QEMU prints on stderr when the accelerator, not the guest, failed.
@@ -28,6 +29,8 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     let mut lines: Vec<Line> = Vec::new();
     let mut exit = None;
     let mut partial_seen = String::new();
+    // (line read, verdict decided) when a console line (or the unfinished one) decided it.
+    let mut line_decided: Option<(Duration, Duration)> = None;
     let mut pending = judge.initial_actions(start);
     let outcome = 'run: loop {
         for action in pending.drain(..) {
@@ -77,6 +80,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         for line in &lines {
             pending.extend(judge.on_line(&line.text, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+                line_decided = Some((line.at, start.elapsed()));
                 break;
             }
         }
@@ -89,6 +93,10 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
                 let partial = session.partial();
                 if !partial.is_empty() && partial != partial_seen {
                     pending.extend(judge.on_partial(&partial, start.elapsed(), now));
+                    if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
+                        let read = session.last_output().saturating_duration_since(start);
+                        line_decided = Some((read, start.elapsed()));
+                    }
                 }
                 partial_seen = partial;
             }
@@ -114,6 +122,13 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     // QEMU may still run (a verdict before it exited): the caller kills it or, in an
     // interactive session, keeps the console attached first.
     let elapsed = start.elapsed();
+    // QEMU is stopped by the caller (an interactive run keeps it alive); `qemu_stopped` is
+    // filled in there.
+    let timing = line_decided.map(|(line_read, decided)| VerdictTiming {
+        line_read,
+        decided,
+        qemu_stopped: decided,
+    });
     let expected = if outcome.is_pass() {
         String::new()
     } else {
@@ -125,6 +140,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         matched: judge.matched().to_vec(),
         exit,
         elapsed,
+        timing,
     }
 }
 

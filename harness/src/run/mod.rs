@@ -103,6 +103,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         exit: None,
         log_path: log_dir.join("console.log"),
         console_bytes: 0,
+        verdict_timing: None,
     };
     let mut options = options;
     if options.remote.is_none() {
@@ -193,11 +194,15 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
     if ended.exit.is_none() {
         session.kill();
     }
+    if let Some(timing) = ended.timing.as_mut() {
+        timing.qemu_stopped = session.started().elapsed();
+    }
     report.outcome = ended.outcome;
     report.expected = ended.expected;
     report.matched = ended.matched;
     report.exit = ended.exit;
     report.elapsed = ended.elapsed;
+    report.verdict_timing = ended.timing;
     report.console_bytes = session.bytes_read();
     report.tail = session.tail(REPORT_TAIL_LINES);
     if !report.outcome.is_pass() {
