@@ -120,7 +120,54 @@ fn path_key(recipe: &PathRecipe) -> String {
 }
 
 /// Runs a declared tool command and returns its stdout and stderr.
+///
+/// Answers are remembered per process, keyed by the argv and the tool binary's identity (path,
+/// size, mtime, inode): every resolve computes the recipe key, and running `clang --version`
+/// each time cost ~60 ms per VM boot.
 fn tool_version(artifact: &str, argv: &[String]) -> Result<Vec<u8>, ArtifactError> {
+    type Memo = std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo_key = format!(
+        "{argv:?}\0{}",
+        binary_identity(argv.first().map_or("", String::as_str))
+    );
+    let memo = MEMO.get_or_init(Memo::default);
+    if let Some(bytes) = memo.lock().ok().and_then(|m| m.get(&memo_key).cloned()) {
+        return Ok(bytes);
+    }
+    let bytes = run_tool(artifact, argv)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(memo_key, bytes.clone());
+    }
+    Ok(bytes)
+}
+
+/// Where `program` resolves to and its size/mtime/inode, so a replaced tool is asked again.
+fn binary_identity(program: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let path = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    match path.and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
+        Some((p, m)) => format!(
+            "{}:{}:{}:{}:{}",
+            p.display(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ino()
+        ),
+        None => String::new(),
+    }
+}
+
+fn run_tool(artifact: &str, argv: &[String]) -> Result<Vec<u8>, ArtifactError> {
     let (program, args) = argv.split_first().ok_or_else(|| ArtifactError::Recipe {
         file: PathBuf::new(),
         message: format!("artifact `{artifact}`: empty tool command"),
