@@ -42,7 +42,9 @@ fn scratch_root() -> tempfile::TempDir {
 
 fn boot(root: &Path, args: &[&str]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    Command::new(cargo)
+    let mut command = Command::new(cargo);
+    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    command
         .args(["test", "-q", "--test", "boot", "--"])
         .args(args)
         .env("VMHARNESS_ROOT", root)

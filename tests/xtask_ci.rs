@@ -19,7 +19,7 @@ fn setup() -> &'static (PathBuf, PathBuf) {
         build
             .args(["build", "--quiet", "-p", "xtask"])
             .current_dir(&root);
-        scrub_cargo_run_env(&mut build);
+        vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
         let status = build.status().expect("run cargo build -p xtask");
         assert!(status.success(), "cargo build -p xtask failed");
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -216,31 +216,4 @@ fn accel_override_reaches_every_test() -> Result<()> {
     );
     ensure!(stdout.contains("title=ci-kvm-aarch64 INFRA::"), "{stdout}");
     Ok(())
-}
-
-/// Variables cargo sets for the process it runs (`cargo run`, `cargo test`). Build scripts such
-/// as ring's track some of them, so a nested cargo that inherits them rebuilds those crates,
-/// and the next plain build rebuilds them again.
-const CARGO_RUN_ENV_PREFIXES: &[&str] = &[
-    "CARGO_PKG_",
-    "CARGO_MANIFEST_",
-    "CARGO_CRATE_",
-    "CARGO_BIN_",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-];
-
-/// Removes the variables in [`CARGO_RUN_ENV_PREFIXES`] from `command`'s environment.
-fn scrub_cargo_run_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if CARGO_RUN_ENV_PREFIXES
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(&key);
-        }
-    }
 }

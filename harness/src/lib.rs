@@ -13,6 +13,7 @@ pub mod artifact;
 pub mod config;
 pub mod console;
 pub mod disk;
+pub mod nested_cargo;
 pub mod outcome;
 pub mod paths;
 pub mod qemu;

@@ -211,7 +211,7 @@ impl Ci {
     fn cargo(&self, args: &[&str], extra_env: Option<(&str, &str)>) -> Command {
         let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         command.args(args).current_dir(&self.cargo_dir);
-        scrub_cargo_run_env(&mut command);
+        vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
         command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         if let Some((key, value)) = extra_env {
             command.env(key, value);
@@ -442,33 +442,6 @@ impl Ci {
             .unwrap_or(path)
             .display()
             .to_string()
-    }
-}
-
-/// Variables cargo sets for the process it runs (`cargo run`, `cargo test`). Build scripts such
-/// as ring's track some of them, so a nested cargo that inherits them rebuilds those crates,
-/// and the next plain build rebuilds them again.
-const CARGO_RUN_ENV_PREFIXES: &[&str] = &[
-    "CARGO_PKG_",
-    "CARGO_MANIFEST_",
-    "CARGO_CRATE_",
-    "CARGO_BIN_",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-];
-
-/// Removes the variables in [`CARGO_RUN_ENV_PREFIXES`] from `command`'s environment.
-fn scrub_cargo_run_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if CARGO_RUN_ENV_PREFIXES
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(&key);
-        }
     }
 }
 
