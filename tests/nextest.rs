@@ -71,7 +71,14 @@ fn listed(partition: Option<&str>) -> Result<BTreeSet<String>> {
     let mut command = nextest(&std::env::temp_dir());
     command
         // Trials ignored at listing time (e.g. NimbOS offline) are still trials.
-        .args(["list", "--run-ignored", "all", "--message-format", "json", "--archive-file"])
+        .args([
+            "list",
+            "--run-ignored",
+            "all",
+            "--message-format",
+            "json",
+            "--archive-file",
+        ])
         .arg(archive()?)
         .arg("--workspace-remap")
         .arg(root());
@@ -107,7 +114,11 @@ fn hash_partitions_cover_every_test_exactly_once() -> Result<()> {
     for config in vmharness::suite::config_files(&root().join("vm-configs"))? {
         let name = vmharness::config::test_name(&config);
         // tests/nimbos.rs owns the nimbos-* configs, tests/boot.rs every other one.
-        let binary = if name.starts_with("nimbos-") { "nimbos" } else { "boot" };
+        let binary = if name.starts_with("nimbos-") {
+            "nimbos"
+        } else {
+            "boot"
+        };
         ensure!(
             full.contains(&format!("vmharness-tests::{binary} {name}")),
             "config {name} is not a listed trial: {full:?}"

@@ -113,7 +113,22 @@ where
         Trial::ignorable_test(name, move || run_trial(&loaded, &*resolver()))
             .with_ignored_flag(true)
     } else {
-        Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+        Trial::ignorable_test(name, move || {
+            // Recorded like any run, so CI summaries count it.
+            let log = crate::paths::log_dir(&crate::paths::workspace_root(), &loaded.name)
+                .join("console.log");
+            let outcome = Outcome::Skipped {
+                reason: reason.clone(),
+            };
+            write_summary(
+                &loaded,
+                &log,
+                "-".into(),
+                &outcome,
+                std::time::Duration::ZERO,
+            );
+            Ok(Completion::ignored_with(reason))
+        })
     }
 }
 
@@ -160,23 +175,36 @@ fn announce_notes(report: &Report) {
 
 /// Writes `result.toml` next to the console log: a machine-readable summary for CI reports.
 pub fn write_result(report: &Report, loaded: &LoadedConfig) {
-    let Some(dir) = report.log_path.parent() else {
+    write_summary(
+        loaded,
+        &report.log_path,
+        report.accel.map_or("-".into(), |a| a.to_string()),
+        &report.outcome,
+        report.elapsed,
+    );
+}
+
+fn write_summary(
+    loaded: &LoadedConfig,
+    log_path: &Path,
+    accel: String,
+    outcome: &Outcome,
+    elapsed: std::time::Duration,
+) {
+    let Some(dir) = log_path.parent() else {
         return;
     };
     let mut table = toml::Table::new();
     let mut put = |key: &str, value: String| {
         table.insert(key.into(), toml::Value::String(value));
     };
-    put("test", report.name.clone());
+    put("test", loaded.name.clone());
     put("arch", loaded.config.arch.to_string());
-    put("accel", report.accel.map_or("-".into(), |a| a.to_string()));
-    put("outcome", report.outcome.label().into());
-    put("detail", report.outcome.to_string());
-    put(
-        "elapsed_secs",
-        format!("{:.3}", report.elapsed.as_secs_f64()),
-    );
-    put("log", report.log_path.display().to_string());
+    put("accel", accel);
+    put("outcome", outcome.label().into());
+    put("detail", outcome.to_string());
+    put("elapsed_secs", format!("{:.3}", elapsed.as_secs_f64()));
+    put("log", log_path.display().to_string());
     put("config", loaded.path.display().to_string());
     if let Ok(text) = toml::to_string(&table) {
         let _ = std::fs::create_dir_all(dir);
