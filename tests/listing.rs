@@ -2,23 +2,19 @@
 //! `--exact`, `--ignored`, and a broken config becoming one failing trial while the others
 //! still list and run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use vmharness::run::{FileResolver, Resolver};
+mod support;
 
-fn selftest_elf() -> PathBuf {
-    Resolver::from_env()
-        .resolve("artifact:selftest-aarch64/selftest.elf", Path::new("."))
-        .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
-}
+use vmharness::arch::Arch;
 
 /// A scratch workspace root with a good, a broken and an ignored config.
 fn scratch_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let configs = root.path().join("vm-configs");
     std::fs::create_dir(&configs).unwrap();
-    let kernel = selftest_elf();
+    let kernel = support::selftest_elf(Arch::Aarch64);
     std::fs::write(
         configs.join("good.toml"),
         format!(

@@ -4,45 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+
+mod support;
 
 use anyhow::{ensure, Context, Result};
+use vmharness::arch::Arch;
 
-/// The xtask binary (built once per test process) and the absolute path of the aarch64
-/// selftest kernel.
-fn setup() -> &'static (PathBuf, PathBuf) {
-    static SETUP: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--quiet", "-p", "xtask"])
-            .current_dir(&root);
-        vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
-        let status = build.status().expect("run cargo build -p xtask");
-        assert!(status.success(), "cargo build -p xtask failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|dir| root.join(dir))
-            .unwrap_or_else(|| root.join("target"));
-        let xtask = target.join("debug").join("xtask");
-        let output = Command::new(&xtask)
-            .args(["guests", "build", "selftest-aarch64"])
-            .output()
-            .expect("run xtask guests build");
-        assert!(
-            output.status.success(),
-            "building the selftest guest failed: {output:?}"
-        );
-        let cache = target.join("vmharness/cache/selftest-aarch64");
-        let kernel = std::fs::read_dir(&cache)
-            .expect("selftest cache dir")
-            .filter_map(Result::ok)
-            .map(|entry| entry.path().join("selftest.elf"))
-            .find(|path| path.is_file())
-            .expect("a built selftest.elf");
-        (xtask, kernel)
-    })
+/// The xtask binary and the absolute path of the aarch64 selftest kernel.
+fn setup() -> (&'static PathBuf, PathBuf) {
+    (support::xtask(), support::selftest_elf(Arch::Aarch64))
 }
 
 /// A temp workspace root with the given configs (name, TOML text) in `vm-configs/`.
@@ -67,7 +37,7 @@ fn selftest(kernel: &Path, extra: &str) -> String {
 
 /// Runs `xtask ci ARGS` as a GitHub Actions job would; returns the output and the summary.
 fn ci(root: &Path, args: &[&str]) -> Result<(Output, String, String)> {
-    let (xtask, _) = setup();
+    let (xtask, _) = &setup();
     let summary = root.join("summary.md");
     let output = Command::new(xtask)
         .arg("ci")
@@ -85,7 +55,7 @@ fn ci(root: &Path, args: &[&str]) -> Result<(Output, String, String)> {
 
 #[test]
 fn github_job_for_one_arch_annotates_and_summarises() -> Result<()> {
-    let (_, kernel) = setup();
+    let (_, kernel) = &setup();
     let root = workspace(&[
         ("ci-good-aarch64", selftest(kernel, "")),
         (
@@ -163,7 +133,7 @@ fn github_job_for_one_arch_annotates_and_summarises() -> Result<()> {
 
 #[test]
 fn all_ignored_run_says_so_and_passes() -> Result<()> {
-    let (_, kernel) = setup();
+    let (_, kernel) = &setup();
     let root = workspace(&[
         (
             "ci-ignored-aarch64",
@@ -198,7 +168,7 @@ fn all_ignored_run_says_so_and_passes() -> Result<()> {
 
 #[test]
 fn accel_override_reaches_every_test() -> Result<()> {
-    let (_, kernel) = setup();
+    let (_, kernel) = &setup();
     let root = workspace(&[("ci-kvm-aarch64", selftest(kernel, ""))])?;
     // An aarch64 guest cannot use KVM on this x86_64 host: forcing it is an infrastructure error.
     let (output, stdout, summary) = ci(

@@ -2,48 +2,15 @@
 //! guests under TCG, keys typed into the guest, the escape key, exit codes, `--print-cmd`, `--gdb`.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use anyhow::{ensure, Context, Result};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 use rexpect::session::{spawn_command, PtySession};
-
-/// The xtask binary, built once per test process (the outer `cargo test` holds no lock now),
-/// with the selftest guests built into the cache.
-fn xtask() -> &'static PathBuf {
-    static XTASK: OnceLock<PathBuf> = OnceLock::new();
-    XTASK.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--quiet", "-p", "xtask"])
-            .current_dir(&root);
-        vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
-        let status = build.status().expect("run cargo build -p xtask");
-        assert!(status.success(), "cargo build -p xtask failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|dir| root.join(dir))
-            .unwrap_or_else(|| root.join("target"));
-        let xtask = target.join("debug").join("xtask");
-        let status = Command::new(&xtask)
-            .args([
-                "guests",
-                "build",
-                "selftest-x86_64",
-                "selftest-aarch64",
-                "selftest-riscv64",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("run xtask guests build");
-        assert!(status.success(), "building the selftest guests failed");
-        xtask
-    })
-}
 
 /// QEMU arguments that select a selftest scenario on x86_64/aarch64 (fw_cfg).
 fn scenario(name: &str) -> [String; 4] {
@@ -118,7 +85,7 @@ fn shell_quote(arg: &str) -> String {
 
 /// Spawns `stty -g; xtask qemu ARGS; echo rc=$?; stty -g` in a shell on a fresh pty.
 fn spawn_interactive(args: &[String]) -> Result<PtySession> {
-    let line = std::iter::once(xtask().display().to_string())
+    let line = std::iter::once(support::xtask().display().to_string())
         .chain(std::iter::once("qemu".to_string()))
         .chain(args.iter().cloned())
         .map(|arg| shell_quote(&arg))
@@ -180,16 +147,7 @@ fn interactive_echo_then_escape_after_verdict_passes_and_restores_the_terminal()
     session.send_control(']')?;
     session.exp_string("PASS selftest-x86_64")?;
     session.exp_string("rc=0")?;
-    let after = expect_settings(&mut session, "after")?;
-    ensure!(
-        before == after,
-        "terminal settings changed:\n before {before}\n after  {after}"
-    );
-    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
-    ensure!(
-        left.is_empty(),
-        "QEMU still running after the escape key: pids {left:?}"
-    );
+    expect_restored_and_qemu_gone(&mut session, &before, &marker, "after the escape key")?;
     session.exp_eof()?;
     Ok(())
 }
@@ -213,16 +171,7 @@ fn escape_before_the_verdict_fails_and_kills_qemu() -> Result<()> {
     session.send_control(']')?;
     session.exp_string("FAIL selftest-aarch64: the console was closed with the escape key")?;
     session.exp_string("rc=1")?;
-    let after = expect_settings(&mut session, "after")?;
-    ensure!(
-        before == after,
-        "terminal settings changed:\n before {before}\n after  {after}"
-    );
-    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
-    ensure!(
-        left.is_empty(),
-        "QEMU still running after the escape key: pids {left:?}"
-    );
+    expect_restored_and_qemu_gone(&mut session, &before, &marker, "after the escape key")?;
     Ok(())
 }
 
@@ -241,7 +190,7 @@ fn sigterm_restores_the_terminal_and_stops_qemu() -> Result<()> {
     );
     let qemu = processes_with("qemu-system", &marker);
     ensure!(!qemu.is_empty(), "QEMU should be running");
-    let xtask_pid = processes_with(&xtask().display().to_string(), &marker);
+    let xtask_pid = processes_with(&support::xtask().display().to_string(), &marker);
     ensure!(
         xtask_pid.len() == 1,
         "expected one xtask process, found {xtask_pid:?}"
@@ -252,18 +201,30 @@ fn sigterm_restores_the_terminal_and_stops_qemu() -> Result<()> {
     )?;
     session.exp_string("caught signal 15")?;
     session.exp_string("rc=143")?;
-    let after = expect_settings(&mut session, "after")?;
+    expect_restored_and_qemu_gone(&mut session, &before, &marker, "after xtask ended")?;
+    Ok(())
+}
+
+/// The terminal settings printed after xtask ended equal `before`, and no QEMU tagged with
+/// `marker` is left.
+fn expect_restored_and_qemu_gone(
+    session: &mut PtySession,
+    before: &str,
+    marker: &str,
+    when: &str,
+) -> Result<()> {
+    let after = expect_settings(session, "after")?;
     ensure!(
         before == after,
         "terminal settings changed:\n before {before}\n after  {after}"
     );
-    let left = wait_until_qemu_gone(&marker, Duration::from_secs(5));
-    ensure!(left.is_empty(), "QEMU outlived xtask: pids {left:?}");
+    let left = wait_until_qemu_gone(marker, Duration::from_secs(5));
+    ensure!(left.is_empty(), "QEMU still running {when}: pids {left:?}");
     Ok(())
 }
 
 fn check(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(xtask())
+    Ok(Command::new(support::xtask())
         .arg("qemu")
         .args(args)
         .stdin(Stdio::null())
@@ -333,7 +294,7 @@ fn check_exit_codes_follow_the_verdict() -> Result<()> {
         );
     }
     // `--check` never touches stdin: the guest sees no input even when some is waiting.
-    let mut child = Command::new(xtask())
+    let mut child = Command::new(support::xtask())
         .args([
             "qemu",
             "x86_64",
@@ -397,7 +358,7 @@ fn gdb_waits_for_the_debugger_and_prints_how_to_attach() -> Result<()> {
     );
 
     // For real: QEMU waits (timeouts are off) until a debugger says `continue`.
-    let mut child = Command::new(xtask())
+    let mut child = Command::new(support::xtask())
         .args(["qemu", "x86_64", "--check", "--gdb", "--accel", "tcg"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,0 +1,47 @@
+//! Helpers shared by the frontend tests: the built xtask binary and the selftest guests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use vmharness::arch::Arch;
+use vmharness::run::{FileResolver, Resolver};
+
+/// The xtask binary, built once per test process (the outer `cargo test` holds no lock now),
+/// with the selftest guests of every arch built into the cache.
+pub fn xtask() -> &'static PathBuf {
+    static XTASK: OnceLock<PathBuf> = OnceLock::new();
+    XTASK.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "xtask"])
+            .current_dir(&root);
+        vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
+        let status = build.status().expect("run cargo build -p xtask");
+        assert!(status.success(), "cargo build -p xtask failed");
+        let xtask = vmharness::paths::target_dir(&root)
+            .join("debug")
+            .join("xtask");
+        let status = Command::new(&xtask)
+            .args(["guests", "build"])
+            .args(Arch::ALL.map(|arch| format!("selftest-{arch}")))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run xtask guests build");
+        assert!(status.success(), "building the selftest guests failed");
+        xtask
+    })
+}
+
+/// The selftest guest for `arch`, resolved (and verified) through the guest catalog.
+pub fn selftest_elf(arch: Arch) -> PathBuf {
+    Resolver::from_env()
+        .resolve(
+            &format!("artifact:selftest-{arch}/selftest.elf"),
+            Path::new("."),
+        )
+        .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
+}
