@@ -166,8 +166,7 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    let digest = hasher.finalize();
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&hasher.finalize()[..12])
 }
 
 /// The marker the probe guest prints after executing x87 and SSE instructions.

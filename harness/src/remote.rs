@@ -163,13 +163,19 @@ impl Remote {
 
     /// Runs `script` on the host with the login shell and returns its stdout.
     fn run(&self, script: &str, what: &str) -> Result<String, RemoteError> {
+        self.ssh(script, Stdio::null(), what)
+    }
+
+    /// Runs `script` on the host with `stdin`, returning its stdout; a non-zero exit is an error
+    /// naming `what`.
+    fn ssh(&self, script: &str, stdin: Stdio, what: &str) -> Result<String, RemoteError> {
         let output = Command::new("ssh")
             .args(self.common_args())
             .arg("-T")
             .arg("--")
             .arg(&self.destination)
             .arg(script)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .output()
             .map_err(|source| RemoteError::Spawn {
                 program: "ssh".into(),
@@ -196,21 +202,11 @@ impl Remote {
             option: "copy".into(),
             path: local.to_path_buf(),
         })?;
-        let output = Command::new("ssh")
-            .args(self.common_args())
-            .arg("-T")
-            .arg("--")
-            .arg(&self.destination)
-            .arg(format!("cat > {}", shell_words::quote(remote_path)))
-            .stdin(file)
-            .output()
-            .map_err(|source| RemoteError::Spawn {
-                program: "ssh".into(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(self.failed(&format!("copying {}", local.display()), &output.stderr));
-        }
+        self.ssh(
+            &format!("cat > {}", shell_words::quote(remote_path)),
+            Stdio::from(file),
+            &format!("copying {}", local.display()),
+        )?;
         Ok(())
     }
 }

@@ -66,18 +66,7 @@ const NEEDS: &[Need] = &[
 ];
 
 fn is_root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    // `id -u` keeps xtask free of libc bindings.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(u32::MAX)
+    nix::unistd::geteuid().is_root()
 }
 
 fn in_ci() -> bool {
