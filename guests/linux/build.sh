@@ -1,18 +1,15 @@
 #!/bin/sh
 # Build a Linux guest for vmharness from Debian packages, without installing them.
 #
-#   sh guests/linux/build.sh <x86_64|aarch64|riscv64> <outdir>
+#   sh guests/linux/build.sh <x86_64|aarch64|riscv64> <outdir> <kernel.deb> <busybox-static.deb>
 #
 # Produces <outdir>/vmlinuz (what QEMU's -kernel takes) and <outdir>/initrd.img
 # (a gzip'd newc cpio with static busybox, the kernel modules needed to mount a
 # FAT32 virtio disk, and guests/linux/init as /init).
 #
-# Inputs: the Debian kernel metapackage (linux-image-amd64/-arm64 from bookworm,
-# linux-image-riscv64 from trixie) resolved to its concrete versioned package,
-# and busybox-static for the same arch. Same packages + same scripts give the
-# same output bytes; a Debian point release changes the packages and so the
-# output (guests.lock catches that). Needs the apt sources set up by
-# guests/setup-apt.sh and network access to the Debian archive.
+# The .deb files are resolved, downloaded and verified by vmharness (guests/linux.toml,
+# `packages`): this script needs neither the network nor apt nor root. Same packages +
+# same scripts give the same output bytes.
 set -eu
 export LC_ALL=C
 umask 022
@@ -20,15 +17,15 @@ umask 022
 die() { printf 'linux/build.sh: error: %s\n' "$*" >&2; exit 1; }
 say() { printf 'linux/build.sh: %s\n' "$*" >&2; }
 
-[ $# -eq 2 ] || die "usage: build.sh <x86_64|aarch64|riscv64> <outdir>"
+[ $# -eq 4 ] || die "usage: build.sh <x86_64|aarch64|riscv64> <outdir> <kernel.deb> <busybox-static.deb>"
 arch=$1
 out=$2
+kernel_deb=$3
+busybox_deb=$4
 here=$(cd "$(dirname "$0")" && pwd)
 
 case $arch in
-x86_64) deb_arch=amd64 ;;
-aarch64) deb_arch=arm64 ;;
-riscv64) deb_arch=riscv64 ;;
+x86_64 | aarch64 | riscv64) ;;
 *) die "unknown arch '$arch' (expected x86_64, aarch64 or riscv64)" ;;
 esac
 
@@ -39,7 +36,7 @@ wanted_modules="virtio_pci virtio_mmio virtio_blk vfat nls_cp437 nls_ascii nls_i
 # Fixed timestamp for every file in the initrd, so the cpio is reproducible.
 epoch=${SOURCE_DATE_EPOCH:-0}
 
-for tool in apt-get apt-cache dpkg-deb cpio gzip xz find sort; do
+for tool in dpkg-deb cpio gzip xz find sort; do
     command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found in PATH"
 done
 cpio --help 2>/dev/null | grep -q -- --reproducible ||
@@ -47,39 +44,17 @@ cpio --help 2>/dev/null | grep -q -- --reproducible ||
 
 [ -d "$out" ] || die "output directory '$out' does not exist"
 out=$(cd "$out" && pwd)
+[ -f "$kernel_deb" ] || die "kernel package '$kernel_deb' does not exist"
+[ -f "$busybox_deb" ] || die "busybox package '$busybox_deb' does not exist"
+kernel_pkg=$(dpkg-deb -f "$kernel_deb" Package) || die "'$kernel_deb' is not a .deb"
+say "arch $arch: $kernel_pkg $(dpkg-deb -f "$kernel_deb" Version), busybox-static $(dpkg-deb -f "$busybox_deb" Version)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmharness-linux-$arch.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
-# candidate <pkg:arch>: the version apt would download, or empty.
-candidate() {
-    apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true
-}
-
-meta="linux-image-$deb_arch:$deb_arch"
-if [ -z "$(candidate "$meta")" ] || [ -z "$(candidate "busybox-static:$deb_arch")" ]; then
-    die "apt knows no '$meta' or 'busybox-static:$deb_arch' package: the apt sources for $deb_arch are missing; run guests/setup-apt.sh as root first"
-fi
-
-# Resolve the metapackage to the concrete image package, e.g. linux-image-6.1.0-56-arm64.
-kernel_pkg=$(apt-cache depends "$meta" 2>/dev/null |
-    sed -n 's/^ *Depends: *\(linux-image-[0-9][^ :]*\).*/\1/p' | head -n 1)
-[ -n "$kernel_pkg" ] || die "cannot resolve '$meta' to a versioned linux-image package (apt-cache depends $meta)"
-
-say "arch $arch (debian $deb_arch): $kernel_pkg $(candidate "$kernel_pkg:$deb_arch"), busybox-static $(candidate "busybox-static:$deb_arch")"
-
-# apt-get download as root drops to the _apt user, which cannot write into our
-# private temp dir; download as root there instead (same files, no warning).
-apt_opts=""
-[ "$(id -u)" = 0 ] && apt_opts="-o APT::Sandbox::User=root"
-mkdir "$work/debs"
-# shellcheck disable=SC2086 # apt_opts is intentionally split
-(cd "$work/debs" && apt-get download -q $apt_opts "$kernel_pkg:$deb_arch" "busybox-static:$deb_arch" >&2) ||
-    die "apt-get download of $kernel_pkg:$deb_arch / busybox-static:$deb_arch failed (network? run guests/setup-apt.sh as root first)"
-
 mkdir "$work/kernel" "$work/busybox"
-dpkg-deb -x "$work/debs/${kernel_pkg}"_*.deb "$work/kernel" || die "cannot unpack the $kernel_pkg package"
-dpkg-deb -x "$work/debs/busybox-static"_*.deb "$work/busybox" || die "cannot unpack the busybox-static package"
+dpkg-deb -x "$kernel_deb" "$work/kernel" || die "cannot unpack the $kernel_pkg package"
+dpkg-deb -x "$busybox_deb" "$work/busybox" || die "cannot unpack the busybox-static package"
 
 # --- kernel image -----------------------------------------------------------
 # amd64: bzImage; arm64: vmlinuz-* is a plain arm64 Image; riscv64 (trixie):
@@ -150,7 +125,7 @@ say "modules (load order): $(tr '\n' ' ' <"$root/etc/vmharness/modules")"
 
 # --- busybox and /init -------------------------------------------------------
 bb=$(find "$work/busybox/bin" "$work/busybox/usr/bin" -maxdepth 1 -type f -name busybox 2>/dev/null | head -n 1)
-[ -n "$bb" ] || die "no busybox binary in busybox-static:$deb_arch"
+[ -n "$bb" ] || die "no busybox binary in $busybox_deb"
 cp "$bb" "$root/bin/busybox"
 # Symlinks for the applets /init uses; everything else via `busybox <applet>`.
 for applet in sh mount umount insmod sleep cat echo poweroff sync test ls mkdir; do

@@ -155,6 +155,7 @@ fn lock_mismatch_is_an_error_and_nothing_is_marked_current() {
                 what,
                 expected,
                 actual,
+                ..
             } => {
                 assert_eq!((artifact.as_str(), what.as_str()), ("counted", "out.txt"));
                 assert_eq!(expected, &"0".repeat(64));
@@ -196,13 +197,13 @@ fn a_previously_cached_build_that_disagrees_with_the_lock_is_not_used() {
 }
 
 #[test]
-fn locked_mode_requires_an_entry_and_accepts_a_recorded_one() {
+fn strict_mode_requires_an_entry_and_accepts_a_recorded_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (guests, _) = counting_guests(tmp.path(), "");
     let cache = tmp.path().join("cache");
     let err = Catalog::load(&guests)
         .unwrap()
-        .resolve("counted", &options(&cache, LockMode::Locked))
+        .resolve("counted", &options(&cache, LockMode::Strict))
         .unwrap_err();
     assert!(
         matches!(err, ArtifactError::NotLocked { ref artifact, .. } if artifact == "counted"),
@@ -214,29 +215,53 @@ fn locked_mode_requires_an_entry_and_accepts_a_recorded_one() {
         .unwrap()
         .resolve("counted", &options(&cache, LockMode::Lenient))
         .unwrap();
-    assert!(matches!(lenient.status, LockStatus::Unlocked { .. }));
+    assert!(matches!(lenient.status, LockStatus::NewKey { .. }));
     pin(&guests, "counted", lenient.entry.clone());
     let text = std::fs::read_to_string(guests.join("guests.lock")).unwrap();
     assert!(
         text.contains("name = \"counted\"") && text.contains(&lenient.entry.outputs["out.txt"]),
         "{text}"
     );
+    assert!(
+        text.contains("\"file input.txt\" = \"sha256:"),
+        "inputs are recorded: {text}"
+    );
 
-    let locked = Catalog::load(&guests)
-        .unwrap()
-        .resolve("counted", &options(&cache, LockMode::Locked))
-        .unwrap();
-    assert_eq!(locked.status, LockStatus::Locked);
-    assert_eq!(locked.entry, lenient.entry);
+    for mode in [LockMode::Locked, LockMode::Strict] {
+        let locked = Catalog::load(&guests)
+            .unwrap()
+            .resolve("counted", &options(&cache, mode))
+            .unwrap();
+        assert_eq!(locked.status, LockStatus::Locked);
+        assert_eq!(locked.entry, lenient.entry);
+    }
 
     write(&guests, "input.txt", "edited\n");
     let err = Catalog::load(&guests)
         .unwrap()
-        .resolve("counted", &options(&cache, LockMode::Locked))
+        .resolve("counted", &options(&cache, LockMode::Strict))
         .unwrap_err();
     assert!(
-        matches!(err, ArtifactError::NotLocked { ref reason, .. } if reason.contains("changed")),
-        "{err}"
+        matches!(err, ArtifactError::NotLocked { ref reason, .. } if reason.contains("file input.txt: sha256:")),
+        "strict mode names what moved: {err}"
+    );
+    // CI's default: a command recipe whose inputs moved is built, used and reported.
+    let moved = Catalog::load(&guests)
+        .unwrap()
+        .resolve("counted", &options(&cache, LockMode::Locked))
+        .unwrap();
+    let LockStatus::NewKey {
+        previous_key,
+        changes,
+    } = &moved.status
+    else {
+        panic!("expected a new key: {:?}", moved.status);
+    };
+    assert_eq!(previous_key.as_deref(), Some(lenient.entry.key.as_str()));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].starts_with("file input.txt: sha256:"),
+        "{changes:?}"
     );
 }
 

@@ -53,13 +53,14 @@ fn guests_dir(root: &Path, url: &str) -> PathBuf {
 fn pin(guests: &Path, zip: &[u8], contents: &[u8]) {
     let catalog = Catalog::load(guests).expect("catalog loads");
     let recipe = catalog.recipe(ARTIFACT).expect("recipe exists");
-    let key = recipe_key(recipe, guests).expect("recipe key");
+    let key = recipe_key(recipe, guests, &[]).expect("recipe key").key;
     let mut lock = catalog.lock().clone();
     lock.insert(
         ARTIFACT,
         LockEntry {
             key,
             download: Some(sha256_hex(zip)),
+            inputs: Default::default(),
             outputs: [(DISK_NAME.to_string(), sha256_hex(contents))].into(),
         },
     );
@@ -200,7 +201,9 @@ fn changed_download_is_infra_and_nothing_becomes_current() {
     let guests = guests_dir(tmp.path(), &server.url("nimbos.zip"));
     pin(&guests, &pinned_zip, &pinned);
     let catalog = Catalog::load(&guests).unwrap();
-    let key = recipe_key(catalog.recipe(ARTIFACT).unwrap(), &guests).unwrap();
+    let key = recipe_key(catalog.recipe(ARTIFACT).unwrap(), &guests, &[])
+        .unwrap()
+        .key;
     let resolver = Resolver::new(catalog, options(tmp.path()));
 
     let loaded = load(&uboot_config(tmp.path(), crc32fast::hash(&pinned)));

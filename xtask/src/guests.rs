@@ -1,4 +1,4 @@
-//! `cargo xtask guests list|fetch|build|verify|lock|clean`: manage guest artifacts.
+//! `cargo xtask guests list|fetch|build|verify|lock|import|clean`: manage guest artifacts.
 
 use std::path::PathBuf;
 
@@ -8,12 +8,22 @@ use vmharness::artifact::{
     require_artifacts, ArtifactError, Catalog, LockMode, LockStatus, ResolveOptions, Source,
 };
 
+/// How strictly `--locked` treats keys the lock has not recorded.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Locked {
+    /// Unpinned `url`/`path` artifacts fail; command artifacts whose inputs moved are built
+    /// and reported (what CI=true and VMHARNESS_LOCKED=1 mean).
+    Ci,
+    /// Any key the lock has not recorded fails (VMHARNESS_LOCKED=strict).
+    Strict,
+}
+
 /// Arguments of `cargo xtask guests`.
 #[derive(Args)]
 pub struct GuestsArgs {
-    /// Fail on artifacts missing from guests.lock (implied by CI=true or VMHARNESS_LOCKED=1).
-    #[arg(long, global = true)]
-    locked: bool,
+    /// Check against guests.lock: `--locked` (= `ci`) or `--locked=strict`.
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "ci", value_name = "MODE")]
+    locked: Option<Locked>,
     /// The guests directory (default: `<workspace>/guests`).
     #[arg(long, global = true)]
     guests_dir: Option<PathBuf>,
@@ -36,6 +46,14 @@ enum GuestsCommand {
         #[arg(long)]
         update: bool,
     },
+    /// Put a file obtained elsewhere into the cache as the download of a `url` artifact,
+    /// verified against guests.lock (or pinned there when the lock has no entry).
+    Import {
+        /// The artifact name.
+        name: String,
+        /// The downloaded file.
+        file: PathBuf,
+    },
     /// Remove the artifact cache.
     Clean,
 }
@@ -47,8 +65,12 @@ pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| vmharness::paths::workspace_root().join("guests"));
     let mut options = ResolveOptions::from_env();
-    if args.locked {
-        options.lock_mode = LockMode::Locked;
+    match args.locked {
+        Some(Locked::Ci) if options.lock_mode != LockMode::Strict => {
+            options.lock_mode = LockMode::Locked
+        }
+        Some(Locked::Strict) => options.lock_mode = LockMode::Strict,
+        _ => {}
     }
     if let GuestsCommand::Clean = args.command {
         let dir = &options.cache_dir;
@@ -72,6 +94,7 @@ pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
             resolve_kind(&catalog, &[], &options, |_| true)
         }
         GuestsCommand::Lock { update } => lock(&catalog, options, update),
+        GuestsCommand::Import { name, file } => import(&catalog, &name, &file, &options),
         GuestsCommand::Clean => Ok(()),
     }
 }
@@ -87,17 +110,58 @@ fn kind(source: &Source) -> &'static str {
 fn list(catalog: &Catalog) -> anyhow::Result<()> {
     for name in catalog.names() {
         let recipe = catalog.recipe(name)?;
-        let locked = if catalog.lock().get(name).is_some() {
-            "locked"
-        } else {
-            "not locked"
-        };
+        let entry = catalog.lock().get(name);
         println!(
             "{name:<28} {:<8} {:<11} {}",
             kind(&recipe.source),
-            locked,
+            if entry.is_some() {
+                "locked"
+            } else {
+                "not locked"
+            },
             recipe.outputs().join(", ")
         );
+        if let Source::Command(command) = &recipe.source {
+            for (role, spec) in &command.packages {
+                let via = spec
+                    .via_depends
+                    .as_deref()
+                    .map(|p| format!(" via Depends ~ {p}"))
+                    .unwrap_or_default();
+                println!(
+                    "    package {role}: {} ({}, {}){via}",
+                    spec.name,
+                    spec.arch,
+                    spec.suites.join(" ")
+                );
+            }
+        }
+        for (input, value) in entry.map(|e| &e.inputs).into_iter().flatten() {
+            println!("    locked {input} = {value}");
+        }
+    }
+    Ok(())
+}
+
+fn import(
+    catalog: &Catalog,
+    name: &str,
+    file: &std::path::Path,
+    options: &ResolveOptions,
+) -> anyhow::Result<()> {
+    let resolved = catalog
+        .import(name, file, options)
+        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    println!(
+        "{name:<28} imported {} -> {}",
+        file.display(),
+        resolved.dir.display()
+    );
+    if catalog.lock().get(name).is_none() {
+        let mut lock = catalog.lock().clone();
+        lock.insert(name, resolved.entry);
+        lock.save()?;
+        println!("{name:<28} pinned on import in {}", lock.path().display());
     }
     Ok(())
 }
@@ -122,8 +186,9 @@ fn resolve_kind(
     for name in &selected {
         match catalog.resolve(name, options) {
             Ok(resolved) => {
-                let state = match resolved.status {
+                let state = match &resolved.status {
                     LockStatus::Locked => "verified".to_string(),
+                    LockStatus::NewKey { .. } => resolved.status.describe(),
                     LockStatus::Unlocked { reason } => format!("NOT LOCKED ({reason})"),
                 };
                 println!(
@@ -148,7 +213,7 @@ fn resolve_kind(
 }
 
 fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow::Result<()> {
-    let check_only = options.lock_mode == LockMode::Locked;
+    let check_only = options.lock_mode.requires_pins();
     options.lock_mode = if update {
         LockMode::Update
     } else {
@@ -203,7 +268,7 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
 }
 
 /// The error and its causes, one per line.
-fn chain(error: &ArtifactError) -> String {
+pub fn chain(error: &ArtifactError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -57,8 +57,23 @@ enum Bench {
     Console(bench_console::BenchConsoleArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let code = match Cli::parse().command {
+fn main() {
+    // Expected errors are messages, not stack traces: RUST_BACKTRACE is for panics.
+    let code = match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let code = match cli.command {
         Task::Qemu(args) => qemu::run(args)?,
         Task::KvmProbe { write_guest } => qemu::kvm_probe(write_guest)?,
         Task::Guests(args) => {
@@ -83,5 +98,5 @@ fn main() -> anyhow::Result<()> {
             0
         }
     };
-    std::process::exit(code);
+    Ok(code)
 }

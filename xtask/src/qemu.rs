@@ -64,6 +64,10 @@ pub struct QemuArgs {
 }
 
 pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
+    // The README's first command sets up a fresh machine, the same way `cargo xtask test` does.
+    if args.remote.is_none() && std::env::var_os("VMHARNESS_REMOTE").is_none() {
+        crate::setup::run()?;
+    }
     let root = vmharness::paths::workspace_root();
     let config_path = match (&args.config, &args.arch) {
         (Some(path), _) => path.clone(),

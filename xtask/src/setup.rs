@@ -1,7 +1,10 @@
 //! `cargo xtask setup`: make sure the host has what the test suite needs.
 //!
 //! Missing Debian packages are installed with apt-get when running as root or in CI (the exact
-//! command is printed first); otherwise the command is printed and the run stops.
+//! command is printed first); otherwise the command is printed and the run stops. The host's
+//! apt sources are never changed: the Linux guests' packages come through a private apt
+//! configuration (`vmharness::artifact::debian`). `cargo xtask test` and `cargo xtask qemu`
+//! both call [`run`].
 
 use std::path::Path;
 use std::process::Command;
@@ -63,6 +66,25 @@ const NEEDS: &[Need] = &[
         path: "/usr/bin/ssh",
         package: "openssh-client",
     },
+    // The Linux guests' Debian packages are verified with Debian's keyring (a private apt
+    // configuration; the host's apt sources are not touched).
+    Need {
+        path: "/usr/share/keyrings/debian-archive-keyring.gpg",
+        package: "debian-archive-keyring",
+    },
+    Need {
+        path: "/usr/bin/dpkg-deb",
+        package: "dpkg",
+    },
+    // Tests: a local Debian archive (apt-ftparchive) and a self-signed https server (openssl).
+    Need {
+        path: "/usr/bin/apt-ftparchive",
+        package: "apt-utils",
+    },
+    Need {
+        path: "/usr/bin/openssl",
+        package: "openssl",
+    },
 ];
 
 fn is_root() -> bool {
@@ -112,49 +134,5 @@ pub fn run() -> anyhow::Result<()> {
             bail!("apt-get failed ({status}); run it by hand: {install}");
         }
     }
-    apt_sources()
-}
-
-/// Foreign-architecture apt sources for the Linux guests' kernels and busybox.
-fn apt_sources() -> anyhow::Result<()> {
-    let script = vmharness::paths::workspace_root().join("guests/setup-apt.sh");
-    if apt_sources_configured() {
-        println!("setup: apt sources for arm64/riscv64 guest packages are configured");
-        return Ok(());
-    }
-    if !(is_root() || in_ci()) {
-        bail!(
-            "the Linux guests need arm64/riscv64 apt sources; run as root: sudo sh {}",
-            script.display()
-        );
-    }
-    let sudo = !is_root();
-    println!(
-        "setup: configuring apt sources: {}sh {}",
-        if sudo { "sudo " } else { "" },
-        script.display()
-    );
-    let status = if sudo {
-        Command::new("sudo").arg("sh").arg(&script).status()
-    } else {
-        Command::new("sh").arg(&script).status()
-    }
-    .context("running setup-apt.sh")?;
-    if !status.success() {
-        bail!("{} failed ({status})", script.display());
-    }
     Ok(())
-}
-
-/// Whether `guests/setup-apt.sh` has already run on this host.
-fn apt_sources_configured() -> bool {
-    let foreign = Command::new("dpkg")
-        .arg("--print-foreign-architectures")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-    foreign.lines().any(|a| a == "arm64")
-        && foreign.lines().any(|a| a == "riscv64")
-        && Path::new("/etc/apt/sources.list.d/vmharness-trixie-riscv64.sources").exists()
-        && Path::new("/etc/apt/preferences.d/vmharness-trixie-riscv64").exists()
 }

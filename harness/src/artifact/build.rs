@@ -1,6 +1,7 @@
 //! Runs the command of a `kind = "command"` recipe.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::recipe::CommandRecipe;
@@ -9,19 +10,26 @@ use super::ArtifactError;
 /// Lines of stderr kept in error messages.
 const STDERR_TAIL_LINES: usize = 20;
 
-/// Runs the recipe's command in `guests_dir` with `{out}` replaced by `out_dir`, then checks
-/// that every declared output is a regular file in `out_dir`.
+/// Runs the recipe's command in `guests_dir` with `{out}` replaced by `out_dir` and
+/// `{package:<role>}` by the downloaded `.deb` of that role, then checks that every declared
+/// output is a regular file in `out_dir`.
 pub fn run_command(
     artifact: &str,
     recipe: &CommandRecipe,
     guests_dir: &Path,
     out_dir: &Path,
+    debs: &BTreeMap<String, PathBuf>,
 ) -> Result<(), ArtifactError> {
     let out = out_dir.to_string_lossy();
     let argv: Vec<String> = recipe
         .command
         .iter()
-        .map(|arg| arg.replace("{out}", &out))
+        .map(|arg| {
+            debs.iter()
+                .fold(arg.replace("{out}", &out), |arg, (role, deb)| {
+                    arg.replace(&format!("{{package:{role}}}"), &deb.to_string_lossy())
+                })
+        })
         .collect();
     let Some((program, args)) = argv.split_first() else {
         return Err(ArtifactError::Recipe {

@@ -131,6 +131,7 @@ impl Cache {
             .map(|(file, sha)| format!("{sha}  {file}\n"))
             .collect();
         std::fs::write(&sums_path, text).map_err(|e| ArtifactError::io("write", &sums_path, e))?;
+        make_read_only(staging.path())?;
         let target = self.artifact_dir(name, key);
         let staged = staging.keep();
         std::fs::rename(&staged, &target).map_err(|e| {
@@ -139,6 +140,66 @@ impl Cache {
         })?;
         Ok(target)
     }
+
+    /// Moves a cache entry whose bytes no longer match aside, to `<cache>/quarantine/`, so the
+    /// evidence is kept; returns where it went.
+    pub fn quarantine(&self, path: &Path, label: &str) -> Result<PathBuf, ArtifactError> {
+        let dir = self.root.join("quarantine");
+        create_dir_all(&dir)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let target = dir.join(format!("{label}-{stamp}"));
+        std::fs::rename(path, &target)
+            .map_err(|e| ArtifactError::io("move aside to", &target, e))?;
+        Ok(target)
+    }
+
+    /// Removes partial downloads (`objects/.tmp*`) older than `age`: a download is bounded in
+    /// time, so an older one belongs to a process that died.
+    pub fn sweep_partial_objects(&self, age: std::time::Duration) {
+        let Ok(entries) = std::fs::read_dir(self.objects_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age);
+            if stale && entry.file_name().to_string_lossy().starts_with(".tmp") {
+                let path = entry.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+    }
+}
+
+/// Moves a verified file into the object store by rename and makes it read-only.
+pub fn store_object(from: &Path, to: &Path) -> Result<(), ArtifactError> {
+    set_read_only(from)?;
+    std::fs::rename(from, to).map_err(|e| ArtifactError::io("store object as", to, e))
+}
+
+fn set_read_only(path: &Path) -> Result<(), ArtifactError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+        .map_err(|e| ArtifactError::io("make read-only", path, e))
+}
+
+/// Makes every regular file below `dir` read-only (cache files are written once).
+fn make_read_only(dir: &Path) -> Result<(), ArtifactError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ArtifactError::io("list", dir, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => make_read_only(&path)?,
+            Ok(t) if t.is_file() => set_read_only(&path)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Reads the checksum file of a materialized directory, if it is complete.

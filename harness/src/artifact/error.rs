@@ -80,9 +80,11 @@ pub enum ArtifactError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Bytes do not match the sha256 pinned in `guests.lock` (or recorded in the cache).
+    /// Bytes do not match the sha256 pinned in `guests.lock` for the same recipe key: a
+    /// build that is not reproducible, or tampering. Nothing is marked current.
     #[error(
-        "artifact `{artifact}`: sha256 mismatch for {what}: expected {expected}, got {actual}"
+        "artifact `{artifact}`: sha256 mismatch for {what}: expected {expected}, got {actual}{}",
+        inputs_text(inputs)
     )]
     Mismatch {
         /// Artifact name.
@@ -93,8 +95,53 @@ pub enum ArtifactError {
         expected: String,
         /// The sha256 of the bytes at hand.
         actual: String,
+        /// The inputs the key names (packages, tools), one per line; empty for downloads.
+        inputs: String,
     },
-    /// The artifact is not pinned in `guests.lock` (or its recipe changed) and locked mode is on.
+    /// A cached file's bytes no longer match what was recorded for it, and the artifact could
+    /// not be produced again here. The bad file was moved aside, not deleted.
+    #[error(
+        "artifact `{artifact}`: cached {} is corrupt (expected sha256 {expected}, got {actual}); moved to {}; it cannot be produced again here: {reason}",
+        file.display(), moved_to.display()
+    )]
+    CorruptCache {
+        /// Artifact name.
+        artifact: String,
+        /// The corrupt file.
+        file: PathBuf,
+        /// The sha256 it should have.
+        expected: String,
+        /// The sha256 it has.
+        actual: String,
+        /// Where it was moved.
+        moved_to: PathBuf,
+        /// Why it could not be produced again.
+        reason: String,
+    },
+    /// A download was refused by policy or failed in a way retrying cannot fix and that must
+    /// not pass for "unavailable" (a certificate or protocol error, a size or time limit, a
+    /// plain-http or downgrading redirect).
+    #[error("artifact `{artifact}`: download of {url} refused: {reason}")]
+    Download {
+        /// Artifact name.
+        artifact: String,
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// apt (in the private configuration) reported a problem with the Debian archive.
+    #[error("artifact `{artifact}`: cannot {action}: {detail}")]
+    Apt {
+        /// Artifact name.
+        artifact: String,
+        /// What was being done.
+        action: String,
+        /// apt's words.
+        detail: String,
+    },
+    /// The artifact is not pinned in `guests.lock` (or its inputs moved) and the mode does not
+    /// accept that (`url` artifacts in CI; any artifact in strict mode).
     #[error("artifact `{artifact}` is not locked in {} ({reason}); run `cargo xtask guests lock`", lock_file.display())]
     NotLocked {
         /// Artifact name.
@@ -159,6 +206,14 @@ pub enum ArtifactError {
         #[source]
         source: super::unpack::UnpackError,
     },
+}
+
+fn inputs_text(inputs: &str) -> String {
+    if inputs.is_empty() {
+        String::new()
+    } else {
+        format!(" (a build that is not reproducible, or tampering); inputs:\n{inputs}")
+    }
 }
 
 fn suggestion_text(suggestion: &Option<String>) -> String {

@@ -1,11 +1,13 @@
 //! Content hashes: sha256 of files and the recipe keys that decide whether a cached build is current.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use super::debian::ResolvedPackage;
 use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
 use super::ArtifactError;
 
@@ -24,6 +26,21 @@ pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Hex sha256 of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A recipe key and the readable inputs it was computed from (kept in `guests.lock`, so a new
+/// key can say what moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedInputs {
+    /// The recipe key.
+    pub key: String,
+    /// Input name (`file linux/build.sh`, `tool clang --version`, `package kernel`) -> value.
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// Builds an unambiguous digest: every field is tagged and length-prefixed.
@@ -49,21 +66,34 @@ impl KeyHasher {
 }
 
 /// The recipe key of any recipe: changes exactly when what the recipe would produce may change.
-pub fn recipe_key(recipe: &Recipe, guests_dir: &Path) -> Result<String, ArtifactError> {
+/// `packages` are the Debian packages a command recipe consumes, as resolved from the index.
+pub fn recipe_key(
+    recipe: &Recipe,
+    guests_dir: &Path,
+    packages: &[ResolvedPackage],
+) -> Result<KeyedInputs, ArtifactError> {
     match &recipe.source {
-        Source::Command(c) => command_key(&recipe.name, c, guests_dir),
-        Source::Url(u) => Ok(url_key(u)),
-        Source::Path(p) => Ok(path_key(p)),
+        Source::Command(c) => command_key(&recipe.name, c, guests_dir, packages),
+        Source::Url(u) => Ok(KeyedInputs {
+            key: url_key(u),
+            inputs: BTreeMap::from([("url".to_string(), u.url.clone())]),
+        }),
+        Source::Path(p) => Ok(KeyedInputs {
+            key: path_key(p),
+            inputs: BTreeMap::from([("path".to_string(), p.path.to_string_lossy().into_owned())]),
+        }),
     }
 }
 
-/// Key of a command recipe: input contents with their relative paths, argv, env, outputs and
-/// the output of every declared tool command.
+/// Key of a command recipe: input contents with their relative paths, argv, env, outputs, the
+/// output of every declared tool command and every consumed package (name, version, sha256).
 fn command_key(
     name: &str,
     recipe: &CommandRecipe,
     guests_dir: &Path,
-) -> Result<String, ArtifactError> {
+    packages: &[ResolvedPackage],
+) -> Result<KeyedInputs, ArtifactError> {
+    let mut inputs = BTreeMap::new();
     let mut hasher = KeyHasher::new("vmharness command v1");
     for input in &recipe.inputs {
         let root = guests_dir.join(input);
@@ -76,8 +106,13 @@ fn command_key(
         }
         for file in walk_sorted(&root)? {
             let relative = file.strip_prefix(guests_dir).unwrap_or(&file);
+            let sha = sha256_file(&file)?;
             hasher.field("input", relative.to_string_lossy().as_bytes());
-            hasher.field("sha256", sha256_file(&file)?.as_bytes());
+            hasher.field("sha256", sha.as_bytes());
+            inputs.insert(
+                format!("file {}", relative.to_string_lossy()),
+                format!("sha256:{sha}"),
+            );
         }
     }
     for arg in &recipe.command {
@@ -90,10 +125,66 @@ fn command_key(
         hasher.field("output", output.as_bytes());
     }
     for tool in &recipe.tools {
+        let version = tool_version(name, tool)?;
         hasher.field("tool", tool.join(" ").as_bytes());
-        hasher.field("tool-output", &tool_version(name, tool)?);
+        hasher.field("tool-output", &version);
+        let first_line = String::from_utf8_lossy(&version)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        inputs.insert(format!("tool {}", tool.join(" ")), first_line);
     }
-    Ok(hasher.finish())
+    for package in packages {
+        hasher.field("package-role", package.role.as_bytes());
+        hasher.field("package", package.lock_value().as_bytes());
+        inputs.insert(format!("package {}", package.role), package.lock_value());
+    }
+    inputs.insert("command".into(), recipe.command.join(" "));
+    Ok(KeyedInputs {
+        key: hasher.finish(),
+        inputs,
+    })
+}
+
+/// What changed between the inputs a lock entry recorded and the current ones, one line each
+/// (`package kernel: linux-image-6.1.0-56-arm64 6.1.192-2 -> linux-image-6.1.0-57-arm64 6.1.192-3`).
+pub fn input_changes(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let short = |name: &str, value: &str| -> String {
+        if name.starts_with("package ") {
+            value
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            value.to_string()
+        }
+    };
+    if old.is_empty() {
+        // An entry from before inputs were recorded: nothing to compare with.
+        return Vec::new();
+    }
+    let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| match (old.get(name), new.get(name)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(a), Some(b)) if short(name, a) == short(name, b) => {
+                Some(format!("{name}: {a} -> {b}"))
+            }
+            (Some(a), Some(b)) => Some(format!("{name}: {} -> {}", short(name, a), short(name, b))),
+            (Some(a), None) => Some(format!("{name}: {} -> (gone)", short(name, a))),
+            (None, Some(b)) => Some(format!("{name}: (new) {}", short(name, b))),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 fn url_key(recipe: &UrlRecipe) -> String {

@@ -8,6 +8,9 @@
 //! key = "<sha256 of the recipe>"
 //! download = "<sha256 of the downloaded file>"   # url recipes only
 //!
+//! [artifact.inputs]                                 # what the key was computed from
+//! "package kernel" = "linux-image-6.1.0-57-arm64 6.1.192-3 arm64 sha256:<hex>"
+//!
 //! [artifact.outputs]
 //! "nimbos-aarch64.bin" = "<sha256>"
 //! ```
@@ -35,6 +38,10 @@ pub struct LockEntry {
     /// For url recipes: sha256 of the downloaded file (checked before unpacking).
     #[serde(default)]
     pub download: Option<String>,
+    /// The inputs the key was computed from, readable (file hashes, tool versions, packages):
+    /// when the key moves, the difference says what moved.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
     /// Output file name -> sha256.
     pub outputs: BTreeMap<String, String>,
 }
@@ -141,6 +148,12 @@ impl LockFile {
             let _ = writeln!(out, "key = {}", quote(&entry.key));
             if let Some(download) = &entry.download {
                 let _ = writeln!(out, "download = {}", quote(download));
+            }
+            if !entry.inputs.is_empty() {
+                let _ = writeln!(out, "\n[artifact.inputs]");
+                for (input, value) in &entry.inputs {
+                    let _ = writeln!(out, "{} = {}", quote(input), quote(value));
+                }
             }
             let _ = writeln!(out, "\n[artifact.outputs]");
             for (file, sha) in &entry.outputs {

@@ -15,6 +15,7 @@
 
 mod build;
 pub mod cache;
+pub mod debian;
 mod error;
 pub mod fetch;
 pub mod key;
@@ -27,8 +28,9 @@ pub mod unpack;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use debian::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use error::ArtifactError;
-pub use fetch::{Progress, RetryPolicy};
+pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
@@ -40,10 +42,15 @@ pub const LOCK_FILE: &str = "guests.lock";
 
 /// How strictly resolution treats artifacts that `guests.lock` does not pin.
 ///
-/// A pinned artifact whose bytes differ is an error in every mode except [`LockMode::Update`].
+/// A pinned artifact whose bytes differ for the same recipe key is an error in every mode
+/// except [`LockMode::Update`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
-    /// CI: a missing entry, or one recorded for a different recipe key, is an error.
+    /// Any key the lock has not recorded is an error, also a command recipe whose inputs moved
+    /// (`VMHARNESS_LOCKED=strict`, `--locked=strict`).
+    Strict,
+    /// CI: a `url` or `path` artifact the lock does not pin is an error; a command recipe whose
+    /// inputs moved (a new Debian kernel) is built, used and reported, not failed.
     Locked,
     /// Local development: an unpinned artifact is used with a warning on stderr.
     Lenient,
@@ -54,13 +61,21 @@ pub enum LockMode {
 }
 
 impl LockMode {
-    /// [`LockMode::Locked`] if `CI=true` or `VMHARNESS_LOCKED=1`, else [`LockMode::Lenient`].
+    /// [`LockMode::Strict`] if `VMHARNESS_LOCKED=strict`; [`LockMode::Locked`] if `CI=true`
+    /// or `VMHARNESS_LOCKED=1`; else [`LockMode::Lenient`].
     pub fn from_env() -> Self {
-        if env_is("CI", "true") || env_is("VMHARNESS_LOCKED", "1") {
+        if env_is("VMHARNESS_LOCKED", "strict") {
+            LockMode::Strict
+        } else if env_is("CI", "true") || env_is("VMHARNESS_LOCKED", "1") {
             LockMode::Locked
         } else {
             LockMode::Lenient
         }
+    }
+
+    /// Whether an unpinned `url`/`path` artifact is an error.
+    pub fn requires_pins(self) -> bool {
+        matches!(self, LockMode::Strict | LockMode::Locked)
     }
 }
 
@@ -88,6 +103,13 @@ pub struct ResolveOptions {
     pub unpack: UnpackLimits,
     /// Download progress display.
     pub progress: Progress,
+    /// Size and time limits of one download.
+    pub download: DownloadLimits,
+    /// A prefix that download URLs are rewritten to: `https://host/path` is fetched from
+    /// `<mirror>/host/path` (`VMHARNESS_ARTIFACT_MIRROR`).
+    pub mirror: Option<String>,
+    /// Where Debian packages of command recipes come from.
+    pub debian: DebianArchive,
 }
 
 impl ResolveOptions {
@@ -100,6 +122,9 @@ impl ResolveOptions {
             retry: RetryPolicy::default(),
             unpack: UnpackLimits::default(),
             progress: Progress::Auto,
+            download: DownloadLimits::default(),
+            mirror: None,
+            debian: DebianArchive::default(),
         }
     }
 
@@ -112,9 +137,30 @@ impl ResolveOptions {
         if env_is("VMHARNESS_OFFLINE", "1") {
             options.network = Network::Offline;
         }
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        options.mirror = var(MIRROR_ENV).map(|m| m.trim_end_matches('/').to_string());
+        if let Some(mirror) = var("VMHARNESS_DEBIAN_MIRROR") {
+            options.debian.mirror = mirror;
+        }
+        if let Some(mirror) = var("VMHARNESS_DEBIAN_SECURITY_MIRROR") {
+            options.debian.security_mirror = mirror;
+        }
+        let duration = |name: &str| var(name).and_then(|v| humantime::parse_duration(&v).ok());
+        if let Some(age) = duration("VMHARNESS_APT_MAX_AGE") {
+            options.debian.max_age = age;
+        }
+        if let Some(timeout) = duration("VMHARNESS_DOWNLOAD_TIMEOUT") {
+            options.download.deadline = timeout;
+        }
+        if let Some(bytes) = var("VMHARNESS_DOWNLOAD_MAX_BYTES").and_then(|v| v.parse().ok()) {
+            options.download.max_bytes = bytes;
+        }
         options
     }
 }
+
+/// Environment variable: the download mirror prefix (see [`ResolveOptions::mirror`]).
+pub const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
 
 /// True if unavailable artifacts must fail rather than skip: `VMHARNESS_REQUIRE_ARTIFACTS=1`.
 ///
@@ -203,14 +249,100 @@ impl Catalog {
 
     /// Obtains an artifact (cache, else download/build), verified against the lock.
     pub fn resolve(&self, name: &str, options: &ResolveOptions) -> Result<Resolved, ArtifactError> {
+        self.resolve_with(name, options, None)
+    }
+
+    fn resolve_with(
+        &self,
+        name: &str,
+        options: &ResolveOptions,
+        imported: Option<&str>,
+    ) -> Result<Resolved, ArtifactError> {
         let recipe = self.recipe(name)?;
-        resolve::resolve(
+        resolve::resolve(&resolve::Request {
             recipe,
-            &self.guests_dir,
-            self.lock.get(name),
-            self.lock.path(),
+            guests_dir: &self.guests_dir,
+            locked: self.lock.get(name),
+            lock_file: self.lock.path(),
             options,
-        )
+            imported,
+        })
+    }
+
+    /// Puts a file obtained elsewhere (behind a firewall, from a mirror) into the cache as the
+    /// download of a `url` artifact, then resolves the artifact from it without the network.
+    ///
+    /// The file must match the download sha256 the lock pins; without a lock entry it is
+    /// accepted unless the mode is strict, and the returned entry is what `guests lock` records.
+    pub fn import(
+        &self,
+        name: &str,
+        file: &Path,
+        options: &ResolveOptions,
+    ) -> Result<Resolved, ArtifactError> {
+        let recipe = self.recipe(name)?;
+        let Source::Url(_) = &recipe.source else {
+            return Err(ArtifactError::Recipe {
+                file: recipe.file.clone(),
+                message: format!(
+                    "artifact `{name}` is not a `url` artifact; only downloads can be imported"
+                ),
+            });
+        };
+        let actual = key::sha256_file(file)?;
+        match self.lock.get(name).and_then(|e| e.download.as_deref()) {
+            Some(pinned) if pinned != actual => {
+                return Err(ArtifactError::Mismatch {
+                    artifact: name.to_string(),
+                    what: format!("imported file {}", file.display()),
+                    expected: pinned.to_string(),
+                    actual,
+                    inputs: String::new(),
+                })
+            }
+            Some(_) => {}
+            None if options.lock_mode.requires_pins() => {
+                return Err(ArtifactError::NotLocked {
+                    artifact: name.to_string(),
+                    lock_file: self.lock.path().to_path_buf(),
+                    reason: "no entry to check the imported file against".into(),
+                })
+            }
+            None => {}
+        }
+        let cache = cache::Cache::new(&options.cache_dir);
+        let objects = cache.objects_dir();
+        cache::create_dir_all(&objects)?;
+        let object = cache.object_path(&actual);
+        if !object.is_file() {
+            let temp = tempfile::Builder::new()
+                .prefix(".tmp-import-")
+                .tempfile_in(&objects)
+                .map_err(|e| ArtifactError::io("create temp file in", &objects, e))?;
+            std::fs::copy(file, temp.path()).map_err(|e| ArtifactError::io("copy", file, e))?;
+            if key::sha256_file(temp.path())? != actual {
+                return Err(ArtifactError::Io {
+                    action: "copy (it changed while being imported)",
+                    path: file.to_path_buf(),
+                    source: std::io::Error::other("content changed"),
+                });
+            }
+            let path = temp
+                .into_temp_path()
+                .keep()
+                .map_err(|e| ArtifactError::io("keep", &objects, e.error))?;
+            cache::store_object(&path, &object)?;
+        }
+        let import_options = ResolveOptions {
+            network: Network::Offline,
+            lock_mode: match options.lock_mode {
+                LockMode::Update => LockMode::Update,
+                _ if self.lock.get(name).is_some() => options.lock_mode,
+                _ => LockMode::Record,
+            },
+            ..options.clone()
+        };
+        self.resolve_with(name, &import_options, Some(&actual))
     }
 
     /// Resolves the artifact a reference names and returns the path of the referenced file.

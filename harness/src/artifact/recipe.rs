@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::debian::PackageSpec;
 use super::ArtifactError;
 
 /// One named artifact and how to obtain it.
@@ -50,14 +51,23 @@ pub struct CommandRecipe {
     /// The command needs the network; its failure then means "unavailable".
     #[serde(default)]
     pub network: bool,
+    /// Debian packages the command consumes, by role. They are resolved through a private apt
+    /// configuration, their name, version and sha256 go into the key, and `{package:<role>}` in
+    /// `command` is replaced by the path of the downloaded `.deb`.
+    #[serde(default)]
+    pub packages: BTreeMap<String, PackageSpec>,
 }
 
 /// `kind = "url"`: download `url`, unpack it if `archive` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlRecipe {
-    /// `http://` or `https://` URL.
+    /// `https://` URL (`http://` only for loopback hosts or bytes the lock already pins).
     pub url: String,
+    /// Hosts a redirect may lead to besides the URL's own (e.g. a release CDN). Redirects never
+    /// downgrade https to http.
+    #[serde(default)]
+    pub redirect_hosts: Vec<String>,
     /// Archive format of the download; absent means the download is the output file.
     pub archive: Option<ArchiveFormat>,
     /// With `archive`: output name -> path inside the archive.
@@ -130,6 +140,25 @@ impl Recipe {
                 for input in &c.inputs {
                     check_relative(input).map_err(|why| format!("input `{input}`: {why}"))?;
                 }
+                for (role, spec) in &c.packages {
+                    check_name(role).map_err(|why| format!("package role `{role}`: {why}"))?;
+                    if spec.suites.is_empty() {
+                        return Err(format!("package `{role}`: `suites` must name a suite"));
+                    }
+                    if let Some(pattern) = &spec.via_depends {
+                        regex::Regex::new(pattern)
+                            .map_err(|e| format!("package `{role}`: via_depends: {e}"))?;
+                    }
+                }
+                for arg in &c.command {
+                    for role in package_placeholders(arg) {
+                        if !c.packages.contains_key(role) {
+                            return Err(format!(
+                                "`{{package:{role}}}` in `command` names no entry of `packages`"
+                            ));
+                        }
+                    }
+                }
             }
             Source::Url(u) => {
                 if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
@@ -189,6 +218,16 @@ impl PathRecipe {
             (None, None) => String::new(),
         }
     }
+}
+
+/// The roles named by `{package:<role>}` placeholders in one argument.
+pub(crate) fn package_placeholders(arg: &str) -> Vec<&str> {
+    arg.match_indices("{package:")
+        .filter_map(|(at, prefix)| {
+            let rest = &arg[at + prefix.len()..];
+            rest.find('}').map(|end| &rest[..end])
+        })
+        .collect()
 }
 
 /// Checks that `path` is a non-empty relative path without `..`, so it stays inside its root.

@@ -1,11 +1,18 @@
 //! Resolution: cache hit, else produce under the artifact's lock, verify, and commit atomically.
+//!
+//! The lock pins bytes per recipe key. Same key, other bytes: an error ([`ArtifactError::Mismatch`]).
+//! A key the lock has never seen for a command recipe (its Debian packages moved, a tool was
+//! upgraded): built, used and reported ([`LockStatus::NewKey`]), an error only in
+//! [`LockMode::Strict`]. `url` and `path` artifacts stay strictly pinned in CI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::cache::{read_sums, Cache, CacheLock};
-use super::fetch::download;
-use super::key::{recipe_key, sha256_file};
+use super::debian::{self, AptRoot, Refresh, ResolvedPackage};
+use super::fetch::{download, Trust};
+use super::key::{input_changes, recipe_key, sha256_file, KeyedInputs};
 use super::recipe::{PathRecipe, Recipe, Source, UrlRecipe};
 use super::unpack::resolves_beneath;
 use super::{build, unpack, ArtifactError, LockEntry, LockMode, Network, ResolveOptions};
@@ -26,6 +33,8 @@ pub struct Resolved {
     pub status: LockStatus,
     /// Where the bytes came from this time.
     pub origin: Origin,
+    /// The Debian packages the artifact was built from (command recipes with `packages`).
+    pub packages: Vec<ResolvedPackage>,
 }
 
 /// Whether `guests.lock` pinned the resolved bytes.
@@ -33,12 +42,36 @@ pub struct Resolved {
 pub enum LockStatus {
     /// Every output matched its pinned sha256.
     Locked,
+    /// A command recipe whose key the lock has not recorded (its inputs moved): built and used;
+    /// `cargo xtask guests lock` records it.
+    NewKey {
+        /// The key the lock recorded, if any.
+        previous_key: Option<String>,
+        /// What moved, one line each (`package kernel: A -> B`); empty without a lock entry.
+        changes: Vec<String>,
+    },
     /// Not pinned (missing entry or a different recipe key); verified only against the cache's
     /// own checksums.
     Unlocked {
         /// Why the lock did not apply.
         reason: String,
     },
+}
+
+impl LockStatus {
+    /// One line for people: `locked`, `new key (package kernel: A -> B)`, `not locked (why)`.
+    pub fn describe(&self) -> String {
+        match self {
+            LockStatus::Locked => "locked".into(),
+            LockStatus::NewKey { changes, .. } if changes.is_empty() => {
+                "new key, not in guests.lock".into()
+            }
+            LockStatus::NewKey { changes, .. } => {
+                format!("new key, inputs moved: {}", changes.join("; "))
+            }
+            LockStatus::Unlocked { reason } => format!("not locked ({reason})"),
+        }
+    }
 }
 
 /// Where the resolved bytes came from.
@@ -57,114 +90,244 @@ pub enum Origin {
 /// Outcome of checking a materialized directory.
 enum CacheCheck {
     Valid(BTreeMap<String, PathBuf>),
-    /// Incomplete or disagreeing with the lock: produce again.
-    Invalid,
+    /// Nothing usable there (missing, incomplete, or recorded for other bytes than the lock's).
+    Absent,
+    /// A file's bytes no longer match the checksum recorded when it was cached.
+    Corrupt(Corruption),
 }
 
-pub(super) fn resolve(
-    recipe: &Recipe,
-    guests_dir: &Path,
-    locked: Option<&LockEntry>,
-    lock_file: &Path,
-    options: &ResolveOptions,
-) -> Result<Resolved, ArtifactError> {
-    let key = recipe_key(recipe, guests_dir)?;
-    let (expected, status) = match (options.lock_mode, locked) {
-        (LockMode::Update, _) => (None, unlocked("updating the lock")),
-        (_, Some(entry)) if entry.key == key => (Some(entry), LockStatus::Locked),
-        (mode, entry) => {
-            let reason = match entry {
-                Some(_) => "the recipe changed since it was locked",
-                None => "no entry",
-            };
-            if mode == LockMode::Locked {
-                // First find out whether it can be obtained at all: on a machine without
-                // network "unavailable" is the true (and more useful) answer.
-                let probe = ResolveOptions {
-                    lock_mode: LockMode::Record,
-                    ..options.clone()
-                };
-                resolve(recipe, guests_dir, locked, lock_file, &probe)?;
-                return Err(ArtifactError::NotLocked {
-                    artifact: recipe.name.clone(),
-                    lock_file: lock_file.to_path_buf(),
-                    reason: reason.to_string(),
-                });
-            }
-            if mode == LockMode::Lenient {
-                eprintln!(
-                    "warning: artifact `{}` is not locked ({reason}); run `cargo xtask guests lock`",
-                    recipe.name
-                );
-            }
-            (None, unlocked(reason))
-        }
-    };
-    if let Source::Path(path) = &recipe.source {
-        return resolve_path(recipe, path, guests_dir, key, expected, status);
+#[derive(Debug, Clone)]
+struct Corruption {
+    file: PathBuf,
+    expected: String,
+    actual: String,
+    moved_to: PathBuf,
+}
+
+/// One resolution's fixed inputs.
+pub(super) struct Request<'a> {
+    pub recipe: &'a Recipe,
+    pub guests_dir: &'a Path,
+    pub locked: Option<&'a LockEntry>,
+    pub lock_file: &'a Path,
+    pub options: &'a ResolveOptions,
+    /// The sha256 of a download placed in the object store by `guests import`.
+    pub imported: Option<&'a str>,
+}
+
+impl Request<'_> {
+    fn name(&self) -> &str {
+        &self.recipe.name
     }
+}
+
+pub(super) fn resolve(request: &Request<'_>) -> Result<Resolved, ArtifactError> {
+    match resolve_with(request, Refresh::IfStale) {
+        // A package the lists name may have vanished from the archive: refresh and retry once.
+        Err(error)
+            if error.is_unavailable()
+                && has_packages(request.recipe)
+                && request.options.network == Network::Online =>
+        {
+            resolve_with(request, Refresh::Force)
+        }
+        other => other,
+    }
+}
+
+fn has_packages(recipe: &Recipe) -> bool {
+    matches!(&recipe.source, Source::Command(c) if !c.packages.is_empty())
+}
+
+fn resolve_with(request: &Request<'_>, refresh: Refresh) -> Result<Resolved, ArtifactError> {
+    let recipe = request.recipe;
+    let options = request.options;
     let cache = Cache::new(&options.cache_dir);
-    let target = cache.artifact_dir(&recipe.name, &key);
-    if let CacheCheck::Valid(files) = check_cached(recipe, &target, expected)? {
-        return Ok(finish(
+    let packages = resolve_packages(request, &cache, refresh)?;
+    let resolved_packages: Vec<ResolvedPackage> = packages.iter().map(|(p, _)| p.clone()).collect();
+    let keyed = recipe_key(recipe, request.guests_dir, &resolved_packages)?;
+    let (expected, status) = lock_policy(request, &keyed)?;
+    if let Source::Path(path) = &recipe.source {
+        return resolve_path(request, path, keyed, expected, status);
+    }
+    let done = |dir: PathBuf, files, origin| {
+        finish(
             recipe,
-            target,
+            dir,
             files,
-            key,
+            &keyed,
             expected,
-            status,
-            Origin::Cached,
-        ));
+            status.clone(),
+            origin,
+            &resolved_packages,
+        )
+    };
+    let target = cache.artifact_dir(&recipe.name, &keyed.key);
+    if let CacheCheck::Valid(files) = check_cached(recipe, &target, expected, None)? {
+        return Ok(done(target, files, Origin::Cached));
     }
     let lock = cache.lock(&recipe.name)?;
     // Another process may have produced it while we waited for the lock.
-    match check_cached(recipe, &target, expected)? {
-        CacheCheck::Valid(files) => {
-            return Ok(finish(
-                recipe,
-                target,
-                files,
-                key,
-                expected,
-                status,
-                Origin::Cached,
-            ))
-        }
-        CacheCheck::Invalid if target.exists() => {
+    let corrupt = match check_cached(recipe, &target, expected, Some(&cache))? {
+        CacheCheck::Valid(files) => return Ok(done(target, files, Origin::Cached)),
+        CacheCheck::Corrupt(corruption) => Some(corruption),
+        CacheCheck::Absent if target.exists() => {
             std::fs::remove_dir_all(&target)
-                .map_err(|e| ArtifactError::io("remove invalid", &target, e))?;
+                .map_err(|e| ArtifactError::io("remove stale", &target, e))?;
+            None
         }
-        CacheCheck::Invalid => {}
-    }
+        CacheCheck::Absent => None,
+    };
     cache.remove_stale_staging(&recipe.name, &lock)?;
     let staging = cache.staging_dir(&recipe.name, &lock)?;
-    let origin = match &recipe.source {
+    let produced = produce(request, &cache, &lock, &packages, expected, staging.path());
+    let origin = match (produced, corrupt) {
+        (Ok(origin), _) => origin,
+        (Err(error), Some(c)) if error.is_unavailable() => {
+            return Err(ArtifactError::CorruptCache {
+                artifact: recipe.name.clone(),
+                file: c.file,
+                expected: c.expected,
+                actual: c.actual,
+                moved_to: c.moved_to,
+                reason: error.to_string(),
+            })
+        }
+        (Err(error), _) => return Err(error),
+    };
+    let sums = verify_outputs(recipe, staging.path(), expected, &keyed)?;
+    let target = cache.commit(staging, &recipe.name, &keyed.key, &sums)?;
+    let files = output_paths(recipe, &target);
+    drop(lock);
+    Ok(done(target, files, origin))
+}
+
+/// The Debian packages a command recipe declares, resolved from the private apt lists.
+fn resolve_packages(
+    request: &Request<'_>,
+    cache: &Cache,
+    refresh: Refresh,
+) -> Result<Vec<(ResolvedPackage, AptRoot)>, ArtifactError> {
+    match &request.recipe.source {
+        Source::Command(c) if !c.packages.is_empty() => debian::resolve_all(
+            request.name(),
+            &c.packages,
+            cache,
+            &request.options.debian,
+            request.options.network,
+            refresh,
+        ),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Decides what the lock expects for this key, or refuses to go on.
+fn lock_policy<'a>(
+    request: &Request<'a>,
+    keyed: &KeyedInputs,
+) -> Result<(Option<&'a LockEntry>, LockStatus), ArtifactError> {
+    let mode = request.options.lock_mode;
+    let entry = request.locked;
+    match (mode, entry) {
+        (LockMode::Update, _) => return Ok((None, unlocked("updating the lock"))),
+        (_, Some(entry)) if entry.key == keyed.key => return Ok((Some(entry), LockStatus::Locked)),
+        _ => {}
+    }
+    let changes = entry
+        .map(|e| input_changes(&e.inputs, &keyed.inputs))
+        .unwrap_or_default();
+    let reason = match entry {
+        None => "no entry".to_string(),
+        Some(_) if changes.is_empty() => "the recipe changed since it was locked".to_string(),
+        Some(_) => format!("inputs moved: {}", changes.join("; ")),
+    };
+    let command = matches!(request.recipe.source, Source::Command(_));
+    let refuse = mode == LockMode::Strict || (mode.requires_pins() && !command);
+    if refuse {
+        // First find out whether it can be obtained at all: on a machine without network
+        // "unavailable" is the true (and more useful) answer.
+        let probe_options = ResolveOptions {
+            lock_mode: LockMode::Record,
+            ..request.options.clone()
+        };
+        resolve(&Request {
+            options: &probe_options,
+            ..*request
+        })?;
+        return Err(ArtifactError::NotLocked {
+            artifact: request.name().to_string(),
+            lock_file: request.lock_file.to_path_buf(),
+            reason,
+        });
+    }
+    if mode != LockMode::Record {
+        warn_once(request.name(), &keyed.key, || {
+            if command {
+                format!(
+                    "note: artifact `{}`: a recipe key guests.lock has not recorded ({reason}); it is built and used (not a failure), `cargo xtask guests lock` records it",
+                    request.name()
+                )
+            } else {
+                format!(
+                    "warning: artifact `{}` is not locked ({reason}); run `cargo xtask guests lock`",
+                    request.name()
+                )
+            }
+        });
+    }
+    let status = if command {
+        LockStatus::NewKey {
+            previous_key: entry.map(|e| e.key.clone()),
+            changes,
+        }
+    } else {
+        unlocked(&reason)
+    };
+    Ok((None, status))
+}
+
+/// Prints a message once per process for this artifact and key.
+fn warn_once(artifact: &str, key: &str, message: impl FnOnce() -> String) {
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let first = SEEN
+        .lock()
+        .map(|mut seen| seen.insert(format!("{artifact}\0{key}")))
+        .unwrap_or(true);
+    if first {
+        eprintln!("{}", message());
+    }
+}
+
+/// Builds or fetches the artifact into `out`.
+fn produce(
+    request: &Request<'_>,
+    cache: &Cache,
+    lock: &CacheLock,
+    packages: &[(ResolvedPackage, AptRoot)],
+    expected: Option<&LockEntry>,
+    out: &Path,
+) -> Result<Origin, ArtifactError> {
+    let recipe = request.recipe;
+    let options = request.options;
+    match &recipe.source {
         Source::Command(command) => {
             if command.network && options.network == Network::Offline {
                 return Err(offline(&recipe.name));
             }
-            build::run_command(&recipe.name, command, guests_dir, staging.path())?;
-            Origin::Built
+            let mut debs = BTreeMap::new();
+            for (package, root) in packages {
+                let deb = root.download(&recipe.name, package, cache, options.network)?;
+                debs.insert(package.role.clone(), deb);
+            }
+            build::run_command(&recipe.name, command, request.guests_dir, out, &debs)?;
+            Ok(Origin::Built)
         }
         Source::Url(url) => {
-            fetch_into(
-                recipe,
-                url,
-                expected,
-                staging.path(),
-                &cache,
-                &lock,
-                options,
-            )?;
-            Origin::Fetched
+            fetch_into(request, url, expected, out, cache, lock)?;
+            Ok(Origin::Fetched)
         }
-        Source::Path(_) => unreachable!("path recipes return above"),
-    };
-    let sums = verify_outputs(recipe, staging.path(), expected)?;
-    let target = cache.commit(staging, &recipe.name, &key, &sums)?;
-    let files = output_paths(recipe, &target);
-    drop(lock);
-    Ok(finish(recipe, target, files, key, expected, status, origin))
+        Source::Path(_) => unreachable!("path recipes are resolved without the cache"),
+    }
 }
 
 fn unlocked(reason: &str) -> LockStatus {
@@ -173,7 +336,7 @@ fn unlocked(reason: &str) -> LockStatus {
     }
 }
 
-fn offline(artifact: &str) -> ArtifactError {
+pub(super) fn offline(artifact: &str) -> ArtifactError {
     ArtifactError::Unavailable {
         artifact: artifact.to_string(),
         reason: "offline (VMHARNESS_OFFLINE=1) and not cached".to_string(),
@@ -185,10 +348,11 @@ fn finish(
     recipe: &Recipe,
     dir: PathBuf,
     files: BTreeMap<String, PathBuf>,
-    key: String,
+    keyed: &KeyedInputs,
     expected: Option<&LockEntry>,
     status: LockStatus,
     origin: Origin,
+    packages: &[ResolvedPackage],
 ) -> Resolved {
     let outputs = read_sums(&dir).unwrap_or_default();
     let download = match (&recipe.source, expected) {
@@ -203,12 +367,14 @@ fn finish(
         dir,
         files,
         entry: LockEntry {
-            key,
+            key: keyed.key.clone(),
             download,
+            inputs: keyed.inputs.clone(),
             outputs,
         },
         status,
         origin,
+        packages: packages.to_vec(),
     }
 }
 
@@ -223,29 +389,52 @@ fn output_paths(recipe: &Recipe, dir: &Path) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
-/// Re-hashes a materialized directory against its checksum file and the lock.
+/// Re-hashes a materialized directory against its checksum file and the lock. With `cache`
+/// (the caller holds the artifact's lock), a corrupt directory is moved aside and reported.
 fn check_cached(
     recipe: &Recipe,
     dir: &Path,
     expected: Option<&LockEntry>,
+    cache: Option<&Cache>,
 ) -> Result<CacheCheck, ArtifactError> {
     let Some(sums) = read_sums(dir) else {
-        return Ok(CacheCheck::Invalid);
+        return Ok(CacheCheck::Absent);
     };
-    if let Some(entry) = expected {
-        if entry.outputs != sums {
-            return Ok(CacheCheck::Invalid);
-        }
+    if expected.is_some_and(|entry| entry.outputs != sums) {
+        return Ok(CacheCheck::Absent);
     }
     for name in recipe.outputs() {
         let path = dir.join(&name);
         let Some(recorded) = sums.get(&name) else {
-            return Ok(CacheCheck::Invalid);
+            return Ok(CacheCheck::Absent);
         };
-        match sha256_file(&path) {
-            Ok(actual) if &actual == recorded => {}
-            _ => return Ok(CacheCheck::Invalid),
+        let actual = sha256_file(&path).unwrap_or_else(|_| "(missing)".to_string());
+        if &actual == recorded {
+            continue;
         }
+        let Some(cache) = cache else {
+            return Ok(CacheCheck::Absent);
+        };
+        let label = format!(
+            "{}-{}",
+            recipe.name,
+            dir.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let moved_to = cache.quarantine(dir, &label)?;
+        eprintln!(
+            "warning: artifact `{}`: cached {} does not match its recorded sha256 (expected {recorded}, got {actual}); moved to {} and producing it again",
+            recipe.name,
+            path.display(),
+            moved_to.display()
+        );
+        return Ok(CacheCheck::Corrupt(Corruption {
+            file: path,
+            expected: recorded.clone(),
+            actual,
+            moved_to,
+        }));
     }
     Ok(CacheCheck::Valid(output_paths(recipe, dir)))
 }
@@ -255,6 +444,7 @@ fn verify_outputs(
     recipe: &Recipe,
     dir: &Path,
     expected: Option<&LockEntry>,
+    keyed: &KeyedInputs,
 ) -> Result<BTreeMap<String, String>, ArtifactError> {
     let mut sums = BTreeMap::new();
     for name in recipe.outputs() {
@@ -271,6 +461,7 @@ fn verify_outputs(
                     what: name,
                     expected: pinned,
                     actual,
+                    inputs: describe_inputs(keyed),
                 });
             }
         }
@@ -279,17 +470,26 @@ fn verify_outputs(
     Ok(sums)
 }
 
+/// The key and its inputs, one per line, for error messages.
+fn describe_inputs(keyed: &KeyedInputs) -> String {
+    let mut text = format!("  key {}", keyed.key);
+    for (name, value) in &keyed.inputs {
+        text.push_str(&format!("\n  {name} = {value}"));
+    }
+    text
+}
+
 /// Gets the verified download (cached object or fresh), then copies or unpacks it into `out`.
 fn fetch_into(
-    recipe: &Recipe,
+    request: &Request<'_>,
     url: &UrlRecipe,
     expected: Option<&LockEntry>,
     out: &Path,
     cache: &Cache,
     lock: &CacheLock,
-    options: &ResolveOptions,
 ) -> Result<(), ArtifactError> {
-    let object = obtain_download(recipe, url, expected, cache, options)?;
+    let recipe = request.recipe;
+    let object = obtain_download(request, url, expected, cache)?;
     let sha = object
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -301,13 +501,13 @@ fn fetch_into(
         return copy_file(&object, &target);
     };
     let unpacked = cache.staging_dir(&recipe.name, lock)?;
-    unpack::unpack(&object, format, unpacked.path(), &options.unpack).map_err(|source| {
-        ArtifactError::Unpack {
+    unpack::unpack(&object, format, unpacked.path(), &request.options.unpack).map_err(
+        |source| ArtifactError::Unpack {
             artifact: recipe.name.clone(),
             archive: object.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     for (output, inner) in &url.files {
         let inner_path = Path::new(inner);
         let source = unpacked.path().join(inner_path);
@@ -335,60 +535,102 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// The URL a download is fetched from: the recipe's, or the same under the mirror prefix.
+pub(super) fn effective_url(url: &str, mirror: Option<&str>) -> String {
+    match (mirror, url.split_once("://")) {
+        (Some(mirror), Some((_, rest))) => format!("{mirror}/{rest}"),
+        _ => url.to_string(),
+    }
+}
+
 /// The download as a verified object in the cache: reused if present, else fetched.
 fn obtain_download(
-    recipe: &Recipe,
+    request: &Request<'_>,
     url: &UrlRecipe,
     expected: Option<&LockEntry>,
     cache: &Cache,
-    options: &ResolveOptions,
 ) -> Result<PathBuf, ArtifactError> {
+    let recipe = request.recipe;
+    let options = request.options;
     let pinned = expected.and_then(|entry| entry.download.as_deref());
-    if let Some(sha) = pinned {
+    let mut corrupt = None;
+    if let Some(sha) = pinned.or(request.imported) {
         let object = cache.object_path(sha);
-        if object.is_file() && sha256_file(&object)? == sha {
-            return Ok(object);
+        if object.is_file() {
+            let actual = sha256_file(&object)?;
+            if actual == sha {
+                return Ok(object);
+            }
+            let moved_to = cache.quarantine(&object, &format!("object-{sha}"))?;
+            eprintln!(
+                "warning: artifact `{}`: cached download {} does not match its sha256 (got {actual}); moved to {} and downloading it again",
+                recipe.name,
+                object.display(),
+                moved_to.display()
+            );
+            corrupt = Some((object, sha.to_string(), actual, moved_to));
         }
     }
     if options.network == Network::Offline {
-        return Err(offline(&recipe.name));
+        let error = offline(&recipe.name);
+        return Err(match corrupt {
+            Some((file, expected, actual, moved_to)) => ArtifactError::CorruptCache {
+                artifact: recipe.name.clone(),
+                file,
+                expected,
+                actual,
+                moved_to,
+                reason: error.to_string(),
+            },
+            None => error,
+        });
     }
     let objects = cache.objects_dir();
     super::cache::create_dir_all(&objects)?;
+    cache.sweep_partial_objects(options.download.deadline.saturating_mul(2));
+    let source = effective_url(&url.url, options.mirror.as_deref());
     let fetched = download(
         &recipe.name,
-        &url.url,
+        &source,
         &objects,
         &options.retry,
         options.progress,
+        &options.download,
+        Trust {
+            pinned: pinned.is_some(),
+            redirect_hosts: &url.redirect_hosts,
+        },
     )?;
     if let Some(sha) = pinned {
         if sha != fetched.sha256 {
             return Err(ArtifactError::Mismatch {
                 artifact: recipe.name.clone(),
-                what: format!("download {}", url.url),
+                what: format!("download {source}"),
                 expected: sha.to_string(),
                 actual: fetched.sha256,
+                inputs: String::new(),
             });
         }
     }
     let object = cache.object_path(&fetched.sha256);
-    fetched
+    let path = fetched
         .file
-        .persist(&object)
-        .map_err(|e| ArtifactError::io("store download as", &object, e.error))?;
+        .into_temp_path()
+        .keep()
+        .map_err(|e| ArtifactError::io("keep download in", &objects, e.error))?;
+    super::cache::store_object(&path, &object)?;
     Ok(object)
 }
 
 fn resolve_path(
-    recipe: &Recipe,
+    request: &Request<'_>,
     path: &PathRecipe,
-    guests_dir: &Path,
-    key: String,
+    keyed: KeyedInputs,
     expected: Option<&LockEntry>,
     status: LockStatus,
 ) -> Result<Resolved, ArtifactError> {
-    let source = guests_dir.join(&path.path);
+    let recipe = request.recipe;
+    let source = request.guests_dir.join(&path.path);
     if !source.is_file() {
         return Err(ArtifactError::Unavailable {
             artifact: recipe.name.clone(),
@@ -404,6 +646,7 @@ fn resolve_path(
                 what: format!("{name} ({})", source.display()),
                 expected: pinned.clone(),
                 actual,
+                inputs: String::new(),
             });
         }
     }
@@ -412,11 +655,13 @@ fn resolve_path(
         dir: source.parent().map(Path::to_path_buf).unwrap_or_default(),
         files: BTreeMap::from([(name.clone(), source)]),
         entry: LockEntry {
-            key,
+            key: keyed.key,
             download: None,
+            inputs: keyed.inputs,
             outputs: BTreeMap::from([(name, actual)]),
         },
         status,
         origin: Origin::Local,
+        packages: Vec::new(),
     })
 }

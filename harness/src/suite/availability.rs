@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::artifact::cache::{read_sums, Cache};
+use crate::artifact::debian::{self, Refresh};
 use crate::artifact::key::recipe_key;
 use crate::artifact::{ArtifactRef, Catalog, Network, ResolveOptions, Source};
 use crate::config::LoadedConfig;
@@ -155,10 +156,26 @@ impl Check {
         if !networked {
             return false;
         }
-        let Ok(key) = recipe_key(recipe, catalog.guests_dir()) else {
+        let cache = Cache::new(&self.options.cache_dir);
+        // The package lists at hand, never refreshed here: listing stays fast and offline.
+        let packages = match &recipe.source {
+            Source::Command(c) if !c.packages.is_empty() => match debian::resolve_all(
+                name,
+                &c.packages,
+                &cache,
+                &self.options.debian,
+                self.options.network,
+                Refresh::Never,
+            ) {
+                Ok(resolved) => resolved.into_iter().map(|(p, _)| p).collect(),
+                Err(_) => return true,
+            },
+            _ => Vec::new(),
+        };
+        let Ok(keyed) = recipe_key(recipe, catalog.guests_dir(), &packages) else {
             return false;
         };
-        let dir = Cache::new(&self.options.cache_dir).artifact_dir(name, &key);
+        let dir = cache.artifact_dir(name, &keyed.key);
         let cached = read_sums(&dir).is_some()
             && recipe
                 .outputs()
