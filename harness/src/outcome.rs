@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accel::Accel;
+use crate::artifact::Provenance;
 use crate::qemu::ExitStatus;
 
 /// Which deadline ran out.
@@ -146,6 +147,8 @@ pub struct Report {
     pub console_bytes: u64,
     /// When a console line decided the verdict: its read, the verdict, QEMU stopped.
     pub verdict_timing: Option<VerdictTiming>,
+    /// The artifacts the run booted: key, output sha256, Debian package versions.
+    pub booted: Vec<Provenance>,
 }
 
 /// Timestamps of a verdict decided by a console line (a panic or the success pattern), each
@@ -191,6 +194,9 @@ impl fmt::Display for Report {
         }
         for note in &self.notes {
             writeln!(f, "  note:     {note}")?;
+        }
+        for booted in &self.booted {
+            writeln!(f, "  booted:   {}", booted.summary())?;
         }
         writeln!(f, "  elapsed:  {}", secs(self.elapsed))?;
         if let Some(command) = &self.qemu_command {

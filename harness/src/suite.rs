@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use libtest_mimic::{Completion, Failed, Trial};
 
-use crate::artifact::Catalog;
+use crate::artifact::{Catalog, Provenance};
 use crate::config::{self, LoadedConfig};
 use crate::outcome::{Outcome, Report};
 use crate::run::{self, FileResolver, RunOptions};
@@ -126,6 +126,7 @@ where
                 "-".into(),
                 &outcome,
                 std::time::Duration::ZERO,
+                &[],
             );
             Ok(Completion::ignored_with(reason))
         })
@@ -181,6 +182,7 @@ pub fn write_result(report: &Report, loaded: &LoadedConfig) {
         report.accel.map_or("-".into(), |a| a.to_string()),
         &report.outcome,
         report.elapsed,
+        &report.booted,
     );
 }
 
@@ -190,6 +192,7 @@ fn write_summary(
     accel: String,
     outcome: &Outcome,
     elapsed: std::time::Duration,
+    booted: &[Provenance],
 ) {
     let Some(dir) = log_path.parent() else {
         return;
@@ -206,8 +209,39 @@ fn write_summary(
     put("elapsed_secs", format!("{:.3}", elapsed.as_secs_f64()));
     put("log", log_path.display().to_string());
     put("config", loaded.path.display().to_string());
+    if !booted.is_empty() {
+        table.insert("booted".into(), booted_value(booted));
+    }
     if let Ok(text) = toml::to_string(&table) {
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join("result.toml"), text);
     }
+}
+
+/// `[[booted]]` in `result.toml`: one table per artifact the run used.
+fn booted_value(booted: &[Provenance]) -> toml::Value {
+    let string = |s: &str| toml::Value::String(s.to_string());
+    toml::Value::Array(
+        booted
+            .iter()
+            .map(|b| {
+                let mut table = toml::Table::new();
+                table.insert("artifact".into(), string(&b.artifact));
+                table.insert("key".into(), string(&b.key));
+                table.insert("lock".into(), string(&b.lock));
+                table.insert("new_key".into(), toml::Value::Boolean(b.new_key));
+                table.insert(
+                    "packages".into(),
+                    toml::Value::Array(b.packages.iter().map(|p| string(p)).collect()),
+                );
+                let outputs = b
+                    .outputs
+                    .iter()
+                    .map(|(name, sha)| (name.clone(), string(sha)))
+                    .collect();
+                table.insert("outputs".into(), toml::Value::Table(outputs));
+                toml::Value::Table(table)
+            })
+            .collect(),
+    )
 }

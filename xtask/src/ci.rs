@@ -52,6 +52,8 @@ struct Row {
     elapsed_secs: String,
     log: String,
     config: String,
+    /// `[[booted]]` entries whose key guests.lock had not recorded (inputs moved).
+    moved: Vec<String>,
 }
 
 impl Row {
@@ -67,6 +69,7 @@ impl Row {
             elapsed_secs: dash(),
             log: dash(),
             config: dash(),
+            moved: Vec::new(),
         }
     }
 }
@@ -376,6 +379,12 @@ impl Ci {
                 );
             }
         }
+        for line in moved_lines(rows) {
+            println!("note: guest inputs moved: {line}");
+            if self.github {
+                println!("::warning title=guest inputs moved::{}", escape_data(&line));
+            }
+        }
         if self.github {
             for row in rows
                 .iter()
@@ -499,9 +508,36 @@ fn read_results(logs: &Path, names: &[String]) -> Vec<Row> {
             elapsed_secs: get("elapsed_secs"),
             log: get("log"),
             config: get("config"),
+            moved: moved_inputs(&table),
         });
     }
     rows
+}
+
+/// The `[[booted]]` entries of a result whose key is new, as one line each.
+fn moved_inputs(table: &toml::Table) -> Vec<String> {
+    let Some(booted) = table.get("booted").and_then(toml::Value::as_array) else {
+        return Vec::new();
+    };
+    booted
+        .iter()
+        .filter_map(toml::Value::as_table)
+        .filter(|b| b.get("new_key").and_then(toml::Value::as_bool) == Some(true))
+        .map(|b| {
+            let field = |key: &str| b.get(key).and_then(toml::Value::as_str).unwrap_or("-");
+            let packages: Vec<&str> = b
+                .get("packages")
+                .and_then(toml::Value::as_array)
+                .map(|p| p.iter().filter_map(toml::Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "{} booted {} ({})",
+                field("artifact"),
+                packages.join(", "),
+                field("lock")
+            )
+        })
+        .collect()
 }
 
 /// The markdown appended to `$GITHUB_STEP_SUMMARY`.
@@ -527,8 +563,23 @@ fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
             cell(&row.log)
         ));
     }
+    let moved: Vec<String> = moved_lines(rows);
+    if !moved.is_empty() {
+        out.push_str("\n### Guest inputs that moved (not failures; `cargo xtask guests lock` records them)\n\n");
+        for line in moved {
+            out.push_str(&format!("- {}\n", cell(&line)));
+        }
+    }
     out.push('\n');
     out
+}
+
+/// Every distinct moved-input line of the results.
+fn moved_lines(rows: &[Row]) -> Vec<String> {
+    let mut lines: Vec<String> = rows.iter().flat_map(|r| r.moved.clone()).collect();
+    lines.sort();
+    lines.dedup();
+    lines
 }
 
 /// `1.234` → `1.234s`; `-` stays.

@@ -34,7 +34,7 @@ pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
-pub use resolve::{LockStatus, Origin, Resolved};
+pub use resolve::{LockStatus, Origin, Provenance, Resolved};
 pub use unpack::UnpackLimits;
 
 /// File name of the lock file inside the guests directory.
@@ -351,6 +351,16 @@ impl Catalog {
         reference: &ArtifactRef,
         options: &ResolveOptions,
     ) -> Result<PathBuf, ArtifactError> {
+        self.resolve_ref_with_provenance(reference, options)
+            .map(|(path, _)| path)
+    }
+
+    /// Like [`Catalog::resolve_ref`], also returning what was resolved.
+    pub fn resolve_ref_with_provenance(
+        &self,
+        reference: &ArtifactRef,
+        options: &ResolveOptions,
+    ) -> Result<(PathBuf, Provenance), ArtifactError> {
         let recipe = self.recipe(&reference.name)?;
         let unknown_file = |available: Vec<String>| ArtifactError::UnknownFile {
             artifact: reference.name.clone(),
@@ -361,10 +371,11 @@ impl Catalog {
             return Err(unknown_file(recipe.outputs()));
         }
         let resolved = self.resolve(&reference.name, options)?;
-        resolved
+        let path = resolved
             .files
             .get(&reference.file)
             .cloned()
-            .ok_or_else(|| unknown_file(resolved.files.keys().cloned().collect()))
+            .ok_or_else(|| unknown_file(resolved.files.keys().cloned().collect()))?;
+        Ok((path, resolved.provenance()))
     }
 }

@@ -104,6 +104,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         log_path: log_dir.join("console.log"),
         console_bytes: 0,
         verdict_timing: None,
+        booted: Vec::new(),
     };
     let mut options = options;
     if options.remote.is_none() {
@@ -117,7 +118,9 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
             }
         }
     }
-    let prepared = match prepare(loaded, resolver, &options, &log_dir) {
+    let prepared = prepare(loaded, resolver, &options, &log_dir);
+    report.booted = resolver.booted();
+    let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(outcome) => {
             report.outcome = outcome;

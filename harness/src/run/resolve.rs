@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::artifact::{ArtifactError, ArtifactRef, Catalog, ResolveOptions};
+use std::sync::Mutex;
+
+use crate::artifact::{ArtifactError, ArtifactRef, Catalog, Provenance, ResolveOptions};
 use crate::config::LoadedConfig;
 use crate::outcome::Outcome;
 use crate::qemu::QemuCommand;
@@ -49,6 +51,11 @@ pub fn artifacts_required() -> bool {
 pub trait FileResolver: Sync {
     /// Resolves `reference`; relative paths are relative to `base` (the config's directory).
     fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure>;
+
+    /// What the artifacts resolved so far were (key, output sha256, package versions).
+    fn booted(&self) -> Vec<Provenance> {
+        Vec::new()
+    }
 }
 
 /// Resolves `artifact:name/file` through the guest catalog (verified against `guests.lock`),
@@ -56,6 +63,7 @@ pub trait FileResolver: Sync {
 pub struct Resolver {
     catalog: Result<Catalog, String>,
     options: ResolveOptions,
+    booted: Mutex<Vec<Provenance>>,
 }
 
 impl Resolver {
@@ -64,6 +72,7 @@ impl Resolver {
         Resolver {
             catalog: Catalog::load_default().map_err(|err| err.to_string()),
             options: ResolveOptions::from_env(),
+            booted: Mutex::default(),
         }
     }
 
@@ -72,6 +81,7 @@ impl Resolver {
         Resolver {
             catalog: Ok(catalog),
             options,
+            booted: Mutex::default(),
         }
     }
 
@@ -82,13 +92,21 @@ impl Resolver {
         let parsed: ArtifactRef = reference
             .parse()
             .map_err(|err: ArtifactError| ResolveFailure::Failed(err.to_string()))?;
-        catalog.resolve_ref(&parsed, &self.options).map_err(|err| {
-            if err.is_unavailable() {
-                ResolveFailure::Unavailable(err.to_string())
-            } else {
-                ResolveFailure::Failed(err.to_string())
+        let (path, provenance) = catalog
+            .resolve_ref_with_provenance(&parsed, &self.options)
+            .map_err(|err| {
+                if err.is_unavailable() {
+                    ResolveFailure::Unavailable(err.to_string())
+                } else {
+                    ResolveFailure::Failed(err.to_string())
+                }
+            })?;
+        if let Ok(mut booted) = self.booted.lock() {
+            if !booted.iter().any(|b| b.artifact == provenance.artifact) {
+                booted.push(provenance);
             }
-        })
+        }
+        Ok(path)
     }
 }
 
@@ -106,6 +124,10 @@ impl FileResolver for Resolver {
             };
         }
         Ok(base.join(reference))
+    }
+
+    fn booted(&self) -> Vec<Provenance> {
+        self.booted.lock().map(|b| b.clone()).unwrap_or_default()
     }
 }
 
