@@ -16,6 +16,10 @@ pub struct Server {
 
 struct ServerState {
     bodies: Mutex<HashMap<String, Vec<u8>>>,
+    /// Path -> Location of a 302 answer.
+    redirects: Mutex<HashMap<String, String>>,
+    /// Paths answered with a body that never ends (no Content-Length), with a pause per chunk.
+    endless: Mutex<HashMap<String, std::time::Duration>>,
     /// Number of upcoming requests answered with 503.
     failures: AtomicUsize,
     requests: AtomicUsize,
@@ -27,6 +31,8 @@ impl Server {
         let addr = listener.local_addr().expect("local addr").to_string();
         let state = Arc::new(ServerState {
             bodies: Mutex::new(HashMap::new()),
+            redirects: Mutex::new(HashMap::new()),
+            endless: Mutex::new(HashMap::new()),
             failures: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
         });
@@ -50,6 +56,24 @@ impl Server {
             .lock()
             .unwrap()
             .insert(format!("/{path}"), body);
+    }
+
+    /// Answers `path` with `302 Found` to `location`.
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.state
+            .redirects
+            .lock()
+            .unwrap()
+            .insert(format!("/{path}"), location.to_string());
+    }
+
+    /// Answers `path` with a body that never ends, pausing `pause` between 64 KiB chunks.
+    pub fn endless(&self, path: &str, pause: std::time::Duration) {
+        self.state
+            .endless
+            .lock()
+            .unwrap()
+            .insert(format!("/{path}"), pause);
     }
 
     pub fn fail_next(&self, count: usize) {
@@ -85,13 +109,29 @@ fn serve(stream: TcpStream, state: &ServerState) {
         .failures
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
+    let mut stream = reader.into_inner();
+    if let Some(location) = state.redirects.lock().unwrap().get(&path).cloned() {
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let _ = stream.write_all(head.as_bytes());
+        return;
+    }
+    let endless = state.endless.lock().unwrap().get(&path).copied();
+    if let Some(pause) = endless {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = vec![b'x'; 64 * 1024];
+        while stream.write_all(&chunk).is_ok() {
+            std::thread::sleep(pause);
+        }
+        return;
+    }
     let body = state.bodies.lock().unwrap().get(&path).cloned();
     let (status, body) = match body {
         _ if failing => ("503 Service Unavailable", b"busy".to_vec()),
         Some(body) => ("200 OK", body),
         None => ("404 Not Found", b"no such file".to_vec()),
     };
-    let mut stream = reader.into_inner();
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -157,4 +197,32 @@ outputs = ["out.txt"]
 "#,
     );
     (guests, counter)
+}
+
+/// Every file below `dir` (recursively), for "nothing was left behind" checks.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_below(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A guests dir with one `url` recipe `fetched` for `url` (plain download named `blob.bin`).
+pub fn url_guests(root: &Path, url: &str, extra: &str) -> PathBuf {
+    let guests = root.join("guests");
+    write(
+        &guests,
+        "fetched.toml",
+        &format!("[fetched]\nkind = \"url\"\nurl = \"{url}\"\nfile = \"blob.bin\"\n{extra}"),
+    );
+    guests
 }
