@@ -49,15 +49,22 @@ pub enum Outcome {
         /// What is wrong with the host.
         reason: String,
     },
-    /// The test cannot run here and says why (an artifact needs the network, an input is unset).
+    /// The config says not to run it (`ignore = "why"`).
     Skipped {
         /// Why it was not run.
+        reason: String,
+    },
+    /// An input cannot be obtained here (an artifact needs the network, an `env:` variable is
+    /// unset). Not a pass: its own label and exit code, so a pipeline can tell it from an
+    /// intended skip (and `VMHARNESS_REQUIRE_ARTIFACTS=1` makes it an infrastructure failure).
+    Unavailable {
+        /// What is missing.
         reason: String,
     },
 }
 
 impl Outcome {
-    /// A short upper-case label: PASS, FAIL, TIMEOUT, INFRA, SKIPPED.
+    /// A short upper-case label: PASS, FAIL, TIMEOUT, INFRA, SKIPPED, UNAVAILABLE.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Pass => "PASS",
@@ -65,6 +72,7 @@ impl Outcome {
             Outcome::Timeout { .. } => "TIMEOUT",
             Outcome::Infra { .. } => "INFRA",
             Outcome::Skipped { .. } => "SKIPPED",
+            Outcome::Unavailable { .. } => "UNAVAILABLE",
         }
     }
 
@@ -76,6 +84,7 @@ impl Outcome {
             Outcome::Timeout { .. } => 2,
             Outcome::Infra { .. } => 3,
             Outcome::Skipped { .. } => 4,
+            Outcome::Unavailable { .. } => 5,
         }
     }
 
@@ -93,6 +102,7 @@ impl fmt::Display for Outcome {
             Outcome::Timeout { which } => write!(f, "TIMEOUT: {which}"),
             Outcome::Infra { reason } => write!(f, "INFRA: {reason}"),
             Outcome::Skipped { reason } => write!(f, "SKIPPED: {reason}"),
+            Outcome::Unavailable { reason } => write!(f, "UNAVAILABLE: {reason}"),
         }
     }
 }
@@ -224,9 +234,10 @@ impl fmt::Display for Report {
 fn detail(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Pass => "all expectations met".into(),
-        Outcome::Fail { reason } | Outcome::Infra { reason } | Outcome::Skipped { reason } => {
-            reason.clone()
-        }
+        Outcome::Fail { reason }
+        | Outcome::Infra { reason }
+        | Outcome::Skipped { reason }
+        | Outcome::Unavailable { reason } => reason.clone(),
         Outcome::Timeout { which } => which.to_string(),
     }
 }

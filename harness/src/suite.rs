@@ -117,7 +117,7 @@ where
             // Recorded like any run, so CI summaries count it.
             let log = crate::paths::log_dir(&crate::paths::workspace_root(), &loaded.name)
                 .join("console.log");
-            let outcome = Outcome::Skipped {
+            let outcome = Outcome::Unavailable {
                 reason: reason.clone(),
             };
             write_summary(
@@ -156,7 +156,9 @@ pub fn run_trial(loaded: &LoadedConfig, resolver: &dyn FileResolver) -> Result<C
     crate::suite::write_result(&report, loaded);
     match &report.outcome {
         Outcome::Pass => Ok(Completion::Completed),
-        Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
+        Outcome::Skipped { reason } | Outcome::Unavailable { reason } => {
+            Ok(Completion::ignored_with(reason))
+        }
         _ => Err(report.to_string().into()),
     }
 }

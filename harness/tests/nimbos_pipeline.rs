@@ -255,7 +255,7 @@ fn unreachable_server_skips_and_fails_when_required() {
     let config = uboot_config(tmp.path(), 0);
 
     let skipped = run_in_child(&config, "0");
-    assert!(skipped.starts_with("SKIPPED "), "{skipped}");
+    assert!(skipped.starts_with("UNAVAILABLE "), "{skipped}");
     assert!(skipped.contains(ARTIFACT), "{skipped}");
     let required = run_in_child(&config, "1");
     assert!(required.starts_with("INFRA "), "{required}");

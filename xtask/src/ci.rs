@@ -322,7 +322,7 @@ impl Ci {
             rows.sort_by(|a, b| a.test.cmp(&b.test));
             let failed = rows
                 .iter()
-                .any(|r| !matches!(r.outcome.as_str(), "PASS" | "SKIPPED"));
+                .any(|r| !matches!(r.outcome.as_str(), "PASS" | "SKIPPED" | "UNAVAILABLE"));
             if args.nextest {
                 let junit =
                     vmharness::paths::target_dir(&ci.cargo_dir).join("nextest/ci/junit.xml");
@@ -358,13 +358,24 @@ impl Ci {
                 row.log
             );
         }
-        let skipped: Vec<&Row> = rows.iter().filter(|r| r.outcome == "SKIPPED").collect();
+        let skipped: Vec<&Row> = rows
+            .iter()
+            .filter(|r| matches!(r.outcome.as_str(), "SKIPPED" | "UNAVAILABLE"))
+            .collect();
         if rows.is_empty() {
             println!("no VM test reported a result");
         } else if skipped.len() == rows.len() {
             let reasons: Vec<String> = skipped
                 .iter()
-                .map(|r| format!("{}: {}", r.test, r.detail.trim_start_matches("SKIPPED: ")))
+                .map(|r| {
+                    format!(
+                        "{}: {}",
+                        r.test,
+                        r.detail
+                            .trim_start_matches("SKIPPED: ")
+                            .trim_start_matches("UNAVAILABLE: ")
+                    )
+                })
                 .collect();
             let message = format!(
                 "all {} tests were ignored: {}",

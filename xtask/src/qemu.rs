@@ -27,7 +27,8 @@ Exit codes (the verdict; the same with and without --check):
   1  fail      panic pattern, wrong exit code, QEMU died early, or Ctrl-] before the verdict
   2  timeout   a deadline passed while waiting
   3  infra     the host could not run it (QEMU missing, KVM broken, artifact unobtainable)
-  4  skipped   the config is ignored or cannot run here";
+  4  skipped   the config is ignored (`ignore = \"why\"`)
+  5  unavailable  an input cannot be obtained here (artifact offline, env: variable unset)";
 
 #[derive(Args)]
 #[command(after_help = EXIT_CODES)]

@@ -32,7 +32,7 @@ impl ResolveFailure {
                     "{what}: {reason} (artifacts are required: {REQUIRE_ARTIFACTS_ENV}=1)"
                 ),
             },
-            ResolveFailure::Unavailable(reason) => Outcome::Skipped {
+            ResolveFailure::Unavailable(reason) => Outcome::Unavailable {
                 reason: format!("{what}: {reason}"),
             },
             ResolveFailure::Failed(reason) => Outcome::Infra {
