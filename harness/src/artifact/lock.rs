@@ -170,6 +170,10 @@ impl LockFile {
             .map_err(|e| ArtifactError::io("create temp file in", dir, e))?;
         temp.write_all(self.to_toml_string().as_bytes())
             .map_err(|e| ArtifactError::io("write", temp.path().to_path_buf(), e))?;
+        // A temp file is private (0600); the lock is a project file everyone reads.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ArtifactError::io("set permissions of", temp.path().to_path_buf(), e))?;
         temp.persist(&self.path)
             .map_err(|e| ArtifactError::io("replace", &self.path, e.error))?;
         Ok(())
