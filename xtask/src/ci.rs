@@ -623,6 +623,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn moved_guest_inputs_are_read_from_result_toml() {
+        let table: toml::Table = toml::from_str(
+            r#"
+test = "linux-aarch64"
+[[booted]]
+artifact = "linux-aarch64"
+key = "abc"
+lock = "new key, inputs moved: package kernel: a 1 -> b 2"
+new_key = true
+packages = ["b 2", "busybox-static 1"]
+[[booted]]
+artifact = "selftest-aarch64"
+key = "def"
+lock = "locked"
+new_key = false
+packages = []
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            moved_inputs(&table),
+            vec!["linux-aarch64 booted b 2, busybox-static 1 (new key, inputs moved: package kernel: a 1 -> b 2)"]
+        );
+        let row = Row {
+            moved: moved_inputs(&table),
+            ..Row::dashes()
+        };
+        let summary = summary_markdown(&[], &[row]);
+        assert!(summary.contains("### Guest inputs that moved"), "{summary}");
+        assert!(summary.contains("- linux-aarch64 booted b 2"), "{summary}");
+    }
+
+    #[test]
     fn annotations_escape_what_github_requires() {
         assert_eq!(escape_data("50% done\nnext"), "50%25 done%0Anext");
         assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
