@@ -9,20 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use artifact_support::{counting_guests, files_below, sha256_hex, url_guests, write, Server};
-use vmharness::artifact::{
-    ArtifactError, Catalog, LockMode, Network, Origin, ResolveOptions, RetryPolicy,
+use artifact_support::{
+    counting_guests, files_below, options, sha256_hex, url_guests, write, Server,
 };
-
-fn options(cache: &Path, mode: LockMode) -> ResolveOptions {
-    let mut options = ResolveOptions::new(cache);
-    options.lock_mode = mode;
-    options.retry = RetryPolicy {
-        attempts: 2,
-        first_backoff: Duration::from_millis(20),
-    };
-    options
-}
+use vmharness::artifact::{ArtifactError, Catalog, LockMode, Network, Origin, ResolveOptions};
 
 /// Files in the object store (downloads), partial ones included.
 fn objects(cache: &Path) -> Vec<PathBuf> {

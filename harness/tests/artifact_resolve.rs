@@ -3,23 +3,13 @@
 mod artifact_support;
 
 use std::path::Path;
-use std::time::Duration;
 
-use artifact_support::{count_lines, counting_guests, sha256_hex, write, zip_bytes, Server};
+use artifact_support::{
+    count_lines, counting_guests, options, sha256_hex, write, zip_bytes, Server,
+};
 use vmharness::artifact::{
     ArtifactError, ArtifactRef, Catalog, LockEntry, LockMode, LockStatus, Network, Origin,
-    ResolveOptions, RetryPolicy,
 };
-
-fn options(cache: &Path, mode: LockMode) -> ResolveOptions {
-    let mut options = ResolveOptions::new(cache);
-    options.lock_mode = mode;
-    options.retry = RetryPolicy {
-        attempts: 3,
-        first_backoff: Duration::from_millis(50),
-    };
-    options
-}
 
 /// Writes `entry` as the lock entry of `name` in the guests dir's lock file.
 fn pin(guests: &Path, name: &str, entry: LockEntry) {

@@ -226,3 +226,17 @@ pub fn url_guests(root: &Path, url: &str, extra: &str) -> PathBuf {
     );
     guests
 }
+
+/// Resolve options for tests: this cache, this lock mode, quick retries.
+pub fn options(
+    cache: &Path,
+    mode: vmharness::artifact::LockMode,
+) -> vmharness::artifact::ResolveOptions {
+    let mut options = vmharness::artifact::ResolveOptions::new(cache);
+    options.lock_mode = mode;
+    options.retry = vmharness::artifact::RetryPolicy {
+        attempts: 3,
+        first_backoff: std::time::Duration::from_millis(50),
+    };
+    options
+}
