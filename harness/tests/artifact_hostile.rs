@@ -245,16 +245,15 @@ fn offline_with_a_corrupt_cache_entry_is_an_infrastructure_error_and_the_file_is
     offline.network = Network::Offline;
     let err = resolve_err(&guests, &offline);
     assert!(!err.is_unavailable(), "must not end as 'ignored': {err}");
-    let ArtifactError::CorruptCache {
-        file: named,
-        expected,
-        actual,
-        moved_to,
-        ..
-    } = &err
-    else {
+    let ArtifactError::CorruptCache(corruption) = &err else {
         panic!("expected CorruptCache: {err}");
     };
+    let (named, expected, actual, moved_to) = (
+        &corruption.file,
+        &corruption.expected,
+        &corruption.actual,
+        &corruption.moved_to,
+    );
     assert_eq!(expected, &sha256_hex(b"payload"));
     assert_eq!(actual, &sha256_hex(b"bit rot"));
     assert!(named.ends_with("blob.bin") || named == &object, "{err}");

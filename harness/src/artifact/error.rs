@@ -100,24 +100,8 @@ pub enum ArtifactError {
     },
     /// A cached file's bytes no longer match what was recorded for it, and the artifact could
     /// not be produced again here. The bad file was moved aside, not deleted.
-    #[error(
-        "artifact `{artifact}`: cached {} is corrupt (expected sha256 {expected}, got {actual}); moved to {}; it cannot be produced again here: {reason}",
-        file.display(), moved_to.display()
-    )]
-    CorruptCache {
-        /// Artifact name.
-        artifact: String,
-        /// The corrupt file.
-        file: PathBuf,
-        /// The sha256 it should have.
-        expected: String,
-        /// The sha256 it has.
-        actual: String,
-        /// Where it was moved.
-        moved_to: PathBuf,
-        /// Why it could not be produced again.
-        reason: String,
-    },
+    #[error("{0}")]
+    CorruptCache(Box<CacheCorruption>),
     /// A download was refused by policy or failed in a way retrying cannot fix and that must
     /// not pass for "unavailable" (a certificate or protocol error, a size or time limit, a
     /// plain-http or downgrading redirect).
@@ -206,6 +190,27 @@ pub enum ArtifactError {
         #[source]
         source: super::unpack::UnpackError,
     },
+}
+
+/// The details of [`ArtifactError::CorruptCache`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "artifact `{artifact}`: cached {} is corrupt (expected sha256 {expected}, got {actual}); moved to {}; it cannot be produced again here: {reason}",
+    file.display(), moved_to.display()
+)]
+pub struct CacheCorruption {
+    /// Artifact name.
+    pub artifact: String,
+    /// The corrupt file.
+    pub file: PathBuf,
+    /// The sha256 it should have.
+    pub expected: String,
+    /// The sha256 it has.
+    pub actual: String,
+    /// Where it was moved.
+    pub moved_to: PathBuf,
+    /// Why it could not be produced again.
+    pub reason: String,
 }
 
 fn inputs_text(inputs: &str) -> String {

@@ -410,6 +410,23 @@ impl Request<'_> {
     }
 }
 
+fn progress_bar(progress: Progress, length: Option<u64>, url: &str) -> indicatif::ProgressBar {
+    if progress == Progress::Hidden || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match length {
+        Some(length) => indicatif::ProgressBar::new(length),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,21 +457,4 @@ mod tests {
             assert!(!UrlParts::parse(url).unwrap().is_loopback(), "{url}");
         }
     }
-}
-
-fn progress_bar(progress: Progress, length: Option<u64>, url: &str) -> indicatif::ProgressBar {
-    if progress == Progress::Hidden || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = match length {
-        Some(length) => indicatif::ProgressBar::new(length),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-    ) {
-        bar.set_style(style);
-    }
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
-    bar
 }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use debian::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
-pub use error::ArtifactError;
+pub use error::{ArtifactError, CacheCorruption};
 pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};

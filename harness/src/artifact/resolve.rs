@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use super::cache::{read_sums, Cache, CacheLock};
 use super::debian::{self, AptRoot, Refresh, ResolvedPackage};
+use super::error::CacheCorruption;
 use super::fetch::{download, Trust};
 use super::key::{input_changes, recipe_key, sha256_file, KeyedInputs};
 use super::recipe::{PathRecipe, Recipe, Source, UrlRecipe};
@@ -228,14 +229,14 @@ fn resolve_with(request: &Request<'_>, refresh: Refresh) -> Result<Resolved, Art
     let origin = match (produced, corrupt) {
         (Ok(origin), _) => origin,
         (Err(error), Some(c)) if error.is_unavailable() => {
-            return Err(ArtifactError::CorruptCache {
+            return Err(ArtifactError::CorruptCache(Box::new(CacheCorruption {
                 artifact: recipe.name.clone(),
                 file: c.file,
                 expected: c.expected,
                 actual: c.actual,
                 moved_to: c.moved_to,
                 reason: error.to_string(),
-            })
+            })))
         }
         (Err(error), _) => return Err(error),
     };
@@ -618,14 +619,16 @@ fn obtain_download(
     if options.network == Network::Offline {
         let error = offline(&recipe.name);
         return Err(match corrupt {
-            Some((file, expected, actual, moved_to)) => ArtifactError::CorruptCache {
-                artifact: recipe.name.clone(),
-                file,
-                expected,
-                actual,
-                moved_to,
-                reason: error.to_string(),
-            },
+            Some((file, expected, actual, moved_to)) => {
+                ArtifactError::CorruptCache(Box::new(CacheCorruption {
+                    artifact: recipe.name.clone(),
+                    file,
+                    expected,
+                    actual,
+                    moved_to,
+                    reason: error.to_string(),
+                }))
+            }
             None => error,
         });
     }
