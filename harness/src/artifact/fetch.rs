@@ -301,13 +301,15 @@ impl Request<'_> {
     }
 
     fn transport_failure(&self, url: &str, transport: &ureq::Transport) -> Failure {
-        let mut reason = transport.to_string();
+        // ureq's message names the URL and its causes already; the chain is searched for TLS.
+        let reason = transport.to_string();
+        let mut chain = reason.clone();
         let mut source = std::error::Error::source(transport);
         while let Some(cause) = source {
-            reason.push_str(&format!(": {cause}"));
+            chain.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        let lower = reason.to_ascii_lowercase();
+        let lower = chain.to_ascii_lowercase();
         let tls = ["certificate", "tls", "handshake", "alert", "x509"]
             .iter()
             .any(|marker| lower.contains(marker));
@@ -319,7 +321,7 @@ impl Request<'_> {
             ureq::ErrorKind::Dns | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
                 Failure::Permanent(ArtifactError::Unavailable {
                     artifact: self.artifact.to_string(),
-                    reason: format!("GET {url}: {reason}"),
+                    reason: format!("GET {reason}"),
                 })
             }
             _ if self.started.elapsed() >= self.limits.deadline => self.refuse(
