@@ -10,6 +10,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-$(mktemp -d /var/tmp/vmharness-newcomer.XXXXXX)}
+mkdir -p "$work"
 root="$work/root"
 say() { printf 'newcomer: %s\n' "$*" >&2; }
 
@@ -41,6 +42,10 @@ mount --bind /dev/pts "$root/dev/pts"
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+cp /etc/hosts "$root/etc/hosts" 2>/dev/null || true
+# The CA bundle every machine here is handed (registries are reached through this workplace's
+# TLS proxy); part of the machine, not of vmharness.
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 [ -n "$nextest" ] && cp "$nextest" "$root/usr/local/bin/"
 
 run() {

@@ -106,16 +106,15 @@ fn a_certificate_error_is_a_failure_not_unavailability() {
 fn redirects_to_other_hosts_and_plain_http_are_refused_unless_pinned() {
     let tmp = tempfile::tempdir().unwrap();
     let origin = Server::start();
-    let elsewhere = Server::start();
+    // 127.0.0.1 -> 127.0.0.2: another host, as an attacker's redirect would be.
+    let elsewhere = Server::start_at("127.0.0.2");
     elsewhere.put("blob.bin", b"payload".to_vec());
-    // 127.0.0.1 -> localhost: another host name, as an attacker's redirect would be.
-    let other = elsewhere.url("blob.bin").replace("127.0.0.1", "localhost");
-    origin.redirect("blob.bin", &other);
+    origin.redirect("blob.bin", &elsewhere.url("blob.bin"));
     let guests = url_guests(tmp.path(), &origin.url("blob.bin"), "");
     let cache = tmp.path().join("cache");
     let err = resolve_err(&guests, &options(&cache, LockMode::Lenient));
     assert!(
-        matches!(err, ArtifactError::Download { ref reason, .. } if reason.contains("another host `localhost`")),
+        matches!(err, ArtifactError::Download { ref reason, .. } if reason.contains("another host `127.0.0.2`")),
         "{err}"
     );
     assert_eq!(elsewhere.requests(), 0, "the redirect must not be followed");
@@ -125,7 +124,7 @@ fn redirects_to_other_hosts_and_plain_http_are_refused_unless_pinned() {
     let allowed = url_guests(
         &tmp.path().join("allowed"),
         &origin.url("blob.bin"),
-        "redirect_hosts = [\"localhost\"]\n",
+        "redirect_hosts = [\"127.0.0.2\"]\n",
     );
     let resolved = Catalog::load(&allowed)
         .unwrap()

@@ -27,7 +27,12 @@ struct ServerState {
 
 impl Server {
     pub fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        Server::start_at("127.0.0.1")
+    }
+
+    /// A server on another loopback address (`127.0.0.2`): another host, without DNS.
+    pub fn start_at(ip: &str) -> Server {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback address");
         let addr = listener.local_addr().expect("local addr").to_string();
         let state = Arc::new(ServerState {
             bodies: Mutex::new(HashMap::new()),
