@@ -1,8 +1,9 @@
 //! Listing-time check: which inputs of a config this machine lacks, found without running it.
 //!
 //! Cheap by design (no hashing, no network): an `env:` reference whose variable is unset, or an
-//! `artifact:` whose recipe needs the network (`kind = "url"`, or a command with
-//! `network = true`) and has no materialized cache entry. The run path still verifies everything.
+//! `artifact:` whose recipe needs the network (`kind = "url"`, a command with `network = true`
+//! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
+//! has no materialized cache entry. The run path still verifies everything.
 
 use std::fmt;
 
@@ -150,7 +151,8 @@ impl Check {
         };
         let networked = match &recipe.source {
             Source::Url(_) => true,
-            Source::Command(command) => command.network,
+            // Declared Debian packages come from the archive unless they are cached.
+            Source::Command(command) => command.network || !command.packages.is_empty(),
             Source::Path(_) => false,
         };
         if !networked {
