@@ -12,8 +12,15 @@ use anyhow::{bail, ensure, Context, Result};
 use vmharness::disk::{BuiltImage, DiskSize, DiskSpec, ImageBuilder, Layout};
 
 /// Runs a tool from `package`; a missing tool fails the test and says what to install.
+///
+/// Under a UTF-8 locale whatever the caller's is: mtools maps long names through the locale and
+/// writes `_` for every non-ASCII character under `C` (a bare machine with no `LANG`).
 fn run_tool(program: &str, package: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program).args(args).output().map_err(|error| {
+    let output = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .map_err(|error| {
         anyhow::anyhow!("cannot run `{program}` ({error}); install the `{package}` package (apt-get install {package})")
     })?;
     let text = format!(
