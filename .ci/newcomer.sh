@@ -33,8 +33,11 @@ mkdir -p "$root/opt/rust" "$root/dev" "$root/proc" "$root/sys"
 
 cleanup() {
     for m in opt/rust dev/pts dev sys proc; do umount -l "$root/$m" 2>/dev/null || true; done
+    umount -l "$root" 2>/dev/null || true
 }
 trap cleanup EXIT
+# The root is a mount point of its own, as on a real machine (unshare --propagation needs it).
+mount --bind "$root" "$root"
 mount --bind "$(dirname "$rustc_bin")" "$root/opt/rust"
 mount -o remount,bind,ro "$root/opt/rust"
 mount --bind /dev "$root/dev"
