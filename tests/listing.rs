@@ -114,3 +114,23 @@ fn exact_filter_runs_one_trial() {
         "{all}"
     );
 }
+
+/// What `--list` and a broken config's failure look like, pinned (the scratch root redacted).
+#[test]
+fn list_and_broken_config_output_read_well() {
+    let root = scratch_root();
+    let list = boot(root.path(), &["--list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let broken = boot(root.path(), &["--exact", "broken"]);
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    let failure: String = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("---- broken"))
+        .take_while(|line| !line.is_empty())
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let root_text = root.path().display().to_string();
+    let out = format!("{}\n{failure}", String::from_utf8_lossy(&list.stdout))
+        .replace(&root_text, "[root]");
+    insta::assert_snapshot!(out);
+}

@@ -37,7 +37,7 @@ fn nextest(dir: &Path) -> Command {
         .current_dir(dir)
         .arg("nextest")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove(vmharness::paths::ROOT_ENV)
+        .env_remove("VMHARNESS_ROOT")
         .env_remove("NEXTEST_PROFILE");
     command
 }
@@ -49,7 +49,7 @@ fn archive() -> Result<&'static Path> {
         let build = || -> Result<(tempfile::TempDir, PathBuf)> {
             let dir = tempfile::tempdir()?;
             let file = dir.path().join("tests.tar.zst");
-            let inner = vmharness::paths::target_dir(&root()).join("inner");
+            let inner = settings().target_dir.join("inner");
             let mut command = nextest(&root());
             command
                 .env("CARGO_TARGET_DIR", &inner)
@@ -182,10 +182,10 @@ fn archived_boot_binary_runs_from_a_remapped_workspace() -> Result<()> {
     }
 
     // Guest artifacts come from this checkout's cache, as CI points VMHARNESS_CACHE at them.
-    let cache = vmharness::paths::cache_dir(&root());
+    let cache = settings().artifacts.cache_dir;
     let mut command = nextest(&std::env::temp_dir());
     command
-        .env(vmharness::paths::CACHE_ENV, &cache)
+        .env("VMHARNESS_CACHE", &cache)
         .args(["run", "--profile", "ci", "--archive-file"])
         .arg(archive()?)
         .arg("--workspace-remap")
@@ -219,4 +219,8 @@ fn archived_boot_binary_runs_from_a_remapped_workspace() -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn settings() -> vmharness::settings::Settings {
+    vmharness::settings::Settings::from_env().expect("usable environment")
 }

@@ -88,6 +88,23 @@ struct Script {
     origin: String,
     text: String,
     values: BTreeMap<String, String>,
+    /// The step's `env:`, as written (values may hold `${{ }}` expressions).
+    env: BTreeMap<String, String>,
+}
+
+impl Script {
+    /// A word that is exactly `$NAME` of a step variable, as the shell would see it.
+    fn expand(&self, word: &str) -> Result<String> {
+        let Some(value) = word.strip_prefix('$').and_then(|name| self.env.get(name)) else {
+            return Ok(word.to_string());
+        };
+        substitute(&Script {
+            origin: self.origin.clone(),
+            text: value.clone(),
+            values: self.values.clone(),
+            env: BTreeMap::new(),
+        })
+    }
 }
 
 /// Replaces `${{ matrix.x }}` / `${{ inputs.x }}` with sample values and any other expression
@@ -249,10 +266,19 @@ fn check_steps(
             );
         }
         if let Some(run) = run {
+            let env = step["env"]
+                .as_hash()
+                .map(|env| {
+                    env.iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar(v)?)))
+                        .collect()
+                })
+                .unwrap_or_default();
             scripts.push(Script {
                 origin: at,
                 text: run.to_string(),
                 values: values.clone(),
+                env,
             });
         }
     }
@@ -384,7 +410,10 @@ fn msrv_matrix_matches_the_workspace_rust_version() -> Result<()> {
 
 /// Inner cargo builds use their own target dir so they never wait on the outer build's lock.
 fn inner_target() -> PathBuf {
-    vmharness::paths::target_dir(&root()).join("inner")
+    vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .target_dir
+        .join("inner")
 }
 
 fn run_ok(mut command: Command, what: &str) -> Result<()> {
@@ -415,11 +444,12 @@ fn every_command_in_run_steps_exists() -> Result<()> {
                     !assignment && w != "sudo"
                 })
                 .unwrap_or(words.len());
-            let words: Vec<&str> = words[start..]
+            let expanded: Vec<String> = words[start..]
                 .iter()
-                .map(String::as_str)
                 .filter(|w| !(w.starts_with("${") && w.ends_with("[@]}")))
-                .collect();
+                .map(|w| script.expand(w))
+                .collect::<Result<_>>()?;
+            let words: Vec<&str> = expanded.iter().map(String::as_str).collect();
             let what = format!("{}: `{}`", script.origin, words.join(" "));
             match words.as_slice() {
                 ["cargo", "xtask", args @ ..] => {
@@ -466,6 +496,7 @@ fn the_checker_rejects_what_github_or_clap_would() -> Result<()> {
         origin: "sample".into(),
         text: "cargo xtask ${{ matrix.nope }}".into(),
         values: BTreeMap::new(),
+        env: BTreeMap::new(),
     };
     ensure!(
         substitute(&bad).is_err(),

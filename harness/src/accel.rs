@@ -5,38 +5,22 @@
 //! boots a tiny guest that executes x87 and SSE instructions and must print a marker within a
 //! deadline. The answer is cached per QEMU binary, host kernel and CPU model.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::arch::Arch;
 use crate::config::AccelChoice;
 use crate::console::{Line, ReadEvent, Session};
-use crate::qemu::{QemuCommand, QemuProcess};
+use crate::qemu::{QemuProcess, QemuSpec};
 
-/// A concrete accelerator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    /// Hardware virtualization.
-    Kvm,
-    /// QEMU's software emulation.
-    Tcg,
-}
+pub use crate::qemu::Accel;
 
-impl Accel {
-    /// The name QEMU's `-accel` takes.
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
+/// What QEMU prints on stderr when the accelerator, not the guest, failed.
+pub const FAILURE_MARKERS: &[&str] = &["KVM internal error", "failed to set MSR", "kvm run failed"];
 
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.qemu_name())
-    }
+/// The first accelerator failure marker in QEMU's stderr, if any.
+pub fn failure_marker(stderr: &str) -> Option<&'static str> {
+    FAILURE_MARKERS.iter().copied().find(|m| stderr.contains(m))
 }
 
 /// The chosen accelerator and, when `auto` fell back, why.
@@ -44,8 +28,8 @@ impl fmt::Display for Accel {
 pub struct Decision {
     /// The accelerator to use.
     pub accel: Accel,
-    /// A visible note, e.g. why KVM was not used.
-    pub note: Option<String>,
+    /// Why `auto` fell back to TCG, if it did.
+    pub fallback: Option<String>,
 }
 
 /// KVM was required but cannot be used.
@@ -67,10 +51,12 @@ pub struct ProbeSpec<'a> {
     pub cpu: &'a str,
     /// Where to cache the answer (e.g. `target/vmharness/kvm-probe`).
     pub cache_dir: &'a Path,
+    /// How long the probe guest may take to print its marker.
+    pub timeout: Duration,
 }
 
-/// Environment variable that overrides the probe deadline in seconds (default 10).
-pub const PROBE_TIMEOUT_ENV: &str = "VMHARNESS_KVM_PROBE_TIMEOUT";
+/// The default probe deadline.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks the accelerator for a guest.
 pub fn choose(
@@ -81,23 +67,23 @@ pub fn choose(
     match choice {
         AccelChoice::Tcg => Ok(Decision {
             accel: Accel::Tcg,
-            note: None,
+            fallback: None,
         }),
         AccelChoice::Kvm => match kvm_usable(arch, probe) {
             Ok(()) => Ok(Decision {
                 accel: Accel::Kvm,
-                note: None,
+                fallback: None,
             }),
             Err(reason) => Err(KvmUnusable { reason }),
         },
         AccelChoice::Auto => Ok(match kvm_usable(arch, probe) {
             Ok(()) => Decision {
                 accel: Accel::Kvm,
-                note: None,
+                fallback: None,
             },
             Err(reason) => Decision {
                 accel: Accel::Tcg,
-                note: Some(format!("accel auto: using TCG because {reason}")),
+                fallback: Some(reason),
             },
         }),
     }
@@ -178,27 +164,15 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
     let kernel = dir.path().join("probe.bin");
     std::fs::write(&kernel, probe_guest())
         .map_err(|err| format!("cannot write the probe guest: {err}"))?;
-    let mut command = QemuCommand::new(probe.qemu);
-    command
-        .machine(probe.machine)
-        .accel(Accel::Kvm)
-        .cpu(probe.cpu)
-        .memory("64M")
-        .args(
-            crate::arch::ExitDevice::IsaDebugExit
-                .qemu_args()
-                .iter()
-                .copied(),
-        )
-        .path_opt("-kernel", &kernel);
+    let mut spec = QemuSpec::new(probe.qemu, probe.machine, Accel::Kvm, probe.cpu, "64M");
+    spec.exit_device = Some(crate::arch::ExitDevice::IsaDebugExit);
+    spec.kernel = Some(kernel);
+    let command = spec.argv();
     let stderr_path = dir.path().join("stderr.log");
     let process = QemuProcess::spawn(&command, &stderr_path).map_err(|err| err.to_string())?;
     let mut session = Session::new(process, &dir.path().join("console.log"))
         .map_err(|err| format!("cannot read the probe console: {err}"))?;
-    let timeout = std::env::var(PROBE_TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(10), Duration::from_secs_f64);
+    let timeout = probe.timeout;
     let deadline = Instant::now() + timeout;
     let mut lines: Vec<Line> = Vec::new();
     let seen = loop {
@@ -213,7 +187,7 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
             ReadEvent::Idle if Instant::now() >= deadline => break false,
             ReadEvent::Idle => {
                 let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                if stderr.contains("KVM internal error") || stderr.contains("failed to set MSR") {
+                if failure_marker(&stderr).is_some() {
                     break false;
                 }
             }
@@ -301,11 +275,6 @@ pub fn probe_guest() -> Vec<u8> {
     image
 }
 
-/// The default probe cache directory under a workspace root.
-pub fn default_cache_dir(root: &Path) -> PathBuf {
-    crate::paths::state_dir(root).join("kvm-probe")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,11 +296,12 @@ mod tests {
             machine: "q35",
             cpu: "host",
             cache_dir: Path::new("/nonexistent"),
+            timeout: DEFAULT_PROBE_TIMEOUT,
         };
         let decision = choose(AccelChoice::Tcg, Arch::X86_64, &probe).unwrap();
         assert_eq!(decision.accel, Accel::Tcg);
         let decision = choose(AccelChoice::Auto, Arch::Aarch64, &probe).unwrap();
         assert_eq!(decision.accel, Accel::Tcg);
-        assert!(decision.note.unwrap().contains("guest is aarch64"));
+        assert!(decision.fallback.unwrap().contains("guest is aarch64"));
     }
 }

@@ -64,8 +64,6 @@ pub struct ArchSpec {
     pub kvm_cpu: &'static str,
     /// Default guest memory (`-m`).
     pub memory: &'static str,
-    /// Linux console device name, used by configs in `append`.
-    pub linux_console: &'static str,
     /// How the in-tree test guests exit.
     pub exit_device: ExitDevice,
 }
@@ -83,7 +81,6 @@ impl Arch {
                 tcg_cpu: "max",
                 kvm_cpu: "host",
                 memory: "256M",
-                linux_console: "ttyS0",
                 exit_device: ExitDevice::IsaDebugExit,
             },
             Arch::Aarch64 => &ArchSpec {
@@ -92,7 +89,6 @@ impl Arch {
                 tcg_cpu: "cortex-a57",
                 kvm_cpu: "host",
                 memory: "256M",
-                linux_console: "ttyAMA0",
                 exit_device: ExitDevice::Semihosting,
             },
             Arch::Riscv64 => &ArchSpec {
@@ -101,7 +97,6 @@ impl Arch {
                 tcg_cpu: "rv64",
                 kvm_cpu: "host",
                 memory: "256M",
-                linux_console: "ttyS0",
                 exit_device: ExitDevice::SifiveTest,
             },
         }

@@ -1,11 +1,13 @@
 //! vmharness: boot operating systems and hypervisors in QEMU and judge them by their serial console.
 //!
-//! The flow for one VM test: [`config`] loads a VM-config TOML into a validated plan,
-//! [`artifact`] resolves the guest files it names, [`disk`] builds its FAT32 image,
-//! [`accel`] picks KVM or TCG, [`qemu`] launches QEMU on a pty, [`console`] watches the serial
-//! output, [`run`] turns it into an [`outcome::Outcome`], and [`suite`] makes every config a
-//! libtest-mimic trial.
-//! [`remote`] runs QEMU on another host over OpenSSH.
+//! The flow for one VM test: [`config`] loads a VM-config TOML (every value located),
+//! [`settings`] reads the environment once, [`plan`] turns both into typed inputs, QEMU
+//! settings, deadlines and expectations; [`run`] resolves the files through [`artifact`],
+//! builds the FAT32 image with [`disk`], lets [`accel`] pick KVM or TCG, builds the
+//! [`qemu::QemuSpec`] (the only producer of QEMU's argv), boots it, watches the serial output
+//! with [`console`] and judges it into an [`outcome::Outcome`]; [`suite`] makes every config a
+//! libtest-mimic trial and writes its [`suite::ResultRecord`]. [`remote`] runs QEMU on another
+//! host over OpenSSH.
 
 pub mod accel;
 pub mod arch;
@@ -13,10 +15,13 @@ pub mod artifact;
 pub mod config;
 pub mod console;
 pub mod disk;
+pub mod fileref;
 pub mod nested_cargo;
 pub mod outcome;
 pub mod paths;
+pub mod plan;
 pub mod qemu;
 pub mod remote;
 pub mod run;
+pub mod settings;
 pub mod suite;

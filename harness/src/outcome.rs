@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::accel::Accel;
 use crate::artifact::Provenance;
 use crate::qemu::ExitStatus;
+use crate::run::{ErrorClass, Note, RunError};
 
 /// Which deadline ran out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +32,13 @@ impl fmt::Display for TimeoutKind {
 }
 
 /// How a VM test ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Every expectation was met.
     Pass,
     /// The guest misbehaved: a panic pattern, a wrong exit code, QEMU exiting early.
     Fail {
-        /// What went wrong.
+        /// What the judge saw.
         reason: String,
     },
     /// A deadline passed while waiting for an expectation.
@@ -44,23 +46,37 @@ pub enum Outcome {
         /// Which deadline.
         which: TimeoutKind,
     },
-    /// The host could not run the test: QEMU missing, KVM broken, an artifact unobtainable.
-    Infra {
-        /// What is wrong with the host.
-        reason: String,
-    },
     /// The config says not to run it (`ignore = "why"`).
     Skipped {
         /// Why it was not run.
         reason: String,
     },
-    /// An input cannot be obtained here (an artifact needs the network, an `env:` variable is
-    /// unset). Not a pass: its own label and exit code, so a pipeline can tell it from an
-    /// intended skip (and `VMHARNESS_REQUIRE_ARTIFACTS=1` makes it an infrastructure failure).
-    Unavailable {
-        /// What is missing.
-        reason: String,
-    },
+    /// The run could not judge the guest: its error, whose class is the label (FAIL for a
+    /// test definition that cannot run, INFRA for the host, UNAVAILABLE for a missing input).
+    Error(Arc<RunError>),
+}
+
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Outcome::Pass, Outcome::Pass) => true,
+            (Outcome::Fail { reason: a }, Outcome::Fail { reason: b })
+            | (Outcome::Skipped { reason: a }, Outcome::Skipped { reason: b }) => a == b,
+            (Outcome::Timeout { which: a }, Outcome::Timeout { which: b }) => a == b,
+            (Outcome::Error(a), Outcome::Error(b)) => {
+                Arc::ptr_eq(a, b) || a.to_string() == b.to_string()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Outcome {}
+
+impl From<RunError> for Outcome {
+    fn from(error: RunError) -> Self {
+        Outcome::Error(Arc::new(error))
+    }
 }
 
 impl Outcome {
@@ -70,21 +86,38 @@ impl Outcome {
             Outcome::Pass => "PASS",
             Outcome::Fail { .. } => "FAIL",
             Outcome::Timeout { .. } => "TIMEOUT",
-            Outcome::Infra { .. } => "INFRA",
             Outcome::Skipped { .. } => "SKIPPED",
-            Outcome::Unavailable { .. } => "UNAVAILABLE",
+            Outcome::Error(error) => error.class().label(),
         }
+    }
+
+    /// The error class of an [`Outcome::Error`].
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Outcome::Error(error) => Some(error.class()),
+            _ => None,
+        }
+    }
+
+    /// Whether the host, not the guest or the test, failed (the only outcome retried).
+    pub fn is_infra(&self) -> bool {
+        self.class() == Some(ErrorClass::Infra)
+    }
+
+    /// Whether an input was missing here (a skip with its reason, not a pass).
+    pub fn is_unavailable(&self) -> bool {
+        self.class() == Some(ErrorClass::Unavailable)
     }
 
     /// The process exit code `cargo xtask qemu --check` uses for this outcome.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Pass => 0,
-            Outcome::Fail { .. } => 1,
-            Outcome::Timeout { .. } => 2,
-            Outcome::Infra { .. } => 3,
-            Outcome::Skipped { .. } => 4,
-            Outcome::Unavailable { .. } => 5,
+        match self.label() {
+            "PASS" => 0,
+            "FAIL" => 1,
+            "TIMEOUT" => 2,
+            "INFRA" => 3,
+            "SKIPPED" => 4,
+            _ => 5,
         }
     }
 
@@ -92,17 +125,41 @@ impl Outcome {
     pub fn is_pass(&self) -> bool {
         matches!(self, Outcome::Pass)
     }
+
+    /// The one-line reason, without the label.
+    pub fn detail(&self) -> String {
+        match self {
+            Outcome::Pass => "all expectations met".into(),
+            Outcome::Fail { reason } | Outcome::Skipped { reason } => reason.clone(),
+            Outcome::Timeout { which } => which.to_string(),
+            Outcome::Error(error) => error.to_string(),
+        }
+    }
+
+    /// The reason and every cause, one `caused by:` line each (what a report prints).
+    pub fn explained(&self) -> String {
+        let mut text = self.detail();
+        for cause in self.causes() {
+            text.push_str("\n  caused by: ");
+            text.push_str(&cause.replace('\n', "\n    "));
+        }
+        text
+    }
+
+    /// What caused an [`Outcome::Error`], outermost first.
+    pub fn causes(&self) -> Vec<String> {
+        match self {
+            Outcome::Error(error) => crate::run::causes(error.as_ref()),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Pass => f.write_str("PASS"),
-            Outcome::Fail { reason } => write!(f, "FAIL: {reason}"),
-            Outcome::Timeout { which } => write!(f, "TIMEOUT: {which}"),
-            Outcome::Infra { reason } => write!(f, "INFRA: {reason}"),
-            Outcome::Skipped { reason } => write!(f, "SKIPPED: {reason}"),
-            Outcome::Unavailable { reason } => write!(f, "UNAVAILABLE: {reason}"),
+            other => write!(f, "{}: {}", other.label(), other.detail()),
         }
     }
 }
@@ -148,7 +205,7 @@ pub struct Report {
     /// The accelerator used, once chosen.
     pub accel: Option<Accel>,
     /// Notes about setup, such as the KVM fallback.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// How QEMU exited, if it did on its own.
     pub exit: Option<GuestExit>,
     /// The full console log.
@@ -159,6 +216,36 @@ pub struct Report {
     pub verdict_timing: Option<VerdictTiming>,
     /// The artifacts the run booted: key, output sha256, Debian package versions.
     pub booted: Vec<Provenance>,
+}
+
+impl Report {
+    /// The report of a run that has not started, logging to `log_path`.
+    pub fn new(name: &str, log_path: PathBuf) -> Report {
+        Report {
+            name: name.to_string(),
+            outcome: Outcome::Pass,
+            expected: String::new(),
+            matched: Vec::new(),
+            tail: Vec::new(),
+            qemu_stderr: Vec::new(),
+            elapsed: Duration::ZERO,
+            qemu_command: None,
+            accel: None,
+            notes: Vec::new(),
+            exit: None,
+            log_path,
+            console_bytes: 0,
+            verdict_timing: None,
+            booted: Vec::new(),
+        }
+    }
+
+    /// This report, ended with `outcome` after `elapsed` (for runs that never booted).
+    pub fn ended(mut self, outcome: Outcome, elapsed: Duration) -> Report {
+        self.outcome = outcome;
+        self.elapsed = elapsed;
+        self
+    }
 }
 
 /// Timestamps of a verdict decided by a console line (a panic or the success pattern), each
@@ -183,7 +270,7 @@ impl fmt::Display for Report {
             "{} {}: {}",
             self.outcome.label(),
             self.name,
-            detail(&self.outcome)
+            self.outcome.explained()
         )?;
         if !self.expected.is_empty() {
             writeln!(f, "  expected: {}", self.expected)?;
@@ -228,17 +315,6 @@ impl fmt::Display for Report {
             }
         }
         Ok(())
-    }
-}
-
-fn detail(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Pass => "all expectations met".into(),
-        Outcome::Fail { reason }
-        | Outcome::Infra { reason }
-        | Outcome::Skipped { reason }
-        | Outcome::Unavailable { reason } => reason.clone(),
-        Outcome::Timeout { which } => which.to_string(),
     }
 }
 

@@ -1,9 +1,8 @@
 //! Running QEMU on another machine (a remote KVM host) over OpenSSH.
 //!
 //! No agent of our own: [`stage`] makes a private temp dir on the host (`mktemp -d`), copies
-//! every file the command names (`-kernel`, `-initrd`, `-bios`, `-drive file=`) into it over
-//! ssh, and returns a command that runs `ssh -tt host 'exec sh -c "..."'` with the QEMU argv
-//! rewritten to the remote paths. The console comes back over the ssh channel onto our local
+//! every file the [`QemuSpec`] names into it over ssh, and returns a command that runs
+//! `ssh -tt host 'exec sh -c "..."'` with the spec's argv built for the remote paths. The console comes back over the ssh channel onto our local
 //! pty, so the verdict logic is unchanged. Cleanup happens on every exit path: the remote
 //! script traps `EXIT HUP INT TERM` and removes the dir; a lost connection hangs up the remote
 //! pty, which sends SIGHUP to QEMU; and [`RemoteGuard`] removes the dir again on drop.
@@ -15,18 +14,7 @@ use std::process::{Command, Stdio};
 use crate::accel::{Accel, Decision};
 use crate::arch::Arch;
 use crate::config::AccelChoice;
-use crate::qemu::QemuCommand;
-
-/// Environment variable: run every VM on this host, `user@host[:port]`.
-pub const REMOTE_ENV: &str = "VMHARNESS_REMOTE";
-/// Environment variable: extra `ssh -o` options for [`REMOTE_ENV`], shell-word separated
-/// (e.g. `"StrictHostKeyChecking=accept-new ConnectTimeout=5"`).
-pub const REMOTE_SSH_OPTIONS_ENV: &str = "VMHARNESS_REMOTE_SSH_OPTIONS";
-/// Environment variable: the ssh identity file for [`REMOTE_ENV`].
-pub const REMOTE_IDENTITY_ENV: &str = "VMHARNESS_REMOTE_IDENTITY";
-
-/// QEMU options whose value is a file that must be copied to the host.
-const FILE_OPTIONS: &[&str] = &["-kernel", "-initrd", "-bios"];
+use crate::qemu::{Argv, QemuSpec};
 
 /// A host reached over OpenSSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,29 +104,6 @@ impl Remote {
             identity: None,
             ssh_options: Vec::new(),
         })
-    }
-
-    /// The remote named by `$VMHARNESS_REMOTE` (with its identity and options), if set.
-    pub fn from_env() -> Result<Option<Remote>, RemoteError> {
-        let Some(spec) = std::env::var(REMOTE_ENV).ok().filter(|s| !s.is_empty()) else {
-            return Ok(None);
-        };
-        Remote::parse_with_env(&spec).map(Some)
-    }
-
-    /// Parses `user@host[:port]` and takes identity and ssh options from the environment
-    /// ([`REMOTE_IDENTITY_ENV`], [`REMOTE_SSH_OPTIONS_ENV`]).
-    pub fn parse_with_env(spec: &str) -> Result<Remote, RemoteError> {
-        let mut remote = Remote::parse(spec)?;
-        remote.identity = std::env::var_os(REMOTE_IDENTITY_ENV).map(PathBuf::from);
-        if let Ok(options) = std::env::var(REMOTE_SSH_OPTIONS_ENV) {
-            remote.ssh_options =
-                shell_words::split(&options).map_err(|err| RemoteError::InvalidSpec {
-                    spec: options.clone(),
-                    reason: format!("{REMOTE_SSH_OPTIONS_ENV}: {err}"),
-                })?;
-        }
-        Ok(remote)
     }
 
     /// Options for every `ssh` call: never prompt, then port, identity and `-o` options.
@@ -242,7 +207,7 @@ pub fn choose_accel(
     if choice == AccelChoice::Tcg {
         return Ok(Decision {
             accel: Accel::Tcg,
-            note: None,
+            fallback: None,
         });
     }
     let probe = "uname -m; if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then echo kvm; fi";
@@ -263,7 +228,7 @@ pub fn choose_accel(
     match (reason, choice) {
         (None, _) => Ok(Decision {
             accel: Accel::Kvm,
-            note: None,
+            fallback: None,
         }),
         (Some(reason), AccelChoice::Kvm) => Err(RemoteError::Command {
             destination: remote.destination.clone(),
@@ -272,19 +237,22 @@ pub fn choose_accel(
         }),
         (Some(reason), _) => Ok(Decision {
             accel: Accel::Tcg,
-            note: Some(format!("accel auto: using TCG because {reason}")),
+            fallback: Some(reason),
         }),
     }
 }
 
-/// Copies the files `command` names to a private temp dir on `remote` and returns the
-/// `ssh -tt` command that runs QEMU there, plus the guard that removes the dir.
-pub fn stage(
-    command: &QemuCommand,
-    remote: &Remote,
-) -> Result<(QemuCommand, RemoteGuard), RemoteError> {
-    let binary = command.binary().to_string_lossy().into_owned();
-    let files = local_files(command)?;
+/// Copies every file the spec names ([`QemuSpec::files`]: firmware, kernel, initrd, pflash,
+/// drives) to a private temp dir on `remote` and returns the `ssh -tt` command that runs QEMU
+/// there with those copies, plus the guard that removes the dir.
+pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), RemoteError> {
+    let binary = spec.binary.to_string_lossy().into_owned();
+    if let Some(missing) = spec.files().into_iter().find(|f| !f.path.is_file()) {
+        return Err(RemoteError::MissingFile {
+            option: missing.option.to_string(),
+            path: missing.path.to_path_buf(),
+        });
+    }
     let script = format!(
         "command -v {} >/dev/null || exit 3; mktemp -d \"${{TMPDIR:-/tmp}}/vmharness.XXXXXXXX\"",
         shell_words::quote(&binary)
@@ -310,28 +278,24 @@ pub fn stage(
         remote: remote.clone(),
         dir,
     };
-    let mut argv: Vec<String> = Vec::with_capacity(command.get_args().len() + 1);
-    argv.push(binary);
-    argv.extend(
-        command
-            .get_args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned()),
-    );
-    for (index, file) in files.iter().enumerate() {
-        let remote_path = format!("{}/{index}-{}", guard.dir, safe_name(&file.local));
-        remote.copy(&file.local, &remote_path)?;
-        // argv[0] is the binary: the option is at arg_index + 1, its value one further.
-        let arg = &mut argv[file.arg_index + 2];
-        *arg = match file.drive {
-            false => remote_path,
-            true => replace_drive_file(arg, &remote_path),
-        };
+    let mut copies: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let staged = spec.map_files(|_, local| {
+        let remote_path = PathBuf::from(format!(
+            "{}/{}-{}",
+            guard.dir,
+            copies.len(),
+            safe_name(local)
+        ));
+        copies.push((local.to_path_buf(), remote_path.clone()));
+        remote_path
+    });
+    for (local, remote_path) in &copies {
+        remote.copy(local, &remote_path.to_string_lossy())?;
     }
-    let wrapper = wrapper_script(&guard.dir, &shell_words::join(&argv));
-    let mut ssh = QemuCommand::raw("ssh");
-    ssh.args(remote.common_args())
-        .args(["-tt", "-q", "--"])
+    let wrapper = wrapper_script(&guard.dir, &staged.argv().to_shell_line());
+    let mut ssh = Argv::new("ssh");
+    ssh.extend(remote.common_args())
+        .extend(["-tt", "-q", "--"])
         .arg(&remote.destination)
         .arg(format!("exec sh -c {}", shell_words::quote(&wrapper)));
     Ok((ssh, guard))
@@ -360,72 +324,6 @@ fn wrapper_script(dir: &str, qemu: &str) -> String {
         r#"wait "$q"; s=$?; q=; exit "$s""#.to_string(),
     ]
     .join("\n")
-}
-
-/// A local file named by an argument of the command.
-struct LocalFile {
-    /// Index of the option (its value is at `arg_index + 1`).
-    arg_index: usize,
-    local: PathBuf,
-    /// The value is a `-drive` option list, not a bare path.
-    drive: bool,
-}
-
-fn local_files(command: &QemuCommand) -> Result<Vec<LocalFile>, RemoteError> {
-    let args = command.get_args();
-    let mut files = Vec::new();
-    for (index, pair) in args.windows(2).enumerate() {
-        let option = pair[0].to_string_lossy();
-        let (local, drive) = if FILE_OPTIONS.contains(&option.as_ref()) {
-            (PathBuf::from(&pair[1]), false)
-        } else if option == "-drive" {
-            match drive_file(&pair[1].to_string_lossy()) {
-                Some(file) => (PathBuf::from(file), true),
-                None => continue,
-            }
-        } else {
-            continue;
-        };
-        if !local.is_file() {
-            return Err(RemoteError::MissingFile {
-                option: option.into_owned(),
-                path: local,
-            });
-        }
-        files.push(LocalFile {
-            arg_index: index,
-            local,
-            drive,
-        });
-    }
-    Ok(files)
-}
-
-/// The `file=` value of a `-drive` option list (`,,` is an escaped comma).
-fn drive_file(value: &str) -> Option<String> {
-    split_options(value)
-        .into_iter()
-        .find_map(|part| part.strip_prefix("file=").map(str::to_string))
-}
-
-fn split_options(value: &str) -> Vec<String> {
-    value
-        .replace(",,", "\u{0}")
-        .split(',')
-        .map(|part| part.replace('\u{0}', ","))
-        .collect()
-}
-
-fn replace_drive_file(value: &str, remote_path: &str) -> String {
-    split_options(value)
-        .into_iter()
-        .map(|part| match part.strip_prefix("file=") {
-            Some(_) => format!("file={remote_path}"),
-            None => part,
-        })
-        .map(|part| part.replace(',', ",,"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// A file name safe in any shell word and scp path.
@@ -461,17 +359,6 @@ mod tests {
         for bad in ["", "user@", "host:port", "-oProxyCommand=x", "a b"] {
             assert!(Remote::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn drive_file_is_replaced_with_escaped_commas_kept() {
-        let value = "if=none,file=/tmp/a,,b.img,format=raw,id=d0";
-        assert_eq!(drive_file(value).unwrap(), "/tmp/a,b.img");
-        assert_eq!(
-            replace_drive_file(value, "/r/0-a_b.img"),
-            "if=none,file=/r/0-a_b.img,format=raw,id=d0"
-        );
-        assert_eq!(replace_drive_file("file=/x,,y", "/r/a,b"), "file=/r/a,,b");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use vmharness::disk::{BuiltImage, DiskSize, DiskSpec, ImageBuilder, Layout};
+use vmharness::disk::{BuiltImage, DiskSize, DiskSpec, ImageBuilder, Layout, ResolveFailure};
+use vmharness::fileref::FileRef;
 
 /// Runs a tool from `package`; a missing tool fails the test and says what to install.
 ///
@@ -363,14 +364,19 @@ fn disk_spec_builds_with_a_resolver() -> Result<()> {
         "#,
     )?;
     let base = work.path().to_path_buf();
-    let resolve = move |source: &str| -> Result<PathBuf, String> { Ok(base.join(source)) };
+    let resolve = move |source: &FileRef| -> Result<PathBuf, ResolveFailure> {
+        Ok(base.join(source.to_string()))
+    };
     let image = spec.build(&resolve, &work.path().join("spec.img"))?;
     let expected = BTreeMap::from([
         ("guest/payload.bin".to_string(), pattern(1, 5000)),
         ("run.sh".to_string(), b"echo hello from fat32\n".to_vec()),
     ]);
     check_image(&image, work.path(), &expected)?;
-    let args = spec.qemu_args(&image.path);
-    ensure!(args[3] == "virtio-blk-pci,drive=vmhdisk0", "{args:?}");
+    ensure!(
+        spec.attach.driver() == "virtio-blk-pci",
+        "{:?}",
+        spec.attach
+    );
     Ok(())
 }

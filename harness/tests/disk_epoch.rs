@@ -1,29 +1,37 @@
-//! `SOURCE_DATE_EPOCH` fixes image timestamps. One test in its own binary, because it sets a
-//! process-wide environment variable.
+//! `SOURCE_DATE_EPOCH` fixes image timestamps: read by the settings, given to the builder.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
-use vmharness::disk::{DiskError, ImageBuilder, SOURCE_DATE_EPOCH};
+use vmharness::disk::ImageBuilder;
+use vmharness::settings::Settings;
+
+fn settings(epoch: &str) -> Result<Settings, vmharness::settings::SettingsError> {
+    let vars = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), OsString::from(epoch))]);
+    Settings::from_vars(vars, Path::new("/w"))
+}
 
 #[test]
 fn source_date_epoch_sets_every_timestamp() -> Result<()> {
     let work = tempfile::tempdir()?;
-    let build = |name: &str| {
-        ImageBuilder::new()
-            .add_bytes("/dir/run.sh", b"echo hi\n".to_vec())
-            .build(&work.path().join(name))
+    let build = |name: &str, epoch: Option<u64>| {
+        let mut builder = ImageBuilder::new().add_bytes("/dir/run.sh", b"echo hi\n".to_vec());
+        if let Some(epoch) = epoch {
+            builder = builder.timestamp(epoch);
+        }
+        builder.build(&work.path().join(name))
     };
-    let default = build("default.img")?;
-    std::env::set_var(SOURCE_DATE_EPOCH, "1700000000"); // 2023-11-14 22:13:20 UTC
-    let dated = build("dated.img")?;
-    std::env::set_var(SOURCE_DATE_EPOCH, "yesterday");
-    let error = build("bad.img").err().context("expected an error")?;
-    std::env::remove_var(SOURCE_DATE_EPOCH);
-    ensure!(
-        matches!(error, DiskError::InvalidSourceDateEpoch { .. }),
-        "{error}"
-    );
+    let default = build("default.img", None)?;
+    let epoch = settings("1700000000")?.source_date_epoch; // 2023-11-14 22:13:20 UTC
+    ensure!(epoch == Some(1_700_000_000), "{epoch:?}");
+    let dated = build("dated.img", epoch)?;
+    for bad in ["yesterday", "-1", "1.5"] {
+        let error = settings(bad).err().context("expected an error")?;
+        ensure!(error.to_string().contains("SOURCE_DATE_EPOCH"), "{error}");
+    }
     let listing = |image: &std::path::Path| -> Result<String> {
         let output = Command::new("mdir")
             .args(["-i", image.to_str().context("utf-8")?, "::/dir"])

@@ -4,7 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use vmharness::disk::{DiskError, DiskSize, DiskSpec, ImageBuilder, Layout};
+use vmharness::disk::{DiskError, DiskSize, DiskSpec, ImageBuilder, Layout, ResolveFailure};
+use vmharness::fileref::FileRef;
 
 /// Builds into a fresh directory; returns the error and checks no file was left there.
 fn build_err(builder: ImageBuilder) -> Result<DiskError> {
@@ -206,11 +207,10 @@ fn failure_while_writing_keeps_the_old_image_and_leaves_no_temp_file() -> Result
 #[test]
 fn spec_errors_name_the_entry() -> Result<()> {
     let spec: DiskSpec = toml::from_str("[[entries]]\ndest = \"/a\"\nsource = \"artifact:x/y\"\n[[entries]]\ndest = \"/b\"\ntext = \"t\"\nsource = \"s\"")?;
-    let refuse = |source: &str| -> Result<PathBuf, String> {
-        if source.starts_with("artifact:") {
-            Err("no artifact cache".to_string())
-        } else {
-            Ok(PathBuf::from(source))
+    let refuse = |source: &FileRef| -> Result<PathBuf, ResolveFailure> {
+        match source {
+            FileRef::Artifact(_) => Err("no artifact cache".into()),
+            other => Ok(PathBuf::from(other.to_string())),
         }
     };
     let work = tempfile::tempdir()?;
@@ -218,9 +218,11 @@ fn spec_errors_name_the_entry() -> Result<()> {
         .build(&refuse, &work.path().join("x.img"))
         .err()
         .context("expected an error")?;
+    // The resolver's reason is kept as the typed cause, not flattened into the message.
+    let cause = std::error::Error::source(&error).map(ToString::to_string);
     ensure!(
-        error.to_string().contains("entry 1") && error.to_string().contains("no artifact cache"),
-        "{error}"
+        error.to_string().contains("entry 1") && cause.as_deref() == Some("no artifact cache"),
+        "{error} / {cause:?}"
     );
     let mut second_only = spec.clone();
     second_only.entries.remove(0);

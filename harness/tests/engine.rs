@@ -8,6 +8,7 @@ use std::time::Duration;
 use support::{run_config, selftest_config};
 use vmharness::arch::Arch;
 use vmharness::outcome::{Outcome, TimeoutKind};
+use vmharness::run::ErrorClass;
 
 #[test]
 fn banner_passes_on_every_arch() {
@@ -253,9 +254,8 @@ fn missing_qemu_binary_is_infra_with_install_hint() {
     );
     std::fs::write(&path, text).unwrap();
     let report = run_config(&path);
-    let Outcome::Infra { reason } = &report.outcome else {
-        panic!("expected Infra, got {report}");
-    };
+    assert_eq!(report.outcome.class(), Some(ErrorClass::Infra), "{report}");
+    let reason = report.outcome.explained();
     assert!(
         reason.contains("qemu-system-aarch64` not found"),
         "{reason}"
@@ -266,8 +266,10 @@ fn missing_qemu_binary_is_infra_with_install_hint() {
     );
 }
 
+/// A path in the config that does not exist is a mistake in the test definition: FAIL, never
+/// retried as an infrastructure problem.
 #[test]
-fn missing_kernel_file_is_infra_naming_the_option() {
+fn missing_kernel_file_fails_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nokernel.toml");
     std::fs::write(
@@ -276,9 +278,8 @@ fn missing_kernel_file_is_infra_naming_the_option() {
     )
     .unwrap();
     let report = run_config(&path);
-    let Outcome::Infra { reason } = &report.outcome else {
-        panic!("expected Infra, got {report}");
-    };
+    assert_eq!(report.outcome.class(), Some(ErrorClass::Fail), "{report}");
+    let reason = report.outcome.explained();
     assert!(
         reason.contains("`-kernel` file") && reason.contains("does/not/exist.elf"),
         "{reason}"
@@ -300,6 +301,7 @@ fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
         machine: "q35",
         cpu: "host",
         cache_dir: cache.path(),
+        timeout: vmharness::accel::DEFAULT_PROBE_TIMEOUT,
     };
     let kvm = vmharness::accel::kvm_usable(Arch::X86_64, &probe);
     let report = run_config(&path);
@@ -307,9 +309,11 @@ fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
         // On a host with working KVM the same config must simply pass.
         Ok(()) => assert_eq!(report.outcome, Outcome::Pass, "{report}"),
         Err(why) => {
-            let Outcome::Infra { reason } = &report.outcome else {
-                panic!("expected Infra (KVM unusable: {why}), got {report}");
-            };
+            assert!(
+                report.outcome.is_infra(),
+                "KVM unusable: {why}, got {report}"
+            );
+            let reason = report.outcome.explained();
             assert!(reason.contains("KVM is unusable on this host"), "{reason}");
             assert!(report.elapsed < Duration::from_secs(60), "{report}");
         }
@@ -328,12 +332,49 @@ fn auto_accel_falls_back_to_tcg_with_a_note() {
     assert_eq!(report.outcome, Outcome::Pass, "{report}");
     assert_eq!(report.accel, Some(vmharness::accel::Accel::Tcg));
     assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("using TCG because the guest is aarch64")),
+        report.notes.iter().any(|n| n
+            .to_string()
+            .contains("using TCG because the guest is aarch64")),
         "{:?}",
         report.notes
     );
     assert!(!report.qemu_command.unwrap().contains("-cpu host"));
+}
+
+/// QEMU refusing an option of the config is the test definition's mistake: FAIL, not INFRA
+/// (which would be retried), whatever the option.
+#[test]
+fn qemu_rejecting_the_config_is_a_failure_not_infra() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, setting) in [
+        ("machine", "machine = \"nonexistent\"\n"),
+        ("cpu", "cpu = \"nosuchcpu\"\n"),
+        ("smp", "smp = 100000\n"),
+        ("device", "args = [\"-device\", \"nosuchdev\"]\n"),
+    ] {
+        let path = selftest_config(
+            dir.path(),
+            &format!("rejected-{name}"),
+            Arch::Riscv64,
+            "banner",
+            "",
+        );
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[qemu]\n", &format!("[qemu]\n{setting}"));
+        std::fs::write(&path, text).unwrap();
+        let report = run_config(&path);
+        assert_eq!(
+            report.outcome.class(),
+            Some(ErrorClass::Fail),
+            "{name}: {report}"
+        );
+        assert!(
+            report
+                .outcome
+                .detail()
+                .contains("QEMU rejected its command line"),
+            "{name}: {report}"
+        );
+    }
 }

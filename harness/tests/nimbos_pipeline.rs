@@ -13,7 +13,7 @@ use artifact_support::{sha256_hex, write, zip_bytes, Server};
 use vmharness::artifact::key::recipe_key;
 use vmharness::artifact::{Catalog, LockEntry, ResolveOptions, RetryPolicy};
 use vmharness::config::LoadedConfig;
-use vmharness::outcome::{Outcome, Report};
+use vmharness::outcome::Report;
 use vmharness::run::{self, FileResolver, Resolver, RunOptions};
 
 const ARTIFACT: &str = "nimbos-test";
@@ -170,10 +170,9 @@ fn download_verify_unpack_disk_and_boot_uboot_on_it() {
     let config = uboot_config(tmp.path(), crc32fast::hash(&contents));
     let loaded = load(&config);
     let spec = loaded.config.disk.clone().expect("config has a [disk]");
-    let resolve = |source: &str| {
-        resolver
-            .resolve(source, tmp.path())
-            .map_err(|failure| format!("{failure:?}"))
+    let settings = vmharness::settings::Settings::from_env().expect("usable environment");
+    let resolve = |source: &vmharness::fileref::FileRef| {
+        run::resolve_ref(source, tmp.path(), &resolver, &settings).map_err(Into::into)
     };
     let image = tmp.path().join("disk.img");
     let built = spec.build(&resolve, &image).expect("disk builds");
@@ -208,9 +207,11 @@ fn changed_download_is_infra_and_nothing_becomes_current() {
 
     let loaded = load(&uboot_config(tmp.path(), crc32fast::hash(&pinned)));
     let report = run_with(&loaded, &resolver, &tmp.path().join("logs"));
-    let Outcome::Infra { reason } = &report.outcome else {
-        panic!("expected an infrastructure failure: {report}");
-    };
+    assert!(
+        report.outcome.is_infra(),
+        "expected an infrastructure failure: {report}"
+    );
+    let reason = report.outcome.explained();
     assert!(reason.contains("[disk]"), "{reason}");
     assert!(reason.contains(&sha256_hex(&pinned_zip)), "{reason}");
     assert!(reason.contains(&sha256_hex(&served_zip)), "{reason}");

@@ -124,10 +124,12 @@ fn remote_dir(report: &Report) -> PathBuf {
     let note = report
         .notes
         .iter()
-        .find_map(|n| n.strip_prefix("remote: QEMU runs on "))
+        .find_map(|n| match n {
+            vmharness::run::Note::Remote { dir, .. } => Some(dir.clone()),
+            _ => None,
+        })
         .unwrap_or_else(|| panic!("no remote note in {report}"));
-    let (_, dir) = note.split_once(" in ").expect("note names the dir");
-    PathBuf::from(dir)
+    PathBuf::from(note)
 }
 
 /// Pids of QEMU processes whose command line contains `marker`.
@@ -312,10 +314,7 @@ fn missing_remote_qemu_is_an_infrastructure_failure() {
     )
     .unwrap();
     let report = run_with(&path, Some(sshd.remote.clone()));
-    match &report.outcome {
-        vmharness::outcome::Outcome::Infra { reason } => {
-            assert!(reason.contains("qemu-system-does-not-exist"), "{reason}")
-        }
-        other => panic!("expected an infrastructure failure, got {other:?}\n{report}"),
-    }
+    assert!(report.outcome.is_infra(), "expected INFRA, got {report}");
+    let reason = report.outcome.explained();
+    assert!(reason.contains("qemu-system-does-not-exist"), "{reason}");
 }

@@ -1,12 +1,13 @@
 //! Helpers shared by the frontend tests: the built xtask binary and the selftest guests.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use vmharness::arch::Arch;
 use vmharness::run::{FileResolver, Resolver};
+use vmharness::settings::Settings;
 
 /// The xtask binary, built once per test process (the outer `cargo test` holds no lock now),
 /// with the selftest guests of every arch built into the cache.
@@ -22,7 +23,9 @@ pub fn xtask() -> &'static PathBuf {
         vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
         let status = build.status().expect("run cargo build -p xtask");
         assert!(status.success(), "cargo build -p xtask failed");
-        let xtask = vmharness::paths::target_dir(&root)
+        let xtask = Settings::from_env()
+            .expect("usable environment")
+            .target_dir
             .join("debug")
             .join("xtask");
         let status = Command::new(&xtask)
@@ -38,10 +41,10 @@ pub fn xtask() -> &'static PathBuf {
 
 /// The selftest guest for `arch`, resolved (and verified) through the guest catalog.
 pub fn selftest_elf(arch: Arch) -> PathBuf {
+    let reference = format!("artifact:selftest-{arch}/selftest.elf")
+        .parse()
+        .expect("a valid reference");
     Resolver::from_env()
-        .resolve(
-            &format!("artifact:selftest-{arch}/selftest.elf"),
-            Path::new("."),
-        )
+        .artifact(&reference)
         .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
 }

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use vmharness::arch::Arch;
+use vmharness::artifact::ArtifactRef;
 use vmharness::config::LoadedConfig;
 use vmharness::outcome::{Outcome, Report};
-use vmharness::run::{self, FileResolver, ResolveFailure, Resolver, RunOptions};
+use vmharness::run::{self, FileResolver, ResolveError, Resolver, RunOptions};
 
 /// The line every selftest scenario but `silent` prints after its banner in `banner`.
 const MARKER: &str = "selftest: ok";
@@ -138,16 +139,16 @@ fn run_harness(dir: &Path, loaded: &LoadedConfig, resolver: &dyn FileResolver) -
 /// `clang --version` and `ld.lld --version` for build recipes).
 struct MemoResolver {
     inner: Resolver,
-    known: Mutex<HashMap<(String, PathBuf), PathBuf>>,
+    known: Mutex<HashMap<ArtifactRef, PathBuf>>,
 }
 
 impl FileResolver for MemoResolver {
-    fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure> {
-        let key = (reference.to_string(), base.to_path_buf());
+    fn artifact(&self, reference: &ArtifactRef) -> Result<PathBuf, ResolveError> {
+        let key = reference.clone();
         if let Some(path) = self.known.lock().ok().and_then(|k| k.get(&key).cloned()) {
             return Ok(path);
         }
-        let path = self.inner.resolve(reference, base)?;
+        let path = self.inner.artifact(reference)?;
         if let Ok(mut known) = self.known.lock() {
             known.insert(key, path.clone());
         }
@@ -275,10 +276,8 @@ fn raw_argv(dir: &Path, loaded: &LoadedConfig) -> anyhow::Result<(PathBuf, Vec<O
         &dir.join("logs").join("raw"),
     )
     .map_err(|outcome| anyhow::anyhow!("preparing {}: {outcome}", loaded.name))?;
-    Ok((
-        prepared.command.binary().to_path_buf(),
-        prepared.command.get_args().to_vec(),
-    ))
+    let argv = prepared.spec.argv();
+    Ok((argv.program().to_path_buf(), argv.args().to_vec()))
 }
 
 struct RawRun {

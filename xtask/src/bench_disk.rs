@@ -107,10 +107,8 @@ fn ms(duration: Duration) -> f64 {
 
 pub fn run(args: BenchDiskArgs) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
-    let root = vmharness::paths::workspace_root();
-    let scratch_parent = args
-        .work_dir
-        .unwrap_or_else(|| vmharness::paths::state_dir(&root));
+    let settings = vmharness::settings::Settings::from_env()?;
+    let scratch_parent = args.work_dir.unwrap_or_else(|| settings.state_dir());
     fs::create_dir_all(&scratch_parent)?;
     let scratch = tempfile::tempdir_in(&scratch_parent)?;
     let (big, many) = make_inputs(scratch.path())?;

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use vmharness::arch::Arch;
-use vmharness::config::{self, ConfigError};
+use vmharness::config::{self, AccelChoice, ConfigError};
+use vmharness::settings::{Settings, ACCEL_ENV, ARCH_ENV};
+use vmharness::suite::{Label, ResultRecord};
 
 #[derive(Args)]
 #[command(after_help = "\
@@ -22,10 +24,10 @@ Exit status: 0 when every step passed, 1 otherwise.")]
 pub struct CiArgs {
     /// Only VM tests whose config is for this arch (sets VMHARNESS_ARCH); skips the library tests.
     #[arg(long)]
-    pub arch: Option<String>,
+    pub arch: Option<Arch>,
     /// Force an accelerator for every VM test: auto, kvm or tcg (sets VMHARNESS_ACCEL).
     #[arg(long)]
-    pub accel: Option<String>,
+    pub accel: Option<AccelChoice>,
     /// Run only the tests, not fmt/clippy/doc.
     #[arg(long)]
     pub skip_gates: bool,
@@ -47,7 +49,8 @@ struct Row {
     test: String,
     arch: String,
     accel: String,
-    outcome: String,
+    /// `None` for a config that did not load (INVALID).
+    outcome: Option<Label>,
     detail: String,
     elapsed_secs: String,
     log: String,
@@ -64,13 +67,44 @@ impl Row {
             test: dash(),
             arch: dash(),
             accel: dash(),
-            outcome: dash(),
+            outcome: None,
             detail: dash(),
             elapsed_secs: dash(),
             log: dash(),
             config: dash(),
             moved: Vec::new(),
         }
+    }
+
+    /// The row of a test's result record.
+    fn of(record: ResultRecord) -> Row {
+        Row {
+            moved: moved_inputs(&record),
+            test: record.test,
+            arch: record.arch,
+            accel: record.accel.unwrap_or_else(|| "-".into()),
+            outcome: Some(record.outcome),
+            detail: record.detail,
+            elapsed_secs: format!("{:.3}", record.elapsed_secs),
+            log: record.log.display().to_string(),
+            config: record.config.display().to_string(),
+        }
+    }
+
+    /// PASS, FAIL, ... or INVALID.
+    fn label(&self) -> String {
+        self.outcome
+            .map_or_else(|| "INVALID".to_string(), |label| label.to_string())
+    }
+
+    /// A failure, or a config that did not load.
+    fn is_failure(&self) -> bool {
+        self.outcome.is_none_or(Label::is_failure)
+    }
+
+    /// Nothing was tested.
+    fn is_skip(&self) -> bool {
+        self.outcome.is_some_and(Label::is_skip)
     }
 }
 
@@ -86,37 +120,35 @@ struct Ci {
     github: bool,
     /// The cargo workspace whose code is checked (where xtask was built from).
     cargo_dir: PathBuf,
-    /// The vmharness workspace root: vm-configs, logs (`VMHARNESS_ROOT` may move it).
+    /// The vmharness workspace root: vm-configs (`VMHARNESS_ROOT` may move it).
     root: PathBuf,
+    /// Where the VM tests' logs and `result.toml` files go.
+    state_dir: PathBuf,
+    /// The cargo target dir (nextest's JUnit).
+    target_dir: PathBuf,
     env: Vec<(&'static str, String)>,
     steps: Vec<StepResult>,
 }
 
 pub fn run(args: CiArgs) -> anyhow::Result<i32> {
-    if let Some(arch) = &args.arch {
-        arch.parse::<Arch>().map_err(anyhow::Error::msg)?;
-    }
-    if let Some(accel) = &args.accel {
-        anyhow::ensure!(
-            ["auto", "kvm", "tcg"].contains(&accel.as_str()),
-            "unknown accel `{accel}` (expected auto, kvm or tcg)"
-        );
-    }
+    let settings = Settings::from_env()?;
     let cargo_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?
         .to_path_buf();
     let mut env = Vec::new();
-    if let Some(arch) = &args.arch {
-        env.push((vmharness::suite::ARCH_ENV, arch.clone()));
+    if let Some(arch) = args.arch {
+        env.push((ARCH_ENV, arch.to_string()));
     }
-    if let Some(accel) = &args.accel {
-        env.push((vmharness::run::ACCEL_ENV, accel.clone()));
+    if let Some(accel) = args.accel {
+        env.push((ACCEL_ENV, accel.to_string()));
     }
     let mut ci = Ci {
         github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
         cargo_dir,
-        root: vmharness::paths::workspace_root(),
+        root: settings.root.clone(),
+        state_dir: settings.state_dir(),
+        target_dir: settings.target_dir.clone(),
         env,
         steps: Vec::new(),
     };
@@ -160,10 +192,8 @@ pub fn run(args: CiArgs) -> anyhow::Result<i32> {
             None,
         );
     }
-    let static_rows = ci.step(
-        "VM configs",
-        |ci| Ok(ci.check_configs(args.arch.as_deref())),
-    );
+    let arch = args.arch.map(|a| a.to_string());
+    let static_rows = ci.step("VM configs", |ci| Ok(ci.check_configs(arch.as_deref())));
     let rows = ci.vm_tests(&args, static_rows.unwrap_or_default());
     ci.report(&rows)?;
     Ok(ci.finish())
@@ -257,7 +287,7 @@ impl Ci {
                         rows.push(Row {
                             test: loaded.name.clone(),
                             arch: loaded.config.arch.to_string(),
-                            outcome: "SKIPPED".into(),
+                            outcome: Some(Label::Skipped),
                             detail: format!("ignored: {reason}"),
                             config: path.display().to_string(),
                             ..Row::dashes()
@@ -290,7 +320,7 @@ impl Ci {
         let ok = problems.is_empty();
         rows.extend(problems.into_iter().map(|p| Row {
             test: config::test_name(&p.path),
-            outcome: "INVALID".into(),
+            outcome: None,
             detail: p.message,
             config: p.path.display().to_string(),
             ..Row::dashes()
@@ -300,9 +330,10 @@ impl Ci {
 
     /// Runs the VM test suite and collects one row per test.
     fn vm_tests(&mut self, args: &CiArgs, static_rows: Vec<Row>) -> Vec<Row> {
-        let logs = vmharness::paths::state_dir(&self.root).join("logs");
+        let logs = self.state_dir.join("logs");
         // Only this run's tests: a concurrent run for other configs keeps its results.
-        let names = self.selected_tests(args.arch.as_deref());
+        let arch = args.arch.map(|a| a.to_string());
+        let names = self.selected_tests(arch.as_deref());
         clear_results(&logs, &names);
         let mut test_args: Vec<&str> = if args.nextest {
             vec!["nextest", "run", "--profile", "ci"]
@@ -320,12 +351,9 @@ impl Ci {
             let mut rows = read_results(&logs, &names);
             rows.extend(static_rows);
             rows.sort_by(|a, b| a.test.cmp(&b.test));
-            let failed = rows
-                .iter()
-                .any(|r| !matches!(r.outcome.as_str(), "PASS" | "SKIPPED" | "UNAVAILABLE"));
+            let failed = rows.iter().any(Row::is_failure);
             if args.nextest {
-                let junit =
-                    vmharness::paths::target_dir(&ci.cargo_dir).join("nextest/ci/junit.xml");
+                let junit = ci.target_dir.join("nextest/ci/junit.xml");
                 println!("JUnit report: {}", junit.display());
             }
             println!("console logs: {}", logs.display());
@@ -346,36 +374,14 @@ impl Ci {
 
     /// Prints the results, annotates failures and writes the GitHub step summary.
     fn report(&self, rows: &[Row]) -> anyhow::Result<()> {
-        println!("\nVM tests:");
-        for row in rows {
-            println!(
-                "  {:<8} {:<32} {:<8} {:<4} {:>9}  {}",
-                row.outcome,
-                row.test,
-                row.arch,
-                row.accel,
-                seconds(&row.elapsed_secs),
-                row.log
-            );
-        }
-        let skipped: Vec<&Row> = rows
-            .iter()
-            .filter(|r| matches!(r.outcome.as_str(), "SKIPPED" | "UNAVAILABLE"))
-            .collect();
+        print!("\nVM tests:\n{}", table(rows));
+        let skipped: Vec<&Row> = rows.iter().filter(|r| r.is_skip()).collect();
         if rows.is_empty() {
             println!("no VM test reported a result");
         } else if skipped.len() == rows.len() {
             let reasons: Vec<String> = skipped
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{}: {}",
-                        r.test,
-                        r.detail
-                            .trim_start_matches("SKIPPED: ")
-                            .trim_start_matches("UNAVAILABLE: ")
-                    )
-                })
+                .map(|r| format!("{}: {}", r.test, r.detail))
                 .collect();
             let message = format!(
                 "all {} tests were ignored: {}",
@@ -399,12 +405,12 @@ impl Ci {
         if self.github {
             for row in rows
                 .iter()
-                .filter(|r| matches!(r.outcome.as_str(), "FAIL" | "TIMEOUT" | "INFRA"))
+                .filter(|r| r.outcome.is_some_and(Label::is_failure))
             {
                 println!(
                     "::error file={},title={}::{}",
                     escape_property(&self.relative(Path::new(&row.config))),
-                    escape_property(&format!("{} {}", row.test, row.outcome)),
+                    escape_property(&format!("{} {}", row.test, row.label())),
                     escape_data(&row.detail)
                 );
             }
@@ -492,60 +498,47 @@ fn clear_results(logs: &Path, names: &[String]) {
 fn read_results(logs: &Path, names: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
     for name in names {
-        let path = logs.join(name).join("result.toml");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let path = logs.join(name).join(vmharness::suite::record::FILE_NAME);
+        if !path.exists() {
             continue;
-        };
-        let table: toml::Table = match toml::from_str(&text) {
-            Ok(table) => table,
-            Err(err) => {
-                println!("warning: unreadable {}: {err}", path.display());
-                continue;
-            }
-        };
-        let get = |key: &str| {
-            table
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .unwrap_or("-")
-                .to_string()
-        };
-        rows.push(Row {
-            test: get("test"),
-            arch: get("arch"),
-            accel: get("accel"),
-            outcome: get("outcome"),
-            detail: get("detail"),
-            elapsed_secs: get("elapsed_secs"),
-            log: get("log"),
-            config: get("config"),
-            moved: moved_inputs(&table),
-        });
+        }
+        match ResultRecord::read(&path) {
+            Ok(record) => rows.push(Row::of(record)),
+            Err(err) => println!("warning: {}", crate::error_chain(&err)),
+        }
     }
     rows
 }
 
 /// The `[[booted]]` entries of a result whose key is new, as one line each.
-fn moved_inputs(table: &toml::Table) -> Vec<String> {
-    let Some(booted) = table.get("booted").and_then(toml::Value::as_array) else {
-        return Vec::new();
-    };
-    booted
+fn moved_inputs(record: &ResultRecord) -> Vec<String> {
+    record
+        .booted
         .iter()
-        .filter_map(toml::Value::as_table)
-        .filter(|b| b.get("new_key").and_then(toml::Value::as_bool) == Some(true))
+        .filter(|b| b.new_key)
         .map(|b| {
-            let field = |key: &str| b.get(key).and_then(toml::Value::as_str).unwrap_or("-");
-            let packages: Vec<&str> = b
-                .get("packages")
-                .and_then(toml::Value::as_array)
-                .map(|p| p.iter().filter_map(toml::Value::as_str).collect())
-                .unwrap_or_default();
             format!(
                 "{} booted {} ({})",
-                field("artifact"),
-                packages.join(", "),
-                field("lock")
+                b.artifact,
+                b.packages.join(", "),
+                b.lock
+            )
+        })
+        .collect()
+}
+
+/// The VM test table printed at the end: one aligned line per test.
+fn table(rows: &[Row]) -> String {
+    rows.iter()
+        .map(|row| {
+            format!(
+                "  {:<11} {:<32} {:<8} {:<4} {:>9}  {}\n",
+                row.label(),
+                row.test,
+                row.arch,
+                row.accel,
+                seconds(&row.elapsed_secs),
+                row.log
             )
         })
         .collect()
@@ -562,15 +555,21 @@ fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
             step.elapsed.as_secs_f64()
         ));
     }
-    out.push_str("\n| test | arch | accel | outcome | time | log |\n|---|---|---|---|---|---|\n");
+    out.push_str(
+        "\n| test | arch | accel | outcome | time | why | log |\n|---|---|---|---|---|---|---|\n",
+    );
     for row in rows {
         let time = seconds(&row.elapsed_secs);
+        let why = match row.outcome {
+            Some(Label::Pass) => String::new(),
+            _ => cell(&shorten(&row.detail, 160)),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {time} | `{}` |\n",
+            "| {} | {} | {} | {} | {time} | {why} | `{}` |\n",
             cell(&row.test),
             cell(&row.arch),
             cell(&row.accel),
-            cell(&row.outcome),
+            cell(&row.label()),
             cell(&row.log)
         ));
     }
@@ -602,6 +601,14 @@ fn seconds(value: &str) -> String {
     }
 }
 
+/// At most `max` characters, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -624,9 +631,19 @@ mod tests {
 
     #[test]
     fn moved_guest_inputs_are_read_from_result_toml() {
-        let table: toml::Table = toml::from_str(
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.toml");
+        std::fs::write(
+            &path,
             r#"
+schema = 2
 test = "linux-aarch64"
+arch = "aarch64"
+outcome = "PASS"
+detail = "all expectations met"
+elapsed_secs = 1.5
+log = "/l/console.log"
+config = "/c/linux-aarch64.toml"
 [[booted]]
 artifact = "linux-aarch64"
 key = "abc"
@@ -642,17 +659,82 @@ packages = []
 "#,
         )
         .unwrap();
+        let record = ResultRecord::read(&path).unwrap();
         assert_eq!(
-            moved_inputs(&table),
+            moved_inputs(&record),
             vec!["linux-aarch64 booted b 2, busybox-static 1 (new key, inputs moved: package kernel: a 1 -> b 2)"]
         );
-        let row = Row {
-            moved: moved_inputs(&table),
-            ..Row::dashes()
-        };
-        let summary = summary_markdown(&[], &[row]);
+        let summary = summary_markdown(&[], &[Row::of(record)]);
         assert!(summary.contains("### Guest inputs that moved"), "{summary}");
         assert!(summary.contains("- linux-aarch64 booted b 2"), "{summary}");
+    }
+
+    /// The end-of-run table and the step summary, pinned: one row of every kind.
+    #[test]
+    fn summary_reads_well() {
+        let row = |test: &str, outcome: Option<Label>, detail: &str| Row {
+            test: test.into(),
+            arch: "aarch64".into(),
+            accel: "tcg".into(),
+            outcome,
+            detail: detail.into(),
+            elapsed_secs: "1.250".into(),
+            log: format!("target/vmharness/logs/{test}/console.log"),
+            config: format!("vm-configs/{test}.toml"),
+            moved: Vec::new(),
+        };
+        let mut moved = row("linux-aarch64", Some(Label::Pass), "all expectations met");
+        moved.moved =
+            vec!["linux-aarch64 booted linux-image-6.1.0-57-arm64 6.1.192-3 (new key)".into()];
+        let rows = vec![
+            moved,
+            row(
+                "panic",
+                Some(Label::Fail),
+                "panic pattern /panicked at/ matched",
+            ),
+            row("slow", Some(Label::Timeout), "total timeout of 3.000s"),
+            row("no-qemu", Some(Label::Infra), "QEMU binary `x` not found"),
+            row(
+                "nimbos-aarch64",
+                Some(Label::Unavailable),
+                "-kernel: not cached",
+            ),
+            Row {
+                accel: "-".into(),
+                elapsed_secs: "-".into(),
+                log: "-".into(),
+                ..row("later", Some(Label::Skipped), "ignored: waiting")
+            },
+            Row {
+                accel: "-".into(),
+                arch: "-".into(),
+                elapsed_secs: "-".into(),
+                log: "-".into(),
+                ..row(
+                    "broken",
+                    None,
+                    "vm-configs/broken.toml:3:1: unknown field `baner`",
+                )
+            },
+        ];
+        let steps = [
+            StepResult {
+                name: "fmt".into(),
+                ok: true,
+                elapsed: Duration::from_millis(1200),
+            },
+            StepResult {
+                name: "VM tests".into(),
+                ok: false,
+                elapsed: Duration::from_secs(95),
+            },
+        ];
+        insta::assert_snapshot!(format!(
+            "{}\n{}",
+            table(&rows),
+            summary_markdown(&steps, &rows)
+        ));
     }
 
     #[test]

@@ -6,6 +6,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
 use vmharness::disk::{DiskSize, DiskSpec, EntrySpec, Layout};
+use vmharness::fileref::FileRef;
+use vmharness::qemu::DiskAttachment;
+use vmharness::run::Resolver;
+use vmharness::settings::Settings;
 
 /// Arguments of `disk-img`.
 #[derive(Args)]
@@ -47,15 +51,13 @@ fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
 
 /// Resolves `source` strings like a VM run does: `artifact:` through the verified guest
 /// cache, `env:VAR`, and paths relative to `base`.
-fn resolver(base: PathBuf) -> impl Fn(&str) -> Result<PathBuf, String> {
-    use vmharness::run::{FileResolver, ResolveFailure, Resolver};
-    let resolver = Resolver::from_env();
-    move |source: &str| {
-        resolver
-            .resolve(source, &base)
-            .map_err(|failure| match failure {
-                ResolveFailure::Unavailable(reason) | ResolveFailure::Failed(reason) => reason,
-            })
+fn resolver(
+    base: PathBuf,
+    settings: Settings,
+) -> impl Fn(&FileRef) -> Result<PathBuf, vmharness::disk::ResolveFailure> {
+    let resolver = Resolver::from_settings(&settings);
+    move |source: &FileRef| {
+        vmharness::run::resolve_ref(source, &base, &resolver, &settings).map_err(Into::into)
     }
 }
 
@@ -75,7 +77,7 @@ pub fn run(args: DiskImgArgs) -> anyhow::Result<()> {
         let host = cwd.join(host);
         spec.entries.push(EntrySpec {
             dest: dest.to_string(),
-            source: Some(host.to_string_lossy().into_owned()),
+            source: Some(FileRef::Path(host)),
             text: None,
         });
     }
@@ -88,8 +90,14 @@ pub fn run(args: DiskImgArgs) -> anyhow::Result<()> {
     if let Some(layout) = args.layout {
         spec.layout = layout;
     }
-    let image = spec
-        .build(&resolver(base), &args.output)
+    let settings = Settings::from_env()?;
+    let epoch = settings.source_date_epoch;
+    let mut builder = spec.builder(&resolver(base, settings))?;
+    if let Some(epoch) = epoch {
+        builder = builder.timestamp(epoch);
+    }
+    let image = builder
+        .build(&args.output)
         .with_context(|| format!("building {}", args.output.display()))?;
     println!(
         "{}: {} bytes, layout {}, {} of {} clusters of {} bytes used, volume id {:08X}",
@@ -101,7 +109,11 @@ pub fn run(args: DiskImgArgs) -> anyhow::Result<()> {
         image.cluster_bytes,
         image.volume_id
     );
-    println!("qemu: {}", spec.qemu_args(&image.path).join(" "));
+    let attachment = DiskAttachment {
+        image: image.path.clone(),
+        device: spec.attach.driver().to_string(),
+    };
+    println!("qemu: {}", attachment.args().join(" "));
     Ok(())
 }
 

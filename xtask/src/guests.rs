@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use vmharness::artifact::{
-    require_artifacts, ArtifactError, Catalog, LockMode, LockStatus, ResolveOptions, Source,
-};
+use vmharness::artifact::{Catalog, LockMode, LockStatus, ResolveOptions, Source};
 
 /// How strictly `--locked` treats keys the lock has not recorded.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -60,11 +58,13 @@ enum GuestsCommand {
 
 /// Runs one `guests` subcommand.
 pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
+    let settings = vmharness::settings::Settings::from_env()?;
     let guests_dir = args
         .guests_dir
         .clone()
-        .unwrap_or_else(|| vmharness::paths::workspace_root().join("guests"));
-    let mut options = ResolveOptions::from_env();
+        .unwrap_or_else(|| settings.guests_dir());
+    let required = settings.require_artifacts;
+    let mut options = settings.artifacts;
     match args.locked {
         Some(Locked::Ci) if options.lock_mode != LockMode::Strict => {
             options.lock_mode = LockMode::Locked
@@ -83,15 +83,15 @@ pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
     let catalog = Catalog::load(&guests_dir)?;
     match args.command {
         GuestsCommand::List => list(&catalog),
-        GuestsCommand::Fetch { names } => resolve_kind(&catalog, &names, &options, |s| {
+        GuestsCommand::Fetch { names } => resolve_kind(&catalog, &names, &options, required, |s| {
             !matches!(s, Source::Command(_))
         }),
-        GuestsCommand::Build { names } => resolve_kind(&catalog, &names, &options, |s| {
+        GuestsCommand::Build { names } => resolve_kind(&catalog, &names, &options, required, |s| {
             matches!(s, Source::Command(_))
         }),
         GuestsCommand::Verify => {
             options.lock_mode = LockMode::Locked;
-            resolve_kind(&catalog, &[], &options, |_| true)
+            resolve_kind(&catalog, &[], &options, required, |_| true)
         }
         GuestsCommand::Lock { update } => lock(&catalog, options, update),
         GuestsCommand::Import { name, file } => import(&catalog, &name, &file, &options),
@@ -151,7 +151,7 @@ fn import(
 ) -> anyhow::Result<()> {
     let resolved = catalog
         .import(name, file, options)
-        .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
     println!(
         "{name:<28} imported {} -> {}",
         file.display(),
@@ -171,6 +171,7 @@ fn resolve_kind(
     catalog: &Catalog,
     names: &[String],
     options: &ResolveOptions,
+    required: bool,
     filter: impl Fn(&Source) -> bool,
 ) -> anyhow::Result<()> {
     let selected: Vec<String> = if names.is_empty() {
@@ -197,12 +198,12 @@ fn resolve_kind(
                     resolved.dir.display()
                 );
             }
-            Err(error) if error.is_unavailable() && !require_artifacts() => {
+            Err(error) if error.is_unavailable() && !required => {
                 println!("{name:<28} unavailable: {error}");
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}", chain(&error));
+                eprintln!("error: {}", crate::error_chain(&error));
             }
         }
     }
@@ -246,7 +247,7 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}", chain(&error));
+                eprintln!("error: {}", crate::error_chain(&error));
             }
         }
     }
@@ -265,15 +266,4 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
         println!("wrote {}", lock.path().display());
     }
     Ok(())
-}
-
-/// The error and its causes, one per line.
-pub fn chain(error: &ArtifactError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
-    text
 }

@@ -62,14 +62,21 @@ fn main() {
     let code = match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprintln!("error: {}", error_chain(error.as_ref()));
             1
         }
     };
     std::process::exit(code);
+}
+
+/// An error and its causes, the way the library's reports print them: the message, then one
+/// indented `caused by:` line per cause.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in vmharness::run::causes(error) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {

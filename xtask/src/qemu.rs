@@ -13,6 +13,7 @@ use vmharness::arch::Arch;
 use vmharness::config::{AccelChoice, LoadedConfig};
 use vmharness::console::{key_name, ConsoleInput};
 use vmharness::run::{self, FileResolver, Resolver, RunOptions};
+use vmharness::settings::Settings;
 
 use crate::terminal::{self, RawMode, ESCAPE};
 
@@ -40,7 +41,7 @@ pub struct QemuArgs {
     pub config: Option<PathBuf>,
     /// Accelerator: auto, kvm or tcg.
     #[arg(long)]
-    pub accel: Option<String>,
+    pub accel: Option<AccelChoice>,
     /// Override a config key, e.g. `--set qemu.memory=1G` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -65,55 +66,49 @@ pub struct QemuArgs {
 }
 
 pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
+    let settings = Settings::from_env()?;
     // The README's first command sets up a fresh machine, the same way `cargo xtask test` does.
-    if args.remote.is_none() && std::env::var_os("VMHARNESS_REMOTE").is_none() {
+    if args.remote.is_none() && settings.remote.is_none() {
         crate::setup::run()?;
     }
-    let root = vmharness::paths::workspace_root();
     let config_path = match (&args.config, &args.arch) {
         (Some(path), _) => path.clone(),
         (None, Some(arch)) => {
             let arch: Arch = arch.parse().map_err(anyhow::Error::msg)?;
-            root.join("vm-configs")
-                .join(format!("selftest-{arch}.toml"))
+            settings.configs_dir().join(format!("selftest-{arch}.toml"))
         }
         (None, None) => anyhow::bail!("give an arch (x86_64, aarch64, riscv64) or --config FILE"),
     };
     let loaded = vmharness::config::load_with_overrides(&config_path, &args.overrides)
         .with_context(|| format!("loading {}", config_path.display()))?;
-    let accel = match args.accel.as_deref() {
-        None => None,
-        Some("auto") => Some(AccelChoice::Auto),
-        Some("kvm") => Some(AccelChoice::Kvm),
-        Some("tcg") => Some(AccelChoice::Tcg),
-        Some(other) => anyhow::bail!("unknown accel `{other}` (expected auto, kvm or tcg)"),
-    };
-    let resolver = Resolver::from_env();
+    let resolver = Resolver::from_settings(&settings);
     let remote = match args.remote.as_deref() {
-        Some(spec) => Some(vmharness::remote::Remote::parse_with_env(spec)?),
-        None => vmharness::remote::Remote::from_env()?,
+        Some(spec) => Some(settings.remote_at(spec)?),
+        None => settings.remote.clone(),
     };
     let mut extra_args = args.qemu_args.clone();
     if args.gdb {
         extra_args.extend(["-s".to_string(), "-S".to_string()]);
     }
+    let log_dir = settings.log_dir(&loaded.name);
+    let hint = args.gdb.then(|| gdb_hint(&loaded, &resolver, &settings));
     let mut options = RunOptions {
+        settings: Some(settings),
         remote,
-        accel,
+        accel: args.accel,
         extra_args,
         append: args.append.clone(),
         no_timeouts: args.gdb,
         tee: Some(Box::new(std::io::stdout())),
         ..RunOptions::default()
     };
-    if args.gdb {
-        eprintln!("{}", gdb_hint(&loaded, &resolver));
+    if let Some(hint) = hint {
+        eprintln!("{hint}");
     }
     if args.print_cmd {
-        let log_dir = vmharness::paths::log_dir(&root, &loaded.name);
         return match run::prepare(&loaded, &resolver, &options, &log_dir) {
             Ok(prepared) => {
-                println!("{}", prepared.command.to_shell_line());
+                println!("{}", prepared.spec.argv().to_shell_line());
                 Ok(0)
             }
             Err(outcome) => {
@@ -151,13 +146,15 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
 }
 
 /// How to attach gdb: the kernel ELF carries the symbols.
-fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver) -> String {
+fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver, settings: &Settings) -> String {
     let kernel = loaded
         .config
         .qemu
         .kernel
-        .as_deref()
-        .and_then(|reference| resolver.resolve(reference, loaded.base_dir()).ok())
+        .as_ref()
+        .and_then(|reference| {
+            run::resolve_ref(reference, loaded.base_dir(), resolver, settings).ok()
+        })
         .map_or_else(
             || "<kernel-elf>".to_string(),
             |path| path.display().to_string(),
@@ -180,6 +177,7 @@ pub fn kvm_probe(write_guest: Option<PathBuf>) -> anyhow::Result<i32> {
         machine: Arch::X86_64.spec().machine,
         cpu: Arch::X86_64.spec().kvm_cpu,
         cache_dir: cache.path(),
+        timeout: Settings::from_env()?.kvm_probe_timeout,
     };
     match vmharness::accel::kvm_usable(Arch::X86_64, &probe) {
         Ok(()) => {

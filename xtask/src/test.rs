@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use vmharness::artifact::{Catalog, ResolveOptions};
+use vmharness::artifact::Catalog;
 
 /// Arguments passed through to `cargo test` after `--`.
 #[derive(clap::Args)]
@@ -39,8 +39,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<i32> {
 }
 
 fn fetch_guests() -> anyhow::Result<()> {
-    let catalog = Catalog::load_default().context("loading guests/*.toml")?;
-    let options = ResolveOptions::from_env();
+    let settings = vmharness::settings::Settings::from_env()?;
+    let catalog = Catalog::load(&settings.guests_dir()).context("loading guests/*.toml")?;
+    let options = settings.artifacts;
     let mut failed = Vec::new();
     for name in catalog.names() {
         match catalog.resolve(name, &options) {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// The artifact cannot be obtained here and now (no network, missing tool, offline mode).
-    /// Trials that need it are reported as ignored unless [`super::require_artifacts`] is set.
+    /// Trials that need it are reported as unavailable unless artifacts are required
+    /// ([`crate::settings::Settings::require_artifacts`]).
     #[error("artifact `{artifact}` is unavailable: {reason}")]
     Unavailable {
         /// Artifact name.

@@ -2,11 +2,12 @@
 //! verified, content-addressed cache shared safely by concurrent test processes.
 //!
 //! ```no_run
-//! use vmharness::artifact::{ArtifactRef, Catalog, ResolveOptions};
-//! # fn main() -> Result<(), vmharness::artifact::ArtifactError> {
+//! use vmharness::artifact::{ArtifactRef, Catalog};
+//! use vmharness::settings::Settings;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let catalog = Catalog::load_default()?;
 //! let kernel: ArtifactRef = "artifact:nimbos-aarch64/nimbos-aarch64.bin".parse()?;
-//! let path = catalog.resolve_ref(&kernel, &ResolveOptions::from_env())?;
+//! let path = catalog.resolve_ref(&kernel, &Settings::from_env()?.artifacts)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -33,7 +34,7 @@ pub use error::{ArtifactError, CacheCorruption};
 pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};
-pub use reference::ArtifactRef;
+pub use reference::{ArtifactRef, PREFIX as ARTIFACT_PREFIX};
 pub use resolve::{LockStatus, Origin, Provenance, Resolved};
 pub use unpack::UnpackLimits;
 
@@ -61,18 +62,6 @@ pub enum LockMode {
 }
 
 impl LockMode {
-    /// [`LockMode::Strict`] if `VMHARNESS_LOCKED=strict`; [`LockMode::Locked`] if `CI=true`
-    /// or `VMHARNESS_LOCKED=1`; else [`LockMode::Lenient`].
-    pub fn from_env() -> Self {
-        if env_is("VMHARNESS_LOCKED", "strict") {
-            LockMode::Strict
-        } else if env_is("CI", "true") || env_is("VMHARNESS_LOCKED", "1") {
-            LockMode::Locked
-        } else {
-            LockMode::Lenient
-        }
-    }
-
     /// Whether an unpinned `url`/`path` artifact is an error.
     pub fn requires_pins(self) -> bool {
         matches!(self, LockMode::Strict | LockMode::Locked)
@@ -127,52 +116,10 @@ impl ResolveOptions {
             debian: DebianArchive::default(),
         }
     }
-
-    /// Options from the environment: cache from `$VMHARNESS_CACHE` (see [`crate::paths`]),
-    /// lock mode from [`LockMode::from_env`], offline if `VMHARNESS_OFFLINE=1`.
-    pub fn from_env() -> Self {
-        let mut options =
-            ResolveOptions::new(crate::paths::cache_dir(&crate::paths::workspace_root()));
-        options.lock_mode = LockMode::from_env();
-        if env_is("VMHARNESS_OFFLINE", "1") {
-            options.network = Network::Offline;
-        }
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        options.mirror = var(MIRROR_ENV).map(|m| m.trim_end_matches('/').to_string());
-        if let Some(mirror) = var("VMHARNESS_DEBIAN_MIRROR") {
-            options.debian.mirror = mirror;
-        }
-        if let Some(mirror) = var("VMHARNESS_DEBIAN_SECURITY_MIRROR") {
-            options.debian.security_mirror = mirror;
-        }
-        let duration = |name: &str| var(name).and_then(|v| humantime::parse_duration(&v).ok());
-        if let Some(age) = duration("VMHARNESS_APT_MAX_AGE") {
-            options.debian.max_age = age;
-        }
-        if let Some(timeout) = duration("VMHARNESS_DOWNLOAD_TIMEOUT") {
-            options.download.deadline = timeout;
-        }
-        if let Some(bytes) = var("VMHARNESS_DOWNLOAD_MAX_BYTES").and_then(|v| v.parse().ok()) {
-            options.download.max_bytes = bytes;
-        }
-        options
-    }
 }
 
 /// Environment variable: the download mirror prefix (see [`ResolveOptions::mirror`]).
 pub const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
-
-/// True if unavailable artifacts must fail rather than skip: `VMHARNESS_REQUIRE_ARTIFACTS=1`.
-///
-/// Not implied by `CI=true`: a CI machine without network access reports such trials as
-/// ignored, with the reason, which is honest; a pipeline that must have them sets the variable.
-pub fn require_artifacts() -> bool {
-    env_is("VMHARNESS_REQUIRE_ARTIFACTS", "1")
-}
-
-fn env_is(name: &str, value: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == value)
-}
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
 #[derive(Debug, Clone)]

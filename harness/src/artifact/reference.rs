@@ -18,13 +18,6 @@ pub struct ArtifactRef {
     pub file: String,
 }
 
-impl ArtifactRef {
-    /// True if `text` is meant as an artifact reference (starts with `artifact:`).
-    pub fn is_reference(text: &str) -> bool {
-        text.starts_with(PREFIX)
-    }
-}
-
 impl FromStr for ArtifactRef {
     type Err = ArtifactError;
 

@@ -1,13 +1,14 @@
 //! Loading VM configs: TOML → [`VmConfig`], with errors that name file:line:column and suggest
 //! the key the author probably meant.
 
+mod locate;
 mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig,
+    memory_bytes, AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig,
 };
 
 /// A config file that failed to load.
@@ -71,12 +72,34 @@ pub struct LoadedConfig {
     pub path: PathBuf,
     /// The parsed config.
     pub config: VmConfig,
+    /// The TOML text it was parsed from (after `--set` overrides), for locating keys.
+    pub source: String,
 }
 
 impl LoadedConfig {
     /// The directory relative paths in this config are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Where a key (`["qemu", "cpu"]`) is written, at its value; the file alone if unset.
+    pub fn locate(&self, keys: &[&str]) -> Location {
+        locate_in(&self.path, &self.source, keys)
+    }
+}
+
+fn locate_in(path: &Path, text: &str, keys: &[&str]) -> Location {
+    let (line, column) = match locate::span(text, keys) {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            (Some(line), Some(column))
+        }
+        None => (None, None),
+    };
+    Location {
+        path: path.to_path_buf(),
+        line,
+        column,
     }
 }
 
@@ -99,8 +122,8 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
         path: path.to_path_buf(),
         source,
     })?;
-    let config = if overrides.is_empty() {
-        parse(path, &text)?
+    let (config, source) = if overrides.is_empty() {
+        (parse(path, &text)?, text)
     } else {
         let mut table: toml::Table =
             toml::from_str(&text).map_err(|err| invalid(path, &text, &err))?;
@@ -111,13 +134,14 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
             text: overrides.join(" "),
             reason: err.to_string(),
         })?;
-        parse(path, &merged)?
+        (parse(path, &merged)?, merged)
     };
-    validate(path, &config)?;
+    validate(path, &source, &config)?;
     Ok(LoadedConfig {
         name: test_name(path),
         path: path.to_path_buf(),
         config,
+        source,
     })
 }
 
@@ -175,29 +199,15 @@ fn suggest(message: &str) -> Option<String> {
         .map(|(_, candidate)| candidate.to_string())
 }
 
-fn validate(path: &Path, config: &VmConfig) -> Result<(), ConfigError> {
-    let fail = |message: String| ConfigError::Invalid {
-        location: Location {
-            path: path.to_path_buf(),
-            line: None,
-            column: None,
-        },
-        message,
-        suggestion: None,
-    };
-    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some("host") {
-        return Err(fail(
-            "`qemu.cpu = \"host\"` needs KVM, but `accel = \"tcg\"`: drop `cpu` or use accel \"auto\"/\"kvm\"".into(),
-        ));
-    }
-    let scale = config.timeouts.tcg_scale;
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(fail(format!(
-            "`timeouts.tcg_scale = {scale}` must be a positive number"
-        )));
-    }
-    if config.qemu.smp == Some(0) {
-        return Err(fail("`qemu.smp` must be at least 1".into()));
+/// Checks that span keys (serde checked each value on its own, with its location).
+fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigError> {
+    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::qemu::HOST_CPU)
+    {
+        return Err(ConfigError::Invalid {
+            location: locate_in(path, text, &["qemu", "cpu"]),
+            message: "`qemu.cpu = \"host\"` needs KVM, but `accel = \"tcg\"`: drop `cpu` or use accel \"auto\"/\"kvm\"".into(),
+            suggestion: None,
+        });
     }
     Ok(())
 }
@@ -289,6 +299,54 @@ mod tests {
         assert!(
             matches!(ok.console.steps[1], Step::Expect { timeout: Some(t), .. } if t.as_secs() == 2)
         );
+    }
+
+    /// What a user reads for each kind of config mistake, pinned: a change is a reviewed diff.
+    #[test]
+    fn config_errors_read_well() {
+        let cases = [
+            (
+                "unknown key",
+                "arch = \"aarch64\"\n[console]\nbaner = [\"x\"]\n",
+            ),
+            ("wrong type", "arch = \"x86_64\"\n[qemu]\nsmp = \"two\"\n"),
+            (
+                "bad regex",
+                "arch = \"x86_64\"\n[console]\nsuccess = \"(unclosed\"\n",
+            ),
+            (
+                "bad duration",
+                "arch = \"x86_64\"\n[timeouts]\ntotal = \"3 parsecs\"\n",
+            ),
+            (
+                "bad reference",
+                "arch = \"x86_64\"\n[qemu]\nkernel = \"artifact:linux\"\n",
+            ),
+            (
+                "bad memory",
+                "arch = \"x86_64\"\n[qemu]\nmemory = \"lots\"\n",
+            ),
+            ("zero cpus", "arch = \"x86_64\"\n[qemu]\nsmp = 0\n"),
+            (
+                "bad scale",
+                "arch = \"x86_64\"\n[timeouts]\ntcg_scale = -2.0\n",
+            ),
+            ("unknown arch", "arch = \"mips\"\n"),
+            (
+                "host cpu under tcg",
+                "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\ncpu = \"host\"\n",
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = String::new();
+        for (name, text) in cases {
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = load(&path).unwrap_err().to_string();
+            let err = err.replace(&dir.path().display().to_string(), "vm-configs");
+            out.push_str(&format!("--- {name}\n{text}=> {err}\n\n"));
+        }
+        insta::assert_snapshot!(out);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
 use crate::arch::Arch;
+use crate::fileref::FileRef;
 
 /// One VM test, as written in `vm-configs/<name>.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +51,21 @@ pub enum AccelChoice {
     Tcg,
 }
 
+impl std::str::FromStr for AccelChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => Ok(AccelChoice::Auto),
+            "kvm" => Ok(AccelChoice::Kvm),
+            "tcg" => Ok(AccelChoice::Tcg),
+            other => Err(format!(
+                "unknown accel `{other}` (expected auto, kvm or tcg)"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for AccelChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -71,15 +87,20 @@ pub struct QemuSection {
     /// `-cpu` model; `host` is only allowed with KVM.
     pub cpu: Option<String>,
     /// `-m` memory size, e.g. `512M`.
+    #[serde(default, deserialize_with = "de_memory")]
     pub memory: Option<String>,
     /// `-smp` CPU count.
+    #[serde(default, deserialize_with = "de_smp")]
     pub smp: Option<u32>,
     /// `-bios` firmware file.
-    pub bios: Option<String>,
+    pub bios: Option<FileRef>,
     /// `-kernel` image.
-    pub kernel: Option<String>,
+    pub kernel: Option<FileRef>,
     /// `-initrd` image.
-    pub initrd: Option<String>,
+    pub initrd: Option<FileRef>,
+    /// `-pflash` firmware images, one per flash unit, in order (e.g. OVMF code, then vars).
+    #[serde(default)]
+    pub pflash: Vec<FileRef>,
     /// `-append` kernel command line.
     pub append: Option<String>,
     /// Extra QEMU arguments, appended verbatim (one argv element each).
@@ -206,7 +227,7 @@ pub struct TimeoutSection {
     #[serde(default = "default_no_output", deserialize_with = "de_duration")]
     pub no_output: Duration,
     /// Every timeout is multiplied by this under TCG.
-    #[serde(default = "default_tcg_scale")]
+    #[serde(default = "default_tcg_scale", deserialize_with = "de_scale")]
     pub tcg_scale: f64,
 }
 
@@ -294,4 +315,61 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     de_duration(deserializer).map(Some)
+}
+
+fn de_scale<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let scale = f64::deserialize(deserializer)?;
+    let max = crate::settings::MAX_SCALE;
+    if scale.is_finite() && scale > 0.0 && scale <= max {
+        Ok(scale)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`tcg_scale = {scale}` must be a positive number up to {max}"
+        )))
+    }
+}
+
+fn de_smp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("`smp` must be at least 1")),
+        cpus => Ok(Some(cpus)),
+    }
+}
+
+/// A memory size QEMU's `-m` takes: a number with an optional `K`/`M`/`G`/`T` suffix (MiB when
+/// bare), or QEMU's own `size=...,slots=...` form, passed through.
+fn de_memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.contains('=') || memory_bytes(&text).is_some_and(|bytes| bytes > 0) {
+        Ok(Some(text))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid memory size `{text}` (write e.g. \"512M\" or \"2G\")"
+        )))
+    }
+}
+
+/// The bytes of a `-m` size, if it is one.
+pub fn memory_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit: u64 = match suffix
+        .trim_end_matches(['B', 'b'])
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" if suffix.is_empty() => 1 << 20,
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = number * unit as f64;
+    (bytes.is_finite() && bytes < (1u64 << 50) as f64).then_some(bytes as u64)
 }

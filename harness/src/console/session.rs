@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -69,7 +69,6 @@ pub struct Session {
     stripper: AnsiStripper,
     splitter: LineSplitter,
     log: BufWriter<File>,
-    log_path: PathBuf,
     tail: Tail,
     started: Instant,
     last_output: Instant,
@@ -95,7 +94,6 @@ impl Session {
             stripper: AnsiStripper::new(),
             splitter: LineSplitter::default(),
             log,
-            log_path: log_path.to_path_buf(),
             tail: Tail::new(TAIL_LINES),
             started: now,
             last_output: now,
@@ -286,11 +284,6 @@ impl Session {
         self.bytes
     }
 
-    /// Where the full console log is written.
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
     /// QEMU's exit status once it has exited; waits up to `grace` for it.
     pub fn wait_exit(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.process.wait_timeout(grace)
@@ -300,11 +293,6 @@ impl Session {
     pub fn kill(&mut self) -> Option<ExitStatus> {
         let _ = self.log.flush();
         self.process.kill()
-    }
-
-    /// QEMU's pid.
-    pub fn pid(&self) -> nix::unistd::Pid {
-        self.process.pid()
     }
 }
 

@@ -4,7 +4,7 @@
 //! all before writing anything, lays the volume out (cluster size chosen like `mkfs.fat`), and
 //! writes the image in one sequential pass into a temporary file next to the output, renamed
 //! into place at the end. The same inputs give the same bytes: timestamps are fixed
-//! (`SOURCE_DATE_EPOCH` or 1980-01-01) and the volume id is a CRC32 of the content.
+//! (the builder's, `SOURCE_DATE_EPOCH` through the settings, or 1980-01-01) and the volume id is a CRC32 of the content.
 //!
 //! VM configs describe a disk with a [`DiskSpec`] (the `[disk]` section).
 
@@ -23,15 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use options::{DiskSize, Layout};
-pub use spec::{Attach, DiskSpec, EntrySpec};
+pub use spec::{Attach, DiskSpec, EntrySpec, ResolveFailure};
 
 use geometry::{Geometry, GeometryError};
 use layout::{DosTime, Plan};
 use tree::Tree;
 
-/// Environment variable that fixes the timestamps written into images (Unix seconds).
-pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-/// Timestamp used when neither the builder nor `SOURCE_DATE_EPOCH` sets one: 1980-01-01.
+/// Timestamp used when the builder sets none: 1980-01-01.
 const DEFAULT_EPOCH: u64 = 315_532_800;
 /// Label written to the boot sector when the volume has none.
 const NO_LABEL: [u8; 11] = *b"NO NAME    ";
@@ -163,12 +161,6 @@ pub enum DiskError {
         /// Largest valid image size.
         maximum: u64,
     },
-    /// `SOURCE_DATE_EPOCH` is set but is not a number of seconds.
-    #[error("SOURCE_DATE_EPOCH=`{value}` is not a non-negative integer")]
-    InvalidSourceDateEpoch {
-        /// The variable's value.
-        value: String,
-    },
     /// A config entry is malformed.
     #[error("disk entry {} (dest `{dest}`): {reason}", entry + 1)]
     InvalidEntry {
@@ -180,16 +172,17 @@ pub enum DiskError {
         reason: &'static str,
     },
     /// The resolver could not map an entry's `source` to a host path.
-    #[error("disk entry {} (dest `{dest}`): cannot resolve source `{source_ref}`: {message}", entry + 1)]
+    #[error("disk entry {} (dest `{dest}`): cannot resolve source `{source_ref}`", entry + 1)]
     Resolve {
         /// Entry index.
         entry: usize,
         /// Its destination.
         dest: String,
-        /// The `source` string.
+        /// The `source` reference.
         source_ref: String,
-        /// The resolver's message.
-        message: String,
+        /// Why the resolver failed.
+        #[source]
+        source: ResolveFailure,
     },
     /// Creating or writing the output image failed.
     #[error("cannot write image `{}`: {source}", path.display())]
@@ -305,7 +298,8 @@ impl ImageBuilder {
         self
     }
 
-    /// Overrides the timestamp (Unix seconds) of every entry; default `SOURCE_DATE_EPOCH` or 1980.
+    /// Sets the timestamp (Unix seconds) of every entry (`SOURCE_DATE_EPOCH` through the
+    /// settings); default 1980-01-01.
     pub fn timestamp(mut self, unix_seconds: u64) -> ImageBuilder {
         self.timestamp = Some(unix_seconds);
         self
@@ -358,16 +352,7 @@ impl ImageBuilder {
     }
 
     fn resolve_timestamp(&self) -> Result<u64, DiskError> {
-        if let Some(seconds) = self.timestamp {
-            return Ok(seconds);
-        }
-        match std::env::var(SOURCE_DATE_EPOCH) {
-            Ok(value) => value
-                .trim()
-                .parse()
-                .map_err(|_| DiskError::InvalidSourceDateEpoch { value }),
-            Err(_) => Ok(DEFAULT_EPOCH),
-        }
+        Ok(self.timestamp.unwrap_or(DEFAULT_EPOCH))
     }
 }
 

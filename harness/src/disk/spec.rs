@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
+use crate::fileref::FileRef;
+
 use super::{BuiltImage, DiskError, DiskSize, Entry, ImageBuilder, Layout};
 
-/// QEMU drive id the image is attached under.
-pub const DRIVE_ID: &str = "vmhdisk0";
+/// Why a resolver could not map an entry's `source` to a host path.
+pub type ResolveFailure = Box<dyn std::error::Error + Send + Sync>;
 
 /// How QEMU presents the image to the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -63,9 +65,10 @@ impl<'de> Deserialize<'de> for Attach {
 pub struct EntrySpec {
     /// Path in the image.
     pub dest: String,
-    /// Host file or directory: `artifact:<name>/<file>` or a path relative to the config.
+    /// Host file or directory: `artifact:<name>/<file>`, `env:VAR` or a path relative to
+    /// the config.
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<FileRef>,
     /// Inline file content.
     #[serde(default)]
     pub text: Option<String>,
@@ -99,7 +102,7 @@ impl DiskSpec {
     /// An [`ImageBuilder`] for this spec; `resolve` maps each `source` string to a host path.
     pub fn builder(
         &self,
-        resolve: &dyn Fn(&str) -> Result<PathBuf, String>,
+        resolve: &dyn Fn(&FileRef) -> Result<PathBuf, ResolveFailure>,
     ) -> Result<ImageBuilder, DiskError> {
         let mut builder = ImageBuilder::new().size(self.size).layout(self.layout);
         if let Some(label) = &self.label {
@@ -111,11 +114,11 @@ impl DiskSpec {
         for (index, spec) in self.entries.iter().enumerate() {
             let entry = match (&spec.source, &spec.text) {
                 (Some(source), None) => Entry::Host {
-                    host: resolve(source).map_err(|message| DiskError::Resolve {
+                    host: resolve(source).map_err(|failure| DiskError::Resolve {
                         entry: index,
                         dest: spec.dest.clone(),
-                        source_ref: source.clone(),
-                        message,
+                        source_ref: source.to_string(),
+                        source: failure,
                     })?,
                     dest: spec.dest.clone(),
                 },
@@ -139,22 +142,10 @@ impl DiskSpec {
     /// Resolves the entries and writes the image to `out`.
     pub fn build(
         &self,
-        resolve: &dyn Fn(&str) -> Result<PathBuf, String>,
+        resolve: &dyn Fn(&FileRef) -> Result<PathBuf, ResolveFailure>,
         out: &Path,
     ) -> Result<BuiltImage, DiskError> {
         self.builder(resolve)?.build(out)
-    }
-
-    /// QEMU arguments that attach `image` as a raw drive with this spec's device.
-    pub fn qemu_args(&self, image: &Path) -> Vec<String> {
-        // QEMU option values escape a literal comma by doubling it.
-        let file = image.to_string_lossy().replace(',', ",,");
-        vec![
-            "-drive".to_string(),
-            format!("file={file},format=raw,if=none,id={DRIVE_ID}"),
-            "-device".to_string(),
-            format!("{},drive={DRIVE_ID}", self.attach.driver()),
-        ]
     }
 }
 
@@ -183,9 +174,6 @@ mod tests {
         assert_eq!(spec.layout, Layout::Mbr);
         assert_eq!(spec.attach, Attach::VirtioBlkDevice);
         assert_eq!(spec.entries.len(), 2);
-        let args = spec.qemu_args(Path::new("/tmp/a,b.img"));
-        assert_eq!(args[1], "file=/tmp/a,,b.img,format=raw,if=none,id=vmhdisk0");
-        assert_eq!(args[3], "virtio-blk-device,drive=vmhdisk0");
     }
 
     #[test]

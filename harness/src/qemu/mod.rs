@@ -1,9 +1,14 @@
-//! Launching QEMU: the typed command line, preflight checks, and the process handle.
+//! Launching QEMU: the typed spec that is the only producer of its argv, preflight checks,
+//! and the process handle.
 
-mod command;
+mod argv;
 mod preflight;
 mod process;
+mod spec;
 
-pub use command::QemuCommand;
-pub use preflight::{find_binary, preflight, PreflightError};
+pub use argv::Argv;
+pub use preflight::{debian_package, find_binary, preflight, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError};
+pub use spec::{
+    Accel, DiskAttachment, ExtraArg, FileOption, QemuSpec, SpecFile, DISK_DRIVE_ID, HOST_CPU,
+};

@@ -1,9 +1,8 @@
 //! Checks before boot, so that a missing binary or file is an actionable error, not a hang.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::command::QemuCommand;
+use super::spec::QemuSpec;
 
 /// A problem found before QEMU was started.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +21,6 @@ pub enum PreflightError {
         /// The missing path.
         path: PathBuf,
     },
-    /// Options that contradict each other.
-    #[error("inconsistent QEMU options: {0}")]
-    Inconsistent(String),
 }
 
 /// The Debian package that provides a QEMU system binary.
@@ -70,61 +66,22 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Checks a command before it runs: resolves the binary (replacing it with its full path),
-/// checks that files named by `-kernel`, `-initrd`, `-bios`, `-drive file=` exist, and that
-/// `-cpu host` only comes with KVM.
-pub fn preflight(command: &mut QemuCommand) -> Result<(), PreflightError> {
-    let binary = command.binary().to_string_lossy().into_owned();
-    let resolved = find_binary(&binary)?;
-    command.set_binary(resolved);
-    let args = command.get_args();
-    for pair in args.windows(2) {
-        let (option, value) = (pair[0].to_string_lossy(), &pair[1]);
-        match option.as_ref() {
-            "-kernel" | "-initrd" | "-bios" | "-pflash" => check_file(&option, value)?,
-            "-drive" => {
-                if let Some(file) = drive_file(value) {
-                    check_file("-drive file=", OsStr::new(&file))?;
-                }
-            }
-            _ => {}
-        }
+/// Checks that every file the spec makes QEMU open exists: a missing one is an actionable error
+/// before boot, not a QEMU exit the console has to explain.
+pub fn preflight(spec: &QemuSpec) -> Result<(), PreflightError> {
+    match spec.files().into_iter().find(|file| !file.path.exists()) {
+        Some(file) => Err(PreflightError::MissingFile {
+            option: file.option.to_string(),
+            path: file.path.to_path_buf(),
+        }),
+        None => Ok(()),
     }
-    let cpu_host = command.value_of("-cpu").is_some_and(|cpu| cpu == "host");
-    let kvm = command
-        .value_of("-accel")
-        .is_some_and(|accel| accel.to_string_lossy().starts_with("kvm"));
-    if cpu_host && !kvm {
-        return Err(PreflightError::Inconsistent(
-            "`-cpu host` needs `-accel kvm`; under TCG pick a model such as `max`".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn check_file(option: &str, value: &OsStr) -> Result<(), PreflightError> {
-    let path = Path::new(value);
-    if path.exists() {
-        Ok(())
-    } else {
-        Err(PreflightError::MissingFile {
-            option: option.to_string(),
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-/// The `file=` value of a `-drive` option (QEMU escapes commas in values as `,,`).
-fn drive_file(value: &OsStr) -> Option<String> {
-    let text = value.to_string_lossy().replace(",,", "\u{0}");
-    text.split(',')
-        .find_map(|part| part.strip_prefix("file="))
-        .map(|file| file.replace('\u{0}', ","))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qemu::{Accel, ExtraArg};
 
     #[test]
     fn missing_binary_names_the_package() {
@@ -137,28 +94,22 @@ mod tests {
     }
 
     #[test]
-    fn missing_kernel_is_reported_with_its_option() {
-        let mut command = QemuCommand::new("sh");
-        command.opt("-kernel", "/nonexistent/vmlinuz");
-        let err = preflight(&mut command).unwrap_err().to_string();
-        assert!(err.contains("`-kernel` file /nonexistent/vmlinuz"), "{err}");
-    }
-
-    #[test]
-    fn drive_file_handles_escaped_commas() {
-        assert_eq!(
-            drive_file(OsStr::new("if=none,file=a,,b.img,format=raw")).unwrap(),
-            "a,b.img"
+    fn missing_files_are_reported_with_their_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("vmlinuz");
+        std::fs::write(&present, b"k").unwrap();
+        let mut spec = QemuSpec::new("q", "virt", Accel::Tcg, "max", "1G");
+        spec.kernel = Some(present);
+        assert!(preflight(&spec).is_ok());
+        spec.pflash.push("/nonexistent/VARS.fd".into());
+        let err = preflight(&spec).unwrap_err().to_string();
+        assert_eq!(err, "`-pflash` file /nonexistent/VARS.fd does not exist");
+        spec.pflash.clear();
+        spec.extra = ExtraArg::parse_all(&["-drive".into(), "file=/nonexistent/d.img".into()]);
+        let err = preflight(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("`-drive file=` file /nonexistent/d.img"),
+            "{err}"
         );
-    }
-
-    #[test]
-    fn host_cpu_without_kvm_is_rejected() {
-        let mut command = QemuCommand::new("sh");
-        command.opt("-accel", "tcg").cpu("host");
-        assert!(matches!(
-            preflight(&mut command),
-            Err(PreflightError::Inconsistent(_))
-        ));
     }
 }

@@ -14,7 +14,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use rexpect::process::PtyProcess;
 
-use super::command::QemuCommand;
+use super::argv::Argv;
 
 /// Why QEMU could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ impl QemuProcess {
     ///
     /// The fork happens on a process-lifetime spawner thread, because `PR_SET_PDEATHSIG` fires
     /// when the *thread* that forked exits, and test threads come and go.
-    pub fn spawn(command: &QemuCommand, stderr_log: &Path) -> Result<QemuProcess, SpawnError> {
+    pub fn spawn(command: &Argv, stderr_log: &Path) -> Result<QemuProcess, SpawnError> {
         let stderr = File::create(stderr_log).map_err(|source| SpawnError::StderrLog {
             path: stderr_log.to_path_buf(),
             source,
@@ -91,7 +91,7 @@ impl QemuProcess {
         let result = spawn_on_spawner_thread(std_command);
         drop(stderr);
         let pty = result.map_err(|reason| SpawnError::Pty {
-            binary: command.binary().to_path_buf(),
+            binary: command.program().to_path_buf(),
             reason,
         })?;
         Ok(QemuProcess { pty, exit: None })

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::error::RunError;
 use super::judge::{Action, Judge};
 use super::Prepared;
+use crate::accel::failure_marker;
 use crate::console::{Line, ReadEvent, Session};
 use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::qemu::ExitStatus;
@@ -18,9 +20,6 @@ pub struct Ended {
     pub elapsed: Duration,
     pub timing: Option<VerdictTiming>,
 }
-
-/// Markers QEMU prints on stderr when the accelerator, not the guest, failed.
-const ACCEL_FAILURES: &[&str] = &["KVM internal error", "failed to set MSR", "kvm run failed"];
 
 pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
     let start = session.started();
@@ -37,9 +36,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
             match action {
                 Action::Send(bytes) => {
                     if let Err(err) = session.send(&bytes) {
-                        break 'run Outcome::Infra {
-                            reason: format!("cannot write to the guest console: {err}"),
-                        };
+                        break 'run RunError::ConsoleWrite(err).into();
                     }
                 }
                 Action::Verdict(outcome) => break 'run outcome,
@@ -145,7 +142,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
 }
 
 fn guest_exit(prepared: &Prepared, status: ExitStatus) -> GuestExit {
-    let guest_code = match (status, prepared.exit_device) {
+    let guest_code = match (status, prepared.spec.exit_device) {
         (ExitStatus::Code(code), Some(device)) => Some(device.guest_code(code)),
         (ExitStatus::Code(code), None) => Some(code),
         (ExitStatus::Signal(_), _) => None,
@@ -158,12 +155,12 @@ fn guest_exit(prepared: &Prepared, status: ExitStatus) -> GuestExit {
 
 fn on_exit(session: &Session, judge: &mut Judge, exit: GuestExit, stderr_path: &Path) -> Outcome {
     let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
-    if let Some(marker) = ACCEL_FAILURES.iter().find(|m| stderr.contains(*m)) {
-        return Outcome::Infra {
-            reason: format!(
-                "QEMU reported an accelerator failure (`{marker}`), see qemu stderr below"
-            ),
-        };
+    if let Some(marker) = failure_marker(&stderr) {
+        return RunError::AccelFailure {
+            marker,
+            during: None,
+        }
+        .into();
     }
     if session.bytes_read() == 0 && !stderr.trim().is_empty() && exit.qemu != ExitStatus::Code(0) {
         let first = stderr
@@ -171,9 +168,12 @@ fn on_exit(session: &Session, judge: &mut Judge, exit: GuestExit, stderr_path: &
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .trim();
-        return Outcome::Infra {
-            reason: format!("QEMU failed to start ({}): {first}", exit.qemu),
-        };
+        return RunError::QemuStart {
+            status: exit.qemu,
+            first_line: first.to_string(),
+            rejected_argv: names_an_option(first),
+        }
+        .into();
     }
     match exit.guest_code {
         Some(code) => judge.on_exit(code, &exit.qemu.to_string(), Instant::now()),
@@ -193,10 +193,56 @@ fn timeout(session: &Session, judge: &Judge, which: TimeoutKind, stderr_path: &P
         return outcome;
     }
     let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
-    if let Some(marker) = ACCEL_FAILURES.iter().find(|m| stderr.contains(*m)) {
-        return Outcome::Infra {
-            reason: format!("{which}, and QEMU reported an accelerator failure (`{marker}`): the VM is stuck, not the guest"),
-        };
+    if let Some(marker) = failure_marker(&stderr) {
+        return RunError::AccelFailure {
+            marker,
+            during: Some(which),
+        }
+        .into();
     }
     Outcome::Timeout { which }
+}
+
+/// What QEMU says when its command line, not the host, is wrong (QEMU 7.2 to 10).
+const ARGV_REJECTIONS: &[&str] = &[
+    "unsupported machine type",
+    "unable to find CPU model",
+    "Invalid SMP CPUs",
+    "is not a valid device model name",
+];
+
+/// Whether QEMU's first stderr line blames its command line: it names one of its options
+/// (`qemu-system-x86_64: -m lots: Parameter 'size' expects ...`) or rejects a machine, CPU
+/// model, CPU count or device.
+fn names_an_option(line: &str) -> bool {
+    let Some((program, rest)) = line.split_once(": ") else {
+        return false;
+    };
+    program.contains("qemu")
+        && (rest.starts_with('-') || ARGV_REJECTIONS.iter().any(|r| rest.contains(r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_rejections_are_told_from_host_failures() {
+        for line in [
+            "qemu-system-aarch64: -m lots: Parameter 'size' expects a non-negative number",
+            "qemu-system-aarch64: unsupported machine type",
+            "qemu-system-aarch64: unable to find CPU model 'nosuchcpu'",
+            "qemu-system-aarch64: Invalid SMP CPUs 100000. The max CPUs supported by machine 'virt-7.2' is 512",
+            "qemu-system-x86_64: -device nosuchdev: 'nosuchdev' is not a valid device model name",
+        ] {
+            assert!(names_an_option(line), "{line}");
+        }
+        for line in [
+            "qemu-system-x86_64: failed to initialize kvm: Permission denied",
+            "qemu-system-x86_64: cannot set up guest memory 'pc.ram': Cannot allocate memory",
+            "Could not access KVM kernel module: No such file or directory",
+        ] {
+            assert!(!names_an_option(line), "{line}");
+        }
+    }
 }

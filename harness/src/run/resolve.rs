@@ -1,56 +1,21 @@
-//! Turning the file references in a config (`artifact:name/file`, `env:VAR`, paths) into
-//! host paths, and attaching the config's disk.
+//! Turning a plan's file inputs (`artifact:name/file`, `env:VAR`, paths) into host paths, and
+//! building the config's disk from them.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use std::sync::Mutex;
+use super::error::{ResolveError, RunError};
+use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
+use crate::disk::ResolveFailure;
+use crate::fileref::FileRef;
+use crate::plan::{InputUse, Plan};
+use crate::settings::Settings;
 
-use crate::artifact::{ArtifactError, ArtifactRef, Catalog, Provenance, ResolveOptions};
-use crate::config::LoadedConfig;
-use crate::outcome::Outcome;
-use crate::qemu::QemuCommand;
-
-/// Environment variable: treat unavailable artifacts and inputs as failures, not skips.
-pub const REQUIRE_ARTIFACTS_ENV: &str = "VMHARNESS_REQUIRE_ARTIFACTS";
-
-/// Why a file reference could not be turned into a path.
-#[derive(Debug, Clone)]
-pub enum ResolveFailure {
-    /// Not obtainable here (no network, an input variable unset): the test is skipped, or
-    /// fails when artifacts are required.
-    Unavailable(String),
-    /// Obtainable in principle but broken (checksum mismatch, build failure, bad reference).
-    Failed(String),
-}
-
-impl ResolveFailure {
-    /// The outcome for a run that needed this file for `what` (e.g. `-kernel`).
-    pub fn into_outcome(self, what: &str) -> Outcome {
-        match self {
-            ResolveFailure::Unavailable(reason) if artifacts_required() => Outcome::Infra {
-                reason: format!(
-                    "{what}: {reason} (artifacts are required: {REQUIRE_ARTIFACTS_ENV}=1)"
-                ),
-            },
-            ResolveFailure::Unavailable(reason) => Outcome::Unavailable {
-                reason: format!("{what}: {reason}"),
-            },
-            ResolveFailure::Failed(reason) => Outcome::Infra {
-                reason: format!("{what}: {reason}"),
-            },
-        }
-    }
-}
-
-/// Whether unavailable artifacts must fail the run (`VMHARNESS_REQUIRE_ARTIFACTS=1`).
-pub fn artifacts_required() -> bool {
-    crate::artifact::require_artifacts()
-}
-
-/// Maps a config's file reference to a host path.
+/// Maps a config's `artifact:` references to verified host paths (the seam tests and
+/// benchmarks replace).
 pub trait FileResolver: Sync {
-    /// Resolves `reference`; relative paths are relative to `base` (the config's directory).
-    fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure>;
+    /// The host path of one artifact file.
+    fn artifact(&self, reference: &ArtifactRef) -> Result<PathBuf, ResolveError>;
 
     /// What the artifacts resolved so far were (key, output sha256, package versions).
     fn booted(&self) -> Vec<Provenance> {
@@ -58,22 +23,29 @@ pub trait FileResolver: Sync {
     }
 }
 
-/// Resolves `artifact:name/file` through the guest catalog (verified against `guests.lock`),
-/// `env:VAR` (the variable holds a path) and plain paths.
+/// Resolves `artifact:name/file` through the guest catalog, verified against `guests.lock`.
 pub struct Resolver {
-    catalog: Result<Catalog, String>,
+    catalog: Result<Catalog, Arc<crate::artifact::ArtifactError>>,
     options: ResolveOptions,
     booted: Mutex<Vec<Provenance>>,
 }
 
 impl Resolver {
-    /// A resolver over `<workspace>/guests` with options from the environment.
-    pub fn from_env() -> Self {
+    /// A resolver over the settings' `guests/` with their artifact options.
+    pub fn from_settings(settings: &Settings) -> Self {
         Resolver {
-            catalog: Catalog::load_default().map_err(|err| err.to_string()),
-            options: ResolveOptions::from_env(),
+            catalog: Catalog::load(&settings.guests_dir()).map_err(Arc::new),
+            options: settings.artifacts.clone(),
             booted: Mutex::default(),
         }
+    }
+
+    /// A resolver from [`Settings::from_env`] (defaults for the workspace if the environment
+    /// is unusable: the run itself reports that).
+    pub fn from_env() -> Self {
+        let settings = Settings::from_env()
+            .unwrap_or_else(|_| Settings::defaults(crate::paths::workspace_root()));
+        Resolver::from_settings(&settings)
     }
 
     /// A resolver over a given catalog.
@@ -84,23 +56,17 @@ impl Resolver {
             booted: Mutex::default(),
         }
     }
+}
 
-    fn artifact(&self, reference: &str) -> Result<PathBuf, ResolveFailure> {
-        let catalog = self.catalog.as_ref().map_err(|err| {
-            ResolveFailure::Failed(format!("cannot load the guest catalog: {err}"))
-        })?;
-        let parsed: ArtifactRef = reference
-            .parse()
-            .map_err(|err: ArtifactError| ResolveFailure::Failed(err.to_string()))?;
+impl FileResolver for Resolver {
+    fn artifact(&self, reference: &ArtifactRef) -> Result<PathBuf, ResolveError> {
+        let catalog = self
+            .catalog
+            .as_ref()
+            .map_err(|err| ResolveError::Catalog(err.clone()))?;
         let (path, provenance) = catalog
-            .resolve_ref_with_provenance(&parsed, &self.options)
-            .map_err(|err| {
-                if err.is_unavailable() {
-                    ResolveFailure::Unavailable(err.to_string())
-                } else {
-                    ResolveFailure::Failed(err.to_string())
-                }
-            })?;
+            .resolve_ref_with_provenance(reference, &self.options)
+            .map_err(|err| ResolveError::Artifact(Box::new(err)))?;
         if let Ok(mut booted) = self.booted.lock() {
             if !booted.iter().any(|b| b.artifact == provenance.artifact) {
                 booted.push(provenance);
@@ -108,68 +74,94 @@ impl Resolver {
         }
         Ok(path)
     }
-}
-
-impl FileResolver for Resolver {
-    fn resolve(&self, reference: &str, base: &Path) -> Result<PathBuf, ResolveFailure> {
-        if reference.starts_with("artifact:") {
-            return self.artifact(reference);
-        }
-        if let Some(var) = reference.strip_prefix("env:") {
-            return match std::env::var_os(var) {
-                Some(value) if !value.is_empty() => Ok(base.join(PathBuf::from(value))),
-                _ => Err(ResolveFailure::Unavailable(format!(
-                    "environment variable {var} is not set (it names the file to use)"
-                ))),
-            };
-        }
-        Ok(base.join(reference))
-    }
 
     fn booted(&self) -> Vec<Provenance> {
         self.booted.lock().map(|b| b.clone()).unwrap_or_default()
     }
 }
 
-/// Builds the config's `[disk]` image in `temp` and attaches it.
-pub fn attach_disk(
-    loaded: &LoadedConfig,
+/// One reference as a host path: artifacts through `resolver`, `env:` through the settings'
+/// variables, paths relative to `base`.
+pub fn resolve_ref(
+    reference: &FileRef,
+    base: &Path,
     resolver: &dyn FileResolver,
+    settings: &Settings,
+) -> Result<PathBuf, ResolveError> {
+    match reference {
+        FileRef::Artifact(artifact) => resolver.artifact(artifact),
+        FileRef::Env(var) => settings
+            .var(var)
+            .map(|value| base.join(value))
+            .ok_or_else(|| ResolveError::EnvUnset { var: var.clone() }),
+        FileRef::Path(path) => Ok(base.join(path)),
+    }
+}
+
+/// The plan's inputs as host paths.
+pub struct ResolvedInputs(Vec<(InputUse, FileRef, PathBuf)>);
+
+impl ResolvedInputs {
+    /// The path of the input used as `used`.
+    pub fn path(&self, used: &InputUse) -> Option<PathBuf> {
+        self.0
+            .iter()
+            .find(|(u, _, _)| u == used)
+            .map(|(_, _, p)| p.clone())
+    }
+
+    fn by_reference(&self, reference: &FileRef) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(_, r, _)| r == reference)
+            .map(|(_, _, p)| p.as_path())
+    }
+}
+
+/// Resolves every input of `plan`, in config order; the first failure ends it.
+pub fn inputs(
+    plan: &Plan,
+    resolver: &dyn FileResolver,
+    settings: &Settings,
+) -> Result<ResolvedInputs, RunError> {
+    let base = plan.loaded.base_dir();
+    let mut resolved = Vec::with_capacity(plan.inputs.len());
+    for input in &plan.inputs {
+        let path = resolve_ref(&input.reference, base, resolver, settings).map_err(|source| {
+            RunError::Resolve {
+                what: input.used_as.to_string(),
+                reference: input.reference.clone(),
+                source,
+                required: settings.require_artifacts,
+            }
+        })?;
+        resolved.push((input.used_as.clone(), input.reference.clone(), path));
+    }
+    Ok(ResolvedInputs(resolved))
+}
+
+/// Builds the plan's `[disk]` image in `temp` from resolved inputs; `None` without a disk.
+pub fn build_disk(
+    plan: &Plan,
+    files: &ResolvedInputs,
+    settings: &Settings,
     temp: &Path,
-    command: &mut QemuCommand,
-) -> Result<(), Outcome> {
-    let Some(spec) = &loaded.config.disk else {
-        return Ok(());
-    };
-    let base = loaded.base_dir();
-    // The first file that could not be resolved decides the outcome, as for -kernel.
-    let unresolved = std::cell::RefCell::new(None);
-    let resolve = |source: &str| -> Result<PathBuf, String> {
-        resolver.resolve(source, base).map_err(|failure| {
-            let text = match &failure {
-                ResolveFailure::Unavailable(reason) | ResolveFailure::Failed(reason) => {
-                    reason.clone()
-                }
-            };
-            unresolved.borrow_mut().get_or_insert(failure);
-            text
-        })
+) -> Result<Option<PathBuf>, RunError> {
+    let Some(spec) = &plan.disk else {
+        return Ok(None);
     };
     let image = temp.join("disk.img");
-    match spec.build(&resolve, &image) {
-        Ok(built) => {
-            command.args(spec.qemu_args(&built.path));
-            Ok(())
-        }
-        Err(err) => Err(match unresolved.into_inner() {
-            Some(failure) => failure.into_outcome("[disk]"),
-            // The config asks for an image that cannot be built: the test definition is wrong.
-            None => Outcome::Fail {
-                reason: format!(
-                    "cannot build the [disk] image for {}: {err}",
-                    loaded.path.display()
-                ),
-            },
-        }),
+    // Every source was resolved above; a miss would be a bug, reported rather than hidden.
+    let lookup = |reference: &FileRef| -> Result<PathBuf, ResolveFailure> {
+        files
+            .by_reference(reference)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| format!("`{reference}` was not among the resolved inputs").into())
+    };
+    let mut builder = spec.builder(&lookup).map_err(RunError::Disk)?;
+    if let Some(epoch) = settings.source_date_epoch {
+        builder = builder.timestamp(epoch);
     }
+    let built = builder.build(&image).map_err(RunError::Disk)?;
+    Ok(Some(built.path))
 }

@@ -5,61 +5,16 @@
 //! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
 //! has no materialized cache entry. The run path still verifies everything.
 
-use std::fmt;
-
 use crate::artifact::cache::{read_sums, Cache};
 use crate::artifact::debian::{self, Refresh};
 use crate::artifact::key::recipe_key;
-use crate::artifact::{ArtifactRef, Catalog, Network, ResolveOptions, Source};
+use crate::artifact::{Catalog, Network, ResolveOptions, Source};
 use crate::config::LoadedConfig;
+use crate::fileref::FileRef;
+use crate::plan::Plan;
+use crate::settings::Settings;
 
-/// Environment variables nextest sets in every process it starts (listing and tests).
-const NEXTEST_ENV: [&str; 2] = ["NEXTEST", "NEXTEST_RUN_ID"];
-
-/// One input a config needs that this machine lacks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
-    /// An `env:VAR` reference whose variable is unset or empty.
-    EnvUnset {
-        /// Where the config uses it (`-kernel`, `[disk] /a.bin`).
-        what: String,
-        /// The variable.
-        var: String,
-    },
-    /// An artifact that must come from the network and is not in the cache.
-    NotCached {
-        /// Where the config uses it.
-        what: String,
-        /// The artifact name.
-        artifact: String,
-    },
-}
-
-impl Unavailable {
-    /// All reasons in one line, `; `-separated.
-    pub fn join(reasons: &[Unavailable]) -> String {
-        reasons
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Unavailable::EnvUnset { what, var } => {
-                write!(f, "{what}: environment variable {var} is not set")
-            }
-            Unavailable::NotCached { what, artifact } => write!(
-                f,
-                "{what}: artifact `{artifact}` needs the network and is not cached \
-                 (`cargo xtask guests fetch {artifact}`)"
-            ),
-        }
-    }
-}
+pub use crate::run::MissingInput as Unavailable;
 
 /// What the listing-time check knows about this process: the catalog, cache and mode.
 pub struct Check {
@@ -67,34 +22,19 @@ pub struct Check {
     options: ResolveOptions,
     required: bool,
     nextest: bool,
+    settings: Settings,
 }
 
 impl Check {
-    /// A check with options, the artifacts-required switch and nextest detection from the
-    /// environment. Without a catalog, artifacts are not checked (the run reports the error).
-    pub fn from_env(catalog: Option<Catalog>) -> Self {
+    /// A check with the settings' artifact options, artifacts-required switch and nextest
+    /// detection. Without a catalog, artifacts are not checked (the run reports the error).
+    pub fn new(catalog: Option<Catalog>, settings: &Settings) -> Self {
         Check {
             catalog,
-            options: ResolveOptions::from_env(),
-            required: crate::run::artifacts_required(),
-            nextest: NEXTEST_ENV
-                .iter()
-                .any(|var| std::env::var_os(var).is_some()),
-        }
-    }
-
-    /// A check with explicit settings (for tests and other frontends).
-    pub fn new(
-        catalog: Option<Catalog>,
-        options: ResolveOptions,
-        required: bool,
-        nextest: bool,
-    ) -> Self {
-        Check {
-            catalog,
-            options,
-            required,
-            nextest,
+            options: settings.artifacts.clone(),
+            required: settings.require_artifacts,
+            nextest: settings.nextest,
+            settings: settings.clone(),
         }
     }
 
@@ -110,22 +50,32 @@ impl Check {
         if self.required {
             return Vec::new();
         }
-        references(loaded)
-            .into_iter()
-            .filter_map(|(what, reference)| {
-                if let Some(var) = reference.strip_prefix("env:") {
-                    let set = std::env::var_os(var).is_some_and(|v| !v.is_empty());
-                    return (!set).then(|| Unavailable::EnvUnset {
-                        what,
-                        var: var.to_string(),
-                    });
+        let Ok(plan) = Plan::new(loaded, &self.settings) else {
+            return Vec::new();
+        };
+        plan.inputs
+            .iter()
+            .filter_map(|input| {
+                let what = input.used_as.to_string();
+                match &input.reference {
+                    FileRef::Env(var) => {
+                        self.settings
+                            .var(var)
+                            .is_none()
+                            .then(|| Unavailable::EnvUnset {
+                                what,
+                                var: var.clone(),
+                            })
+                    }
+                    FileRef::Artifact(artifact) => {
+                        self.needs_download(&artifact.name)
+                            .then(|| Unavailable::NotCached {
+                                what,
+                                artifact: artifact.name.clone(),
+                            })
+                    }
+                    FileRef::Path(_) => None,
                 }
-                let parsed: ArtifactRef = reference.parse().ok()?;
-                self.needs_download(&parsed.name)
-                    .then_some(Unavailable::NotCached {
-                        what,
-                        artifact: parsed.name,
-                    })
             })
             .collect()
     }
@@ -185,26 +135,4 @@ impl Check {
                 .all(|output| dir.join(output).is_file());
         !cached
     }
-}
-
-/// Every file reference in a config, with where it is used.
-fn references(loaded: &LoadedConfig) -> Vec<(String, &str)> {
-    let qemu = &loaded.config.qemu;
-    let mut refs: Vec<(String, &str)> = [
-        ("-bios", &qemu.bios),
-        ("-kernel", &qemu.kernel),
-        ("-initrd", &qemu.initrd),
-    ]
-    .into_iter()
-    .filter_map(|(option, value)| value.as_deref().map(|v| (option.to_string(), v)))
-    .collect();
-    if let Some(disk) = &loaded.config.disk {
-        refs.extend(disk.entries.iter().filter_map(|entry| {
-            entry
-                .source
-                .as_deref()
-                .map(|source| (format!("[disk] {}", entry.dest), source))
-        }));
-    }
-    refs
 }

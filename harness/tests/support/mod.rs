@@ -7,6 +7,7 @@ use vmharness::arch::Arch;
 use vmharness::config::LoadedConfig;
 use vmharness::outcome::Report;
 use vmharness::run::{self, Resolver, RunOptions};
+use vmharness::settings::Settings;
 
 /// QEMU arguments that select a selftest scenario (fw_cfg; riscv64 `virt` in QEMU 7.2 has no
 /// fw_cfg, so the guest reads its command line there).
@@ -30,11 +31,23 @@ pub fn selftest_config(dir: &Path, name: &str, arch: Arch, scenario: &str, rest:
 
 /// Loads and runs a config with logs under `dir/logs`.
 pub fn run_config(path: &Path) -> Report {
+    run_config_with(path, settings())
+}
+
+/// The environment's settings (the test process's environment must be usable).
+pub fn settings() -> Settings {
+    Settings::from_env().expect("usable environment")
+}
+
+/// Loads and runs a config with explicit settings, logs under `dir/logs`.
+pub fn run_config_with(path: &Path, settings: Settings) -> Report {
     let loaded: LoadedConfig = vmharness::config::load(path).expect("config loads");
     let log_dir = path.parent().unwrap().join("logs").join(&loaded.name);
+    let resolver = Resolver::from_settings(&settings);
     let options = RunOptions {
         log_dir: Some(log_dir),
+        settings: Some(settings),
         ..RunOptions::default()
     };
-    run::run(&loaded, &Resolver::from_env(), options)
+    run::run(&loaded, &resolver, options)
 }

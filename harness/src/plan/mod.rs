@@ -1,0 +1,351 @@
+//! [`Plan`]: one loaded config and the settings turned into what a run needs, in typed form —
+//! the QEMU settings before files are resolved, every file input with where it is used, the
+//! deadlines with their one scaling rule, and the judge's expectations.
+
+mod deadlines;
+
+use std::path::PathBuf;
+
+use crate::arch::{Arch, ExitDevice};
+use regex::Regex;
+
+use crate::config::{AccelChoice, LoadedConfig, Location, Step};
+use crate::disk::DiskSpec;
+use crate::fileref::FileRef;
+use crate::qemu::{Accel, DiskAttachment, ExtraArg, QemuSpec, HOST_CPU};
+use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
+use crate::settings::Settings;
+
+pub use deadlines::{scale_duration, Deadlines, Timeouts, NEVER};
+
+/// A config that cannot run as written (class Fail: retrying cannot fix it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// `cpu = "host"` where the run uses TCG.
+    #[error("{location}: `qemu.cpu = \"host\"` needs KVM, but this run uses TCG ({why}): drop `cpu` or run where KVM works")]
+    HostCpuUnderTcg {
+        /// Where `cpu` is set.
+        location: Location,
+        /// Why TCG (an override, or the KVM probe's answer).
+        why: String,
+    },
+}
+
+/// Where a file input is used: which QEMU option or disk entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputUse {
+    /// `bios`.
+    Bios,
+    /// `kernel`.
+    Kernel,
+    /// `initrd`.
+    Initrd,
+    /// `pflash`, by index.
+    Pflash(usize),
+    /// A `[disk]` entry, by its destination.
+    Disk(String),
+}
+
+impl std::fmt::Display for InputUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputUse::Bios => f.write_str("-bios"),
+            InputUse::Kernel => f.write_str("-kernel"),
+            InputUse::Initrd => f.write_str("-initrd"),
+            InputUse::Pflash(index) => write!(f, "-pflash #{}", index + 1),
+            InputUse::Disk(dest) => write!(f, "[disk] {dest}"),
+        }
+    }
+}
+
+/// One file the config needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Where it is used.
+    pub used_as: InputUse,
+    /// The reference as written.
+    pub reference: FileRef,
+}
+
+/// QEMU settings before the accelerator is chosen and files are resolved.
+#[derive(Debug, Clone)]
+pub struct QemuPlan {
+    /// The binary as configured (a name on `PATH` or a path).
+    pub binary: String,
+    /// `-M`.
+    pub machine: String,
+    /// `-cpu` as configured; unset takes the arch's default for the accelerator.
+    pub cpu: Option<String>,
+    /// `-m`.
+    pub memory: String,
+    /// `-smp`.
+    pub smp: Option<u32>,
+    /// `-append`.
+    pub append: Option<String>,
+    /// The arch's exit channel, unless the config turned it off.
+    pub exit_device: Option<ExitDevice>,
+    /// The config's `args`, then a frontend's extra arguments.
+    pub extra: Vec<String>,
+}
+
+/// Everything a run of one config needs, short of resolved files and the accelerator.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config.
+    pub loaded: LoadedConfig,
+    /// Guest architecture.
+    pub arch: Arch,
+    /// The accelerator choice after overrides (frontend, then `VMHARNESS_ACCEL`, then config).
+    pub accel: AccelChoice,
+    /// Which override decided `accel`, for messages.
+    pub accel_source: &'static str,
+    /// QEMU settings.
+    pub qemu: QemuPlan,
+    /// Every file input, in config order.
+    pub inputs: Vec<Input>,
+    /// The disk to build, if any.
+    pub disk: Option<DiskSpec>,
+    /// Deadlines before scaling.
+    pub deadlines: Deadlines,
+    /// `ignore = "why"`.
+    pub ignore: Option<String>,
+}
+
+impl Plan {
+    /// The plan for `loaded` under `settings`.
+    pub fn new(loaded: &LoadedConfig, settings: &Settings) -> Result<Plan, PlanError> {
+        let config = &loaded.config;
+        let spec = config.arch.spec();
+        let qemu = &config.qemu;
+        let mut inputs: Vec<Input> = [
+            (InputUse::Bios, &qemu.bios),
+            (InputUse::Kernel, &qemu.kernel),
+            (InputUse::Initrd, &qemu.initrd),
+        ]
+        .into_iter()
+        .filter_map(|(used_as, reference)| {
+            reference
+                .clone()
+                .map(|reference| Input { used_as, reference })
+        })
+        .collect();
+        inputs.extend(
+            qemu.pflash
+                .iter()
+                .enumerate()
+                .map(|(index, reference)| Input {
+                    used_as: InputUse::Pflash(index),
+                    reference: reference.clone(),
+                }),
+        );
+        if let Some(disk) = &config.disk {
+            inputs.extend(disk.entries.iter().filter_map(|entry| {
+                entry.source.clone().map(|reference| Input {
+                    used_as: InputUse::Disk(entry.dest.clone()),
+                    reference,
+                })
+            }));
+        }
+        let (accel, accel_source) = match settings.accel {
+            Some(choice) => (choice, "VMHARNESS_ACCEL"),
+            None => (config.accel, "accel"),
+        };
+        let plan = Plan {
+            loaded: loaded.clone(),
+            arch: config.arch,
+            accel,
+            accel_source,
+            qemu: QemuPlan {
+                binary: qemu
+                    .binary
+                    .clone()
+                    .unwrap_or_else(|| spec.qemu_binary.to_string()),
+                machine: qemu
+                    .machine
+                    .clone()
+                    .unwrap_or_else(|| spec.machine.to_string()),
+                cpu: qemu.cpu.clone(),
+                memory: qemu
+                    .memory
+                    .clone()
+                    .unwrap_or_else(|| spec.memory.to_string()),
+                smp: qemu.smp,
+                append: qemu.append.clone(),
+                exit_device: qemu.exit_device.unwrap_or(true).then_some(spec.exit_device),
+                extra: qemu.args.clone(),
+            },
+            inputs,
+            disk: config.disk.clone(),
+            deadlines: Deadlines::new(&config.timeouts, settings.timeout_scale),
+            ignore: config.ignore.clone(),
+        };
+        plan.check_accel()?;
+        Ok(plan)
+    }
+
+    /// Forces the accelerator (a frontend's `--accel`).
+    pub fn set_accel(&mut self, choice: AccelChoice) -> Result<(), PlanError> {
+        self.accel = choice;
+        self.accel_source = "--accel";
+        self.check_accel()
+    }
+
+    /// An explicit TCG choice with `cpu = "host"` cannot work anywhere.
+    fn check_accel(&self) -> Result<(), PlanError> {
+        match self.accel {
+            AccelChoice::Tcg => self.check_cpu(Accel::Tcg, &format!("{} = tcg", self.accel_source)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The CPU model for `accel`: the configured one, or the arch's default for it. `host`
+    /// under TCG is a [`PlanError`] naming `why` TCG was chosen.
+    pub fn check_cpu(&self, accel: Accel, why: &str) -> Result<(), PlanError> {
+        if accel == Accel::Tcg && self.qemu.cpu.as_deref() == Some(HOST_CPU) {
+            return Err(PlanError::HostCpuUnderTcg {
+                location: self.loaded.locate(&["qemu", "cpu"]),
+                why: why.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The CPU model for `accel`.
+    pub fn cpu(&self, accel: Accel) -> String {
+        let spec = self.arch.spec();
+        match (&self.qemu.cpu, accel) {
+            (Some(cpu), _) => cpu.clone(),
+            (None, Accel::Kvm) => spec.kvm_cpu.to_string(),
+            (None, Accel::Tcg) => spec.tcg_cpu.to_string(),
+        }
+    }
+
+    /// The judge's expectations, with every step deadline scaled for `accel`.
+    pub fn expectations(&self, accel: Accel) -> Expectations {
+        let console = &self.loaded.config.console;
+        let deadlines = &self.deadlines;
+        let steps = console
+            .steps
+            .iter()
+            .cloned()
+            .map(|step| match step {
+                Step::Expect { pattern, timeout } => Step::Expect {
+                    pattern,
+                    timeout: timeout.map(|d| deadlines.scaled(d, accel)),
+                },
+                Step::ExpectNot { pattern, timeout } => Step::ExpectNot {
+                    pattern,
+                    timeout: timeout.map(|d| deadlines.window(d, accel)),
+                },
+                send => send,
+            })
+            .collect();
+        let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
+            .iter()
+            .filter_map(|p| Regex::new(p).ok())
+            .collect();
+        panic_patterns.extend(console.panic_patterns.iter().map(|p| p.0.clone()));
+        Expectations {
+            banner: console.banner.clone(),
+            steps,
+            success: console.success.clone(),
+            panic_patterns,
+            allow: console.allow.iter().map(|p| p.0.clone()).collect(),
+            exit_code: console.exit_code,
+            step_timeout: deadlines.scaled(deadlines.step, accel),
+            line_ending: console.line_ending.clone().unwrap_or_else(|| "\r".into()),
+        }
+    }
+
+    /// The QEMU spec for `binary` and `accel`, with each input's resolved path from
+    /// `path_of` and the built disk image, if any.
+    pub fn qemu_spec(
+        &self,
+        binary: PathBuf,
+        accel: Accel,
+        path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
+        disk_image: Option<PathBuf>,
+    ) -> QemuSpec {
+        let mut spec = QemuSpec::new(
+            binary,
+            &self.qemu.machine,
+            accel,
+            &self.cpu(accel),
+            &self.qemu.memory,
+        );
+        spec.smp = self.qemu.smp;
+        spec.bios = path_of(&InputUse::Bios);
+        spec.kernel = path_of(&InputUse::Kernel);
+        spec.initrd = path_of(&InputUse::Initrd);
+        spec.pflash = (0..self.loaded.config.qemu.pflash.len())
+            .filter_map(|index| path_of(&InputUse::Pflash(index)))
+            .collect();
+        spec.append = self.qemu.append.clone();
+        spec.exit_device = self.qemu.exit_device;
+        spec.disk = match (disk_image, &self.disk) {
+            (Some(image), Some(disk)) => Some(DiskAttachment {
+                image,
+                device: disk.attach.driver().to_string(),
+            }),
+            _ => None,
+        };
+        spec.extra = ExtraArg::parse_all(&self.qemu.extra);
+        spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> LoadedConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        crate::config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn inputs_name_where_each_file_is_used() {
+        let plan = Plan::new(
+            &loaded(
+                "arch = \"x86_64\"\n[qemu]\nkernel = \"artifact:a/k\"\npflash = [\"c.fd\", \"env:VARS\"]\n[disk]\n[[disk.entries]]\ndest = \"/x\"\nsource = \"x.bin\"\n",
+            ),
+            &Settings::defaults("/w"),
+        )
+        .unwrap();
+        let inputs: Vec<String> = plan
+            .inputs
+            .iter()
+            .map(|i| format!("{} {}", i.used_as, i.reference))
+            .collect();
+        assert_eq!(
+            inputs,
+            [
+                "-kernel artifact:a/k",
+                "-pflash #1 c.fd",
+                "-pflash #2 env:VARS",
+                "[disk] /x x.bin"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_cpu_under_forced_tcg_is_a_located_plan_error() {
+        let config = loaded("arch = \"x86_64\"\n[qemu]\ncpu = \"host\"\n");
+        let mut settings = Settings::defaults("/w");
+        settings.accel = Some(AccelChoice::Tcg);
+        let err = Plan::new(&config, &settings).unwrap_err().to_string();
+        assert!(
+            err.contains("t.toml:3:7: `qemu.cpu = \"host\"` needs KVM"),
+            "{err}"
+        );
+        assert!(err.contains("VMHARNESS_ACCEL = tcg"), "{err}");
+        let mut plan = Plan::new(&config, &Settings::defaults("/w")).unwrap();
+        assert!(plan
+            .set_accel(AccelChoice::Tcg)
+            .unwrap_err()
+            .to_string()
+            .contains("--accel = tcg"));
+    }
+}

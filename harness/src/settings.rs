@@ -1,0 +1,450 @@
+//! [`Settings`]: the one place vmharness reads its environment. Everything else receives the
+//! values; a frontend can also build settings explicitly ([`Settings::defaults`]).
+//!
+//! | variable | field | meaning |
+//! |---|---|---|
+//! | `VMHARNESS_ROOT` | `root` | the workspace (holds `vm-configs/`, `guests/`) |
+//! | `CARGO_TARGET_DIR` | `target_dir` | where logs, caches and temp dirs live (`<target>/vmharness`) |
+//! | `VMHARNESS_CACHE` | `artifacts.cache_dir` | the artifact cache |
+//! | `VMHARNESS_ACCEL` | `accel` | `auto`, `kvm` or `tcg` for every config |
+//! | `VMHARNESS_ARCH` | `arch` | only configs for this arch become trials |
+//! | `VMHARNESS_TIMEOUT_SCALE` | `timeout_scale` | multiplies every deadline (a positive number) |
+//! | `VMHARNESS_INFRA_RETRIES` | `infra_retries` | retries of an infrastructure failure (default 1) |
+//! | `VMHARNESS_KVM_PROBE_TIMEOUT` | `kvm_probe_timeout` | seconds the KVM probe guest may take (default 10) |
+//! | `VMHARNESS_REMOTE` | `remote` | run QEMU on `user@host[:port]` over ssh |
+//! | `VMHARNESS_REMOTE_IDENTITY` | `remote.identity` | ssh identity file |
+//! | `VMHARNESS_REMOTE_SSH_OPTIONS` | `remote.ssh_options` | extra `ssh -o` options, shell words |
+//! | `VMHARNESS_REQUIRE_ARTIFACTS` | `require_artifacts` | `1`: an unavailable input fails instead of skipping |
+//! | `VMHARNESS_OFFLINE` | `artifacts.network` | `1`: never download |
+//! | `VMHARNESS_LOCKED`, `CI` | `artifacts.lock_mode` | `strict`; `1` or `CI=true`: locked |
+//! | `VMHARNESS_ARTIFACT_MIRROR` | `artifacts.mirror` | download URL prefix |
+//! | `VMHARNESS_DEBIAN_MIRROR`, `VMHARNESS_DEBIAN_SECURITY_MIRROR` | `artifacts.debian` | Debian archive mirrors |
+//! | `VMHARNESS_APT_MAX_AGE` | `artifacts.debian.max_age` | refresh package lists older than this (`1h`) |
+//! | `VMHARNESS_DOWNLOAD_TIMEOUT` | `artifacts.download.deadline` | one download's deadline (`20m`) |
+//! | `VMHARNESS_DOWNLOAD_MAX_BYTES` | `artifacts.download.max_bytes` | one download's size cap |
+//! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
+//! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
+//!
+//! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::arch::Arch;
+use crate::artifact::{LockMode, Network, ResolveOptions};
+use crate::config::AccelChoice;
+use crate::remote::Remote;
+
+/// The variable that forces an accelerator for every config.
+pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
+/// The variable that keeps only one arch's configs.
+pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
+
+/// A variable with a value vmharness cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}=`{value}`: {expected}")]
+pub struct BadVariable {
+    /// The variable.
+    pub var: String,
+    /// Its value.
+    pub value: String,
+    /// What it must be.
+    pub expected: String,
+}
+
+/// Every variable with an unusable value (all of them, so one run shows every mistake).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct SettingsError(pub Vec<BadVariable>);
+
+/// Everything the environment decides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The workspace root.
+    pub root: PathBuf,
+    /// The cargo target directory.
+    pub target_dir: PathBuf,
+    /// Overrides every config's `accel` (a frontend's own option still wins).
+    pub accel: Option<AccelChoice>,
+    /// Only configs for this arch become trials.
+    pub arch: Option<Arch>,
+    /// Multiplies every deadline.
+    pub timeout_scale: f64,
+    /// How often an infrastructure failure is retried.
+    pub infra_retries: u32,
+    /// The KVM probe guest's deadline.
+    pub kvm_probe_timeout: Duration,
+    /// Run QEMU on this host.
+    pub remote: Option<Remote>,
+    /// The ssh identity file for remote hosts.
+    pub remote_identity: Option<PathBuf>,
+    /// Extra `ssh -o` options for remote hosts.
+    pub remote_ssh_options: Vec<String>,
+    /// Unavailable inputs fail (INFRA) instead of skipping.
+    pub require_artifacts: bool,
+    /// How artifacts are resolved (cache, lock mode, network, mirrors, limits).
+    pub artifacts: ResolveOptions,
+    /// File timestamps on built disks (seconds since the epoch).
+    pub source_date_epoch: Option<u64>,
+    /// Running under nextest.
+    pub nextest: bool,
+    vars: BTreeMap<String, OsString>,
+}
+
+impl Settings {
+    /// Settings for `root` with every default and an empty variable snapshot.
+    pub fn defaults(root: impl Into<PathBuf>) -> Settings {
+        let root = root.into();
+        let target_dir = root.join("target");
+        let cache = target_dir.join("vmharness").join("cache");
+        Settings {
+            root,
+            target_dir,
+            accel: None,
+            arch: None,
+            timeout_scale: 1.0,
+            infra_retries: 1,
+            kvm_probe_timeout: crate::accel::DEFAULT_PROBE_TIMEOUT,
+            remote: None,
+            remote_identity: None,
+            remote_ssh_options: Vec::new(),
+            require_artifacts: false,
+            artifacts: ResolveOptions::new(cache),
+            source_date_epoch: None,
+            nextest: false,
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        let vars: BTreeMap<String, OsString> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+            .collect();
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Settings::from_vars(vars, &cwd)
+    }
+
+    /// Settings from a variable snapshot; relative paths are taken against `cwd`.
+    pub fn from_vars(
+        vars: BTreeMap<String, OsString>,
+        cwd: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let mut reader = Reader {
+            vars: &vars,
+            bad: Vec::new(),
+        };
+        let root = match reader.text("VMHARNESS_ROOT") {
+            Some(root) => cwd.join(root),
+            None => find_root(reader.text("CARGO_MANIFEST_DIR").map(PathBuf::from), cwd),
+        };
+        let mut settings = Settings::defaults(&root);
+        if let Some(target) = reader.text("CARGO_TARGET_DIR") {
+            settings.target_dir = root.join(target);
+        }
+        let cache = match reader.text("VMHARNESS_CACHE") {
+            Some(cache) => root.join(cache),
+            None => settings.state_dir().join("cache"),
+        };
+        settings.artifacts = ResolveOptions::new(cache);
+        settings.accel = reader.parse(ACCEL_ENV, "auto, kvm or tcg");
+        settings.arch = reader.parse(ARCH_ENV, "x86_64, aarch64 or riscv64");
+        if let Some(scale) = reader.parse::<f64>("VMHARNESS_TIMEOUT_SCALE", "a positive number") {
+            match scale.is_finite() && scale > 0.0 && scale <= MAX_SCALE {
+                true => settings.timeout_scale = scale,
+                false => reader.reject(
+                    "VMHARNESS_TIMEOUT_SCALE",
+                    &format!("a positive number up to {MAX_SCALE}"),
+                ),
+            }
+        }
+        if let Some(retries) = reader.parse("VMHARNESS_INFRA_RETRIES", "a whole number") {
+            settings.infra_retries = retries;
+        }
+        if let Some(secs) = reader.parse::<f64>("VMHARNESS_KVM_PROBE_TIMEOUT", "seconds") {
+            match Duration::try_from_secs_f64(secs) {
+                Ok(timeout) if secs > 0.0 => settings.kvm_probe_timeout = timeout,
+                _ => reader.reject(
+                    "VMHARNESS_KVM_PROBE_TIMEOUT",
+                    "a positive number of seconds",
+                ),
+            }
+        }
+        settings.remote_identity = reader.text("VMHARNESS_REMOTE_IDENTITY").map(PathBuf::from);
+        if let Some(options) = reader.text("VMHARNESS_REMOTE_SSH_OPTIONS") {
+            match shell_words::split(&options) {
+                Ok(options) => settings.remote_ssh_options = options,
+                Err(_) => reader.reject("VMHARNESS_REMOTE_SSH_OPTIONS", "shell words"),
+            }
+        }
+        if let Some(spec) = reader.text("VMHARNESS_REMOTE") {
+            match settings.remote_at(&spec) {
+                Ok(remote) => settings.remote = Some(remote),
+                Err(_) => reader.reject("VMHARNESS_REMOTE", "user@host[:port]"),
+            }
+        }
+        settings.require_artifacts = reader.flag("VMHARNESS_REQUIRE_ARTIFACTS");
+        reader.artifacts(&mut settings.artifacts);
+        settings.source_date_epoch = reader.parse("SOURCE_DATE_EPOCH", "seconds since 1970");
+        settings.nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
+            .iter()
+            .any(|var| vars.contains_key(*var));
+        if !reader.bad.is_empty() {
+            return Err(SettingsError(reader.bad));
+        }
+        settings.vars = vars;
+        Ok(settings)
+    }
+
+    /// Sets one variable of the snapshot `env:` references read (for frontends and tests).
+    pub fn set_var(&mut self, name: &str, value: impl Into<OsString>) {
+        self.vars.insert(name.to_string(), value.into());
+    }
+
+    /// A variable of the snapshot, if set and not empty.
+    pub fn var(&self, name: &str) -> Option<&OsString> {
+        self.vars.get(name).filter(|value| !value.is_empty())
+    }
+
+    /// A remote host `user@host[:port]` with this environment's identity and ssh options.
+    pub fn remote_at(&self, spec: &str) -> Result<Remote, crate::remote::RemoteError> {
+        let mut remote = Remote::parse(spec)?;
+        remote.identity = self.remote_identity.clone();
+        remote.ssh_options = self.remote_ssh_options.clone();
+        Ok(remote)
+    }
+
+    /// vmharness's own state: `<target>/vmharness`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.target_dir.join("vmharness")
+    }
+
+    /// One test's log directory: `<target>/vmharness/logs/<test>`.
+    pub fn log_dir(&self, test: &str) -> PathBuf {
+        self.state_dir().join("logs").join(test)
+    }
+
+    /// The guest catalog directory: `<root>/guests`.
+    pub fn guests_dir(&self) -> PathBuf {
+        self.root.join("guests")
+    }
+
+    /// The VM config directory: `<root>/vm-configs`.
+    pub fn configs_dir(&self) -> PathBuf {
+        self.root.join("vm-configs")
+    }
+}
+
+/// The largest timeout scale accepted: a week for a one-second step is plenty.
+pub const MAX_SCALE: f64 = 1e6;
+
+/// The nearest ancestor of `manifest_dir` or `cwd` that holds `vm-configs/`, else `cwd`.
+fn find_root(manifest_dir: Option<PathBuf>, cwd: &Path) -> PathBuf {
+    [manifest_dir, Some(cwd.to_path_buf())]
+        .into_iter()
+        .flatten()
+        .find_map(|start| {
+            start
+                .ancestors()
+                .find(|dir| dir.join("vm-configs").is_dir())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| cwd.to_path_buf())
+}
+
+struct Reader<'a> {
+    vars: &'a BTreeMap<String, OsString>,
+    bad: Vec<BadVariable>,
+}
+
+impl Reader<'_> {
+    /// A set, non-blank variable as text (a non-UTF-8 value is rejected).
+    fn text(&mut self, name: &str) -> Option<String> {
+        let value = self.vars.get(name)?;
+        match value.to_str() {
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => Some(text.trim().to_string()),
+            None => {
+                self.bad.push(BadVariable {
+                    var: name.into(),
+                    value: value.to_string_lossy().into_owned(),
+                    expected: "UTF-8 text".into(),
+                });
+                None
+            }
+        }
+    }
+
+    fn reject(&mut self, name: &str, expected: &str) {
+        let value = self
+            .vars
+            .get(name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.bad.push(BadVariable {
+            var: name.into(),
+            value,
+            expected: format!("expected {expected}"),
+        });
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, name: &str, expected: &str) -> Option<T> {
+        let text = self.text(name)?;
+        let parsed = text.parse().ok();
+        if parsed.is_none() {
+            self.reject(name, expected);
+        }
+        parsed
+    }
+
+    fn duration(&mut self, name: &str) -> Option<Duration> {
+        let text = self.text(name)?;
+        let parsed = humantime::parse_duration(&text).ok();
+        if parsed.is_none() {
+            self.reject(name, "a duration such as 30s, 20m or 1h");
+        }
+        parsed
+    }
+
+    /// `1` is on; unset, empty or `0` is off; anything else is a mistake.
+    fn flag(&mut self, name: &str) -> bool {
+        match self.text(name).as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => {
+                self.reject(name, "1 or 0");
+                false
+            }
+        }
+    }
+
+    fn artifacts(&mut self, options: &mut ResolveOptions) {
+        let ci = self.text("CI").is_some_and(|v| v == "true");
+        options.lock_mode = match self.text("VMHARNESS_LOCKED").as_deref() {
+            Some("strict") => LockMode::Strict,
+            Some("1") => LockMode::Locked,
+            None | Some("0") if ci => LockMode::Locked,
+            None | Some("0") => LockMode::Lenient,
+            Some(_) => {
+                self.reject("VMHARNESS_LOCKED", "strict, 1 or 0");
+                LockMode::Lenient
+            }
+        };
+        if self.flag("VMHARNESS_OFFLINE") {
+            options.network = Network::Offline;
+        }
+        options.mirror = self
+            .text(crate::artifact::MIRROR_ENV)
+            .map(|m| m.trim_end_matches('/').to_string());
+        if let Some(mirror) = self.text("VMHARNESS_DEBIAN_MIRROR") {
+            options.debian.mirror = mirror;
+        }
+        if let Some(mirror) = self.text("VMHARNESS_DEBIAN_SECURITY_MIRROR") {
+            options.debian.security_mirror = mirror;
+        }
+        if let Some(age) = self.duration("VMHARNESS_APT_MAX_AGE") {
+            options.debian.max_age = age;
+        }
+        if let Some(deadline) = self.duration("VMHARNESS_DOWNLOAD_TIMEOUT") {
+            options.download.deadline = deadline;
+        }
+        if let Some(bytes) = self.parse("VMHARNESS_DOWNLOAD_MAX_BYTES", "a number of bytes") {
+            options.download.max_bytes = bytes;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        Settings::from_vars(vars, Path::new("/w"))
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let settings = from(&[("VMHARNESS_ROOT", "/w")]).unwrap();
+        assert_eq!(settings.root, Path::new("/w"));
+        assert_eq!(settings.state_dir(), Path::new("/w/target/vmharness"));
+        assert_eq!(
+            settings.artifacts.cache_dir,
+            Path::new("/w/target/vmharness/cache")
+        );
+        assert_eq!(settings.timeout_scale, 1.0);
+        assert_eq!(settings.infra_retries, 1);
+        assert_eq!(settings.artifacts.lock_mode, LockMode::Lenient);
+        assert!(settings.remote.is_none() && !settings.require_artifacts);
+    }
+
+    #[test]
+    fn values_are_typed() {
+        let settings = from(&[
+            ("VMHARNESS_ROOT", "/w"),
+            ("CARGO_TARGET_DIR", "/t"),
+            ("VMHARNESS_ACCEL", "tcg"),
+            ("VMHARNESS_ARCH", "arm64"),
+            ("VMHARNESS_TIMEOUT_SCALE", "2.5"),
+            ("VMHARNESS_REMOTE", "root@kvm:2222"),
+            ("VMHARNESS_REMOTE_SSH_OPTIONS", "ConnectTimeout=5 'X=a b'"),
+            ("CI", "true"),
+            ("VMHARNESS_OFFLINE", "1"),
+            ("MY_KERNEL", "k.elf"),
+        ])
+        .unwrap();
+        assert_eq!(settings.log_dir("t"), Path::new("/t/vmharness/logs/t"));
+        assert_eq!(settings.accel, Some(AccelChoice::Tcg));
+        assert_eq!(settings.arch, Some(Arch::Aarch64));
+        assert_eq!(settings.timeout_scale, 2.5);
+        let remote = settings.remote.as_ref().unwrap();
+        assert_eq!(remote.port, Some(2222));
+        assert_eq!(remote.ssh_options, ["ConnectTimeout=5", "X=a b"]);
+        assert_eq!(settings.artifacts.lock_mode, LockMode::Locked);
+        assert_eq!(settings.artifacts.network, Network::Offline);
+        assert_eq!(settings.var("MY_KERNEL").unwrap(), "k.elf");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let err = from(&[
+            ("VMHARNESS_ACCEL", "kmv"),
+            ("VMHARNESS_TIMEOUT_SCALE", "inf"),
+            ("VMHARNESS_INFRA_RETRIES", "-1"),
+            ("VMHARNESS_REQUIRE_ARTIFACTS", "yes"),
+            ("VMHARNESS_APT_MAX_AGE", "soon"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.0.iter().map(|b| b.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "VMHARNESS_ACCEL",
+                "VMHARNESS_TIMEOUT_SCALE",
+                "VMHARNESS_INFRA_RETRIES",
+                "VMHARNESS_REQUIRE_ARTIFACTS",
+                "VMHARNESS_APT_MAX_AGE"
+            ]
+        );
+        assert!(
+            err.to_string()
+                .contains("VMHARNESS_ACCEL=`kmv`: expected auto, kvm or tcg"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn huge_and_non_finite_scales_are_rejected() {
+        for value in ["0", "-1", "nan", "inf", "1e300"] {
+            assert!(
+                from(&[("VMHARNESS_TIMEOUT_SCALE", value)]).is_err(),
+                "{value}"
+            );
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! [`ResultRecord`]: what `result.toml` (next to each test's console log) is. Written by the
+//! suite after every trial, read by `cargo xtask ci` and any other pipeline.
+//!
+//! Versioned by `schema`: a reader refuses a newer major version rather than misreading it.
+//! Fields are only added within a version; a removal or change of meaning bumps it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Provenance;
+use crate::config::LoadedConfig;
+use crate::outcome::{Outcome, Report};
+
+/// The `schema` this code writes.
+pub const SCHEMA: u32 = 2;
+
+/// The file name next to the console log.
+pub const FILE_NAME: &str = "result.toml";
+
+/// A test's verdict as a pipeline reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// The record format version ([`SCHEMA`]).
+    pub schema: u32,
+    /// The test name.
+    pub test: String,
+    /// The guest arch.
+    pub arch: String,
+    /// The accelerator used, if one was chosen.
+    pub accel: Option<String>,
+    /// PASS, FAIL, TIMEOUT, INFRA, SKIPPED or UNAVAILABLE.
+    pub outcome: Label,
+    /// The one-line reason.
+    pub detail: String,
+    /// What caused it, outermost first.
+    #[serde(default)]
+    pub causes: Vec<String>,
+    /// Seconds from QEMU's start (or setup) to the verdict.
+    pub elapsed_secs: f64,
+    /// The console log.
+    pub log: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    /// The artifacts the run booted.
+    #[serde(default)]
+    pub booted: Vec<Booted>,
+}
+
+/// An outcome label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Label {
+    /// Every expectation met.
+    Pass,
+    /// The guest or the test definition is wrong.
+    Fail,
+    /// A deadline passed.
+    Timeout,
+    /// The host could not run it.
+    Infra,
+    /// `ignore = "why"`.
+    Skipped,
+    /// An input is missing here.
+    Unavailable,
+}
+
+impl Label {
+    /// The label of an outcome.
+    pub fn of(outcome: &Outcome) -> Label {
+        match outcome.label() {
+            "PASS" => Label::Pass,
+            "FAIL" => Label::Fail,
+            "TIMEOUT" => Label::Timeout,
+            "INFRA" => Label::Infra,
+            "SKIPPED" => Label::Skipped,
+            _ => Label::Unavailable,
+        }
+    }
+
+    /// Whether a pipeline counts it as a failure.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Label::Fail | Label::Timeout | Label::Infra)
+    }
+
+    /// Whether nothing was tested (a skip or a missing input).
+    pub fn is_skip(self) -> bool {
+        matches!(self, Label::Skipped | Label::Unavailable)
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Label::Pass => "PASS",
+            Label::Fail => "FAIL",
+            Label::Timeout => "TIMEOUT",
+            Label::Infra => "INFRA",
+            Label::Skipped => "SKIPPED",
+            Label::Unavailable => "UNAVAILABLE",
+        })
+    }
+}
+
+/// One artifact a run booted (`[[booted]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booted {
+    /// The artifact.
+    pub artifact: String,
+    /// Its recipe key.
+    pub key: String,
+    /// How `guests.lock` judged it (`locked`, `new key`, ...).
+    pub lock: String,
+    /// Whether the lock had not recorded this key (the inputs moved).
+    pub new_key: bool,
+    /// Debian packages consumed, `name version arch sha256:...`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Output file -> sha256.
+    #[serde(default)]
+    pub outputs: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&Provenance> for Booted {
+    fn from(p: &Provenance) -> Self {
+        Booted {
+            artifact: p.artifact.clone(),
+            key: p.key.clone(),
+            lock: p.lock.clone(),
+            new_key: p.new_key,
+            packages: p.packages.clone(),
+            outputs: p.outputs.clone(),
+        }
+    }
+}
+
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file could not be read or written.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a record.
+    #[error("{} is not a result record", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A record of a newer format.
+    #[error("{} has schema {found}; this vmharness reads schema {SCHEMA}", path.display())]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// Its schema.
+        found: u32,
+    },
+}
+
+impl ResultRecord {
+    /// The record of a finished run.
+    pub fn of(report: &Report, loaded: &LoadedConfig) -> ResultRecord {
+        ResultRecord {
+            schema: SCHEMA,
+            test: loaded.name.clone(),
+            arch: loaded.config.arch.to_string(),
+            accel: report.accel.map(|a| a.to_string()),
+            outcome: Label::of(&report.outcome),
+            detail: report.outcome.detail(),
+            causes: report.outcome.causes(),
+            elapsed_secs: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            log: report.log_path.clone(),
+            config: loaded.path.clone(),
+            booted: report.booted.iter().map(Booted::from).collect(),
+        }
+    }
+
+    /// Writes the record next to its console log (atomically: a reader never sees half).
+    pub fn write(&self) -> Result<PathBuf, RecordError> {
+        let dir = self.log.parent().unwrap_or(Path::new("."));
+        let path = dir.join(FILE_NAME);
+        let io = |source| RecordError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let text = toml::to_string(self).map_err(|err| io(std::io::Error::other(err)))?;
+        let temp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+        std::fs::write(&temp, text).map_err(io)?;
+        std::fs::rename(&temp, &path).map_err(io)?;
+        Ok(path)
+    }
+
+    /// Reads a record, refusing other schemas.
+    pub fn read(path: &Path) -> Result<ResultRecord, RecordError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        #[derive(Deserialize)]
+        struct Version {
+            schema: Option<u32>,
+        }
+        let found = toml::from_str::<Version>(&text)
+            .ok()
+            .and_then(|v| v.schema)
+            .unwrap_or(1);
+        if found != SCHEMA {
+            return Err(RecordError::Schema {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        toml::from_str(&text).map_err(|source| RecordError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! Snapshots of the failure report for each outcome class, from real runs: PASS, a guest FAIL,
+//! TIMEOUT, a FAIL of the test definition, INFRA, UNAVAILABLE and SKIPPED. Times, temp paths
+//! and the QEMU binary's directory are redacted; everything else is what a user reads.
+
+mod support;
+
+use std::path::Path;
+
+use support::{run_config, selftest_config};
+use vmharness::arch::Arch;
+
+/// Redactions for what differs between runs and machines.
+fn snapshot(name: &str, dir: &Path, text: &str) {
+    let tmp = regex_escape(&dir.display().to_string());
+    let cache = format!(
+        r"{}/[a-z0-9_-]+/[0-9a-f]{{64}}",
+        regex_escape(
+            &support::settings()
+                .artifacts
+                .cache_dir
+                .display()
+                .to_string()
+        )
+    );
+    insta::with_settings!({
+        filters => vec![
+            (tmp.as_str(), "[tmp]"),
+            (cache.as_str(), "[cache]/[artifact]"),
+            (r"\b\d+\.\d{3}s\b", "[secs]"),
+            (r"/\S*/(qemu-system-[a-z0-9_]+)", "[bin]/$1"),
+            (r"'stdio,id=vmh-console,signal=off'", "stdio,id=vmh-console,signal=off"),
+            (r"key [0-9a-f]{12}", "key [key]"),
+            (r"(?m)^    \| OpenSBI.*\n", ""),
+        ],
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\' => {
+                format!("\\{c}")
+            }
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn report_of_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let banner =
+        "[console]\nbanner = [\"vmharness selftest aarch64\"]\nsuccess = \"selftest: ok\"\n";
+    let path = selftest_config(dir.path(), "pass", Arch::Aarch64, "banner", banner);
+    let report = run_config(&path);
+    assert!(report.outcome.is_pass(), "{report}");
+    snapshot("pass", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_a_guest_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = "[timeouts]\ntotal = \"60s\"\n";
+    let path = selftest_config(dir.path(), "panic", Arch::Aarch64, "panic 2", rest);
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    snapshot("fail-guest", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = "[console]\nsuccess = \"never printed\"\n[timeouts]\ntotal = \"3s\"\n";
+    let path = selftest_config(dir.path(), "timeout", Arch::Aarch64, "hang", rest);
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    snapshot("timeout", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_a_config_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-kernel.toml");
+    std::fs::write(
+        &path,
+        "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"build/kernel.elf\"\n",
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    snapshot("fail-definition", dir.path(), &report.to_string());
+}
+
+/// A misspelled artifact name is the test definition's mistake, with the catalog's suggestion
+/// as the cause.
+#[test]
+fn report_of_a_misspelled_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(
+        &path,
+        "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-aarch65/selftest.elf\"\n",
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    snapshot("fail-artifact-typo", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_an_infrastructure_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-qemu.toml");
+    std::fs::write(
+        &path,
+        "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nbinary = \"/nonexistent/qemu-system-aarch64\"\n",
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "INFRA", "{report}");
+    snapshot("infra", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_an_unavailable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unset.toml");
+    std::fs::write(
+        &path,
+        "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"env:VMHARNESS_TEST_NEVER_SET_KERNEL\"\n",
+    )
+    .unwrap();
+    // As on a developer's machine: CI's VMHARNESS_REQUIRE_ARTIFACTS=1 would make it INFRA.
+    let mut settings = support::settings();
+    settings.require_artifacts = false;
+    let report = support::run_config_with(&path, settings);
+    assert_eq!(report.outcome.label(), "UNAVAILABLE", "{report}");
+    snapshot("unavailable", dir.path(), &report.to_string());
+}
+
+#[test]
+fn report_of_an_ignored_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later.toml");
+    std::fs::write(
+        &path,
+        "arch = \"riscv64\"\nignore = \"waiting for a riscv64 image\"\n",
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "SKIPPED", "{report}");
+    snapshot("skipped", dir.path(), &report.to_string());
+}
