@@ -134,3 +134,32 @@ fn list_and_broken_config_output_read_well() {
         .replace(&root_text, "[root]");
     insta::assert_snapshot!(out);
 }
+
+/// A huge duration in one config used to panic the listing, taking every trial down.
+#[test]
+fn a_huge_duration_fails_its_own_trial_only() {
+    let root = scratch_root();
+    let configs = root.path().join("vm-configs");
+    for (name, value) in [
+        ("huge", "1e20"),
+        ("infinite", "inf"),
+        ("years", "\"1000000000 years\""),
+    ] {
+        std::fs::write(
+            configs.join(format!("{name}.toml")),
+            format!("arch = \"aarch64\"\n[timeouts]\ntotal = {value}\n"),
+        )
+        .unwrap();
+    }
+    let list = boot(root.path(), &["--list", "--format", "terse"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    for name in ["good", "huge", "infinite", "years"] {
+        assert!(stdout.contains(&format!("{name}: test")), "{stdout}");
+    }
+    let run = boot(root.path(), &["huge"]);
+    let all = text(&run);
+    assert!(!run.status.success(), "{all}");
+    assert!(all.contains("huge.toml:3:9:"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+}

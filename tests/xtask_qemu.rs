@@ -350,7 +350,13 @@ fn gdb_waits_for_the_debugger_and_prints_how_to_attach() -> Result<()> {
     let output = check(&["x86_64", "--print-cmd", "--gdb", "--accel", "tcg"])?;
     ensure!(output.status.success(), "{output:?}");
     let line = String::from_utf8(output.stdout)?;
-    ensure!(line.trim_end().ends_with("-s -S"), "no -s -S in {line}");
+    // Loopback only: `-s` would listen on every interface, and anyone who can reach the
+    // machine could attach a debugger to the guest.
+    ensure!(
+        line.trim_end().ends_with("-gdb tcp:127.0.0.1:1234 -S"),
+        "no loopback gdb stub in {line}"
+    );
+    ensure!(!line.contains(" -s "), "`-s` in {line}");
     let hint = String::from_utf8(output.stderr)?;
     ensure!(
         hint.contains("gdb-multiarch /") && hint.contains("selftest.elf -ex 'target remote :1234'"),
@@ -384,6 +390,11 @@ fn gdb_waits_for_the_debugger_and_prints_how_to_attach() -> Result<()> {
         child.try_wait()?.is_none(),
         "QEMU did not wait for the debugger"
     );
+    let listeners = gdb_listeners()?;
+    ensure!(
+        listeners == ["0100007F"],
+        "the gdb stub listens on {listeners:?} (want 127.0.0.1 only)"
+    );
     // The gdb remote protocol: `c` (continue), checksum 0x63.
     stream.write_all(b"$c#63")?;
     let output = child.wait_with_output()?;
@@ -393,4 +404,24 @@ fn gdb_waits_for_the_debugger_and_prints_how_to_attach() -> Result<()> {
         "{output:?}"
     );
     Ok(())
+}
+
+/// Local addresses (kernel hex form) of sockets listening on port 1234, IPv4 and IPv6.
+fn gdb_listeners() -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            if let Some(address) = local.strip_suffix(":04D2") {
+                if *state == "0A" {
+                    found.push(address.to_string());
+                }
+            }
+        }
+    }
+    Ok(found)
 }

@@ -53,6 +53,8 @@ pub struct ProbeSpec<'a> {
     pub cache_dir: &'a Path,
     /// How long the probe guest may take to print its marker.
     pub timeout: Duration,
+    /// Where the probe's own temp dir goes (swept like a run's).
+    pub temp_dir: &'a Path,
 }
 
 /// The default probe deadline.
@@ -159,8 +161,8 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
 pub const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
 
 fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
-    let dir =
-        tempfile::tempdir().map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
+    let dir = crate::run::RunTemp::new(probe.temp_dir, "kvm-probe")
+        .map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
     let kernel = dir.path().join("probe.bin");
     std::fs::write(&kernel, probe_guest())
         .map_err(|err| format!("cannot write the probe guest: {err}"))?;
@@ -297,6 +299,7 @@ mod tests {
             cpu: "host",
             cache_dir: Path::new("/nonexistent"),
             timeout: DEFAULT_PROBE_TIMEOUT,
+            temp_dir: Path::new("/nonexistent"),
         };
         let decision = choose(AccelChoice::Tcg, Arch::X86_64, &probe).unwrap();
         assert_eq!(decision.accel, Accel::Tcg);

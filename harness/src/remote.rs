@@ -295,7 +295,9 @@ pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), Re
     let wrapper = wrapper_script(&guard.dir, &staged.argv().to_shell_line());
     let mut ssh = Argv::new("ssh");
     ssh.extend(remote.common_args())
-        .extend(["-tt", "-q", "--"])
+        // `-e none`: a `~.` typed or sent at the start of a line must reach the guest, not
+        // end the connection.
+        .extend(["-tt", "-q", "-e", "none", "--"])
         .arg(&remote.destination)
         .arg(format!("exec sh -c {}", shell_words::quote(&wrapper)));
     Ok((ssh, guard))

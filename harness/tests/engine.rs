@@ -302,6 +302,7 @@ fn forced_kvm_on_a_broken_host_is_infra_not_a_hang() {
         cpu: "host",
         cache_dir: cache.path(),
         timeout: vmharness::accel::DEFAULT_PROBE_TIMEOUT,
+        temp_dir: cache.path(),
     };
     let kvm = vmharness::accel::kvm_usable(Arch::X86_64, &probe);
     let report = run_config(&path);

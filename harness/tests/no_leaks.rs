@@ -53,6 +53,93 @@ fn processes() -> Vec<(i32, i32, String)> {
     list
 }
 
+/// Starts the hanging child with its state under `target`; returns it and its QEMU's pid once
+/// QEMU runs.
+fn hanging_child(dir: &std::path::Path, target: &std::path::Path) -> (std::process::Child, i32) {
+    let settings = support::settings();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_mode_boots_a_hanging_guest", "--exact", "--nocapture"])
+        .env(CHILD_ENV, dir)
+        .env("CARGO_TARGET_DIR", target)
+        .env("VMHARNESS_CACHE", &settings.artifacts.cache_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child_pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = processes()
+            .into_iter()
+            .find(|(_, ppid, comm)| *ppid == child_pid && comm.starts_with("qemu-system"));
+        if let Some((pid, _, _)) = found {
+            return (child, pid);
+        }
+        assert!(Instant::now() < deadline, "the child never started QEMU");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn temp_dirs(target: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(target.join("vmharness/tmp"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_gone(pid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes().iter().any(|(p, _, _)| *p == pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every termination signal removes the run's private temp dir and QEMU; after a SIGKILL,
+/// which no handler sees, the next run sweeps the dir of the dead process.
+#[test]
+fn terminated_runners_leave_no_temp_dirs() {
+    use nix::sys::signal::{kill, Signal};
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGKILL,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let (mut child, qemu) = hanging_child(dir.path(), &target);
+        let owner = format!("vmh{}-", child.id());
+        let mine: Vec<String> = temp_dirs(&target)
+            .into_iter()
+            .filter(|d| d.starts_with(&owner))
+            .collect();
+        assert_eq!(mine.len(), 1, "{signal}: {mine:?}");
+        kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        child.wait().unwrap();
+        wait_gone(qemu, "QEMU");
+        let left = temp_dirs(&target);
+        if signal == Signal::SIGKILL {
+            assert_eq!(left, mine, "{signal}");
+            vmharness::run::sweep_temp_dirs(&target.join("vmharness/tmp"));
+            assert!(
+                temp_dirs(&target).is_empty(),
+                "the sweep left {:?}",
+                temp_dirs(&target)
+            );
+        } else {
+            assert!(left.is_empty(), "{signal} left {left:?}");
+        }
+    }
+}
+
 #[test]
 fn sigkilled_runner_leaves_no_qemu_behind() {
     let dir = tempfile::tempdir().unwrap();

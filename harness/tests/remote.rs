@@ -184,6 +184,24 @@ fn banner_passes_remotely_and_cleans_up() {
     wait_until("remote QEMU to exit", 10, || qemu_with(&marker).is_empty());
 }
 
+/// `~.` at the start of a line is ssh's disconnect escape unless the console runs `-e none`:
+/// it must reach the guest like any other text.
+#[test]
+fn a_tilde_dot_line_reaches_the_remote_guest() {
+    let sshd = start_sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let steps = "[console]\nbanner = [\"echo: ready\"]\n\
+        [[console.steps]]\nsend_line = \"first\"\n\
+        [[console.steps]]\nexpect = \"echo: first\"\n\
+        [[console.steps]]\nsend_line = \"~.\"\n\
+        [[console.steps]]\nexpect = \"echo: ~\\\\.\"\n\
+        [[console.steps]]\nsend_line = \"exit\"\n\
+        [timeouts]\ntotal = \"60s\"\n";
+    let path = support::selftest_config(dir.path(), "remote-tilde", Arch::X86_64, "echo", steps);
+    let report = run_with(&path, Some(sshd.remote.clone()));
+    assert!(report.outcome.is_pass(), "{report}");
+}
+
 #[test]
 fn panic_fails_remotely_with_the_local_message() {
     let sshd = start_sshd();

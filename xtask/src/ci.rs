@@ -369,6 +369,8 @@ impl Ci {
             .iter()
             .filter(|path| arch.is_none_or(|arch| vmharness::suite::arch_matches(path, arch)))
             .map(|path| config::test_name(path))
+            // A name that is not a directory (`..`) names no results: never touch those paths.
+            .filter(|name| config::valid_test_name(name))
             .collect()
     }
 

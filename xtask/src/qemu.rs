@@ -60,7 +60,8 @@ pub struct QemuArgs {
     /// Non-interactive: no raw mode, no input; exit with the verdict's code.
     #[arg(long)]
     pub check: bool,
-    /// Let gdb attach on tcp port 1234 (`-s -S`: QEMU waits for `continue`); no timeouts.
+    /// Let gdb attach on 127.0.0.1:1234 (QEMU waits for `continue`); no timeouts. Loopback
+    /// only: use an ssh tunnel to debug from another machine.
     #[arg(long)]
     pub gdb: bool,
 }
@@ -88,7 +89,8 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
     };
     let mut extra_args = args.qemu_args.clone();
     if args.gdb {
-        extra_args.extend(["-s".to_string(), "-S".to_string()]);
+        // Not `-s`: that is `-gdb tcp::1234`, which listens on every interface.
+        extra_args.extend(["-gdb", GDB_LISTEN, "-S"].map(String::from));
     }
     let log_dir = settings.log_dir(&loaded.name);
     let hint = args.gdb.then(|| gdb_hint(&loaded, &resolver, &settings));
@@ -145,6 +147,9 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
     Ok(report.outcome.exit_code())
 }
 
+/// Where `--gdb` makes QEMU's gdb stub listen: loopback only.
+const GDB_LISTEN: &str = "tcp:127.0.0.1:1234";
+
 /// How to attach gdb: the kernel ELF carries the symbols.
 fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver, settings: &Settings) -> String {
     let kernel = loaded
@@ -160,7 +165,7 @@ fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver, settings: &Setti
             |path| path.display().to_string(),
         );
     format!(
-        "[vmharness] QEMU waits for gdb on tcp::1234 (timeouts off); attach with:\n  gdb-multiarch {kernel} -ex 'target remote :1234'"
+        "[vmharness] QEMU waits for gdb on 127.0.0.1:1234 only (timeouts off); attach with:\n  gdb-multiarch {kernel} -ex 'target remote :1234'\n  (from another machine: ssh -L 1234:127.0.0.1:1234 this-host)"
     )
 }
 
@@ -172,12 +177,15 @@ pub fn kvm_probe(write_guest: Option<PathBuf>) -> anyhow::Result<i32> {
     }
     let qemu = vmharness::qemu::find_binary(Arch::X86_64.spec().qemu_binary)?;
     let cache = tempfile::tempdir()?;
+    let settings = Settings::from_env()?;
+    let temp_dir = settings.state_dir().join("tmp");
     let probe = vmharness::accel::ProbeSpec {
         qemu: &qemu,
         machine: Arch::X86_64.spec().machine,
         cpu: Arch::X86_64.spec().kvm_cpu,
         cache_dir: cache.path(),
-        timeout: Settings::from_env()?.kvm_probe_timeout,
+        timeout: settings.kvm_probe_timeout,
+        temp_dir: &temp_dir,
     };
     match vmharness::accel::kvm_usable(Arch::X86_64, &probe) {
         Ok(()) => {

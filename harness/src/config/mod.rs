@@ -32,6 +32,14 @@ pub enum ConfigError {
         /// A close valid key or value, when the mistake looks like a typo.
         suggestion: Option<String>,
     },
+    /// The file name does not make a usable test name.
+    #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", path.display())]
+    BadName {
+        /// The config file.
+        path: PathBuf,
+        /// The name its stem gives.
+        name: String,
+    },
     /// A `--set key=value` override could not be applied.
     #[error("invalid override `{text}`: {reason}")]
     Override {
@@ -115,9 +123,27 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     load_with_overrides(path, &[])
 }
 
+/// Whether `name` is usable as a test name, and so as a directory name under `logs/`: not
+/// empty, not starting with `.` (so never `.` or `..`), and only letters, digits, `-`, `_`,
+/// `.` and `+`.
+pub fn valid_test_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+}
+
 /// Loads a VM config, first applying `key=value` overrides (dotted keys, TOML values; a value
 /// that is not valid TOML is taken as a string), as the `--set` option of `cargo xtask qemu` does.
 pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
+    let name = test_name(path);
+    if !valid_test_name(&name) {
+        return Err(ConfigError::BadName {
+            path: path.to_path_buf(),
+            name,
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -138,7 +164,7 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
     };
     validate(path, &source, &config)?;
     Ok(LoadedConfig {
-        name: test_name(path),
+        name,
         path: path.to_path_buf(),
         config,
         source,
@@ -286,6 +312,57 @@ mod tests {
         );
     }
 
+    /// Every huge, non-finite or negative duration is a located load error (it used to panic
+    /// while listing, taking every other trial down, or overflow an Instant at run time).
+    #[test]
+    fn huge_and_non_finite_durations_are_rejected_with_their_location() {
+        for value in [
+            "1e20",
+            "1.8e19",
+            "1e300",
+            "inf",
+            "-inf",
+            "nan",
+            "-1",
+            "31536001",
+            "\"366 days\"",
+            "\"1000000000 years\"",
+            "\"99999999999999999999s\"",
+        ] {
+            for key in ["total", "step", "no_output"] {
+                let err = parse_err(&format!("arch = \"x86_64\"\n[timeouts]\n{key} = {value}\n"));
+                assert!(
+                    err.starts_with("vm-configs/t.toml:3:"),
+                    "{key} = {value}: {err}"
+                );
+            }
+            let err = parse_err(&format!(
+                "arch = \"x86_64\"\n[[console.steps]]\nexpect = \"a\"\ntimeout = {value}\n"
+            ));
+            assert!(
+                err.starts_with("vm-configs/t.toml:"),
+                "timeout = {value}: {err}"
+            );
+        }
+        for value in ["1e300", "inf", "nan", "0", "-1", "1e7"] {
+            let err = parse_err(&format!(
+                "arch = \"x86_64\"\n[timeouts]\ntcg_scale = {value}\n"
+            ));
+            assert!(
+                err.starts_with("vm-configs/t.toml:3:13:"),
+                "tcg_scale = {value}: {err}"
+            );
+        }
+        let ok = parse(
+            Path::new("t"),
+            "arch = \"x86_64\"\n[timeouts]\ntotal = \"365 days\"\nstep = 0\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let err =
+            parse_err("arch = \"x86_64\"\n[[console.steps]]\nexpect_not = \"a\"\ntimeout = 0\n");
+        assert!(err.contains("watch forever"), "{err}");
+    }
+
     #[test]
     fn step_needs_exactly_one_action() {
         let err = parse_err("arch = \"x86_64\"\n[[console.steps]]\nexpect = \"a\"\nsend = \"b\"\n");
@@ -347,6 +424,28 @@ mod tests {
             out.push_str(&format!("--- {name}\n{text}=> {err}\n\n"));
         }
         insta::assert_snapshot!(out);
+    }
+
+    /// `...toml` used to give the test name `..`, whose logs landed above `logs/`.
+    #[test]
+    fn names_that_are_not_a_directory_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "...toml",
+            "..toml",
+            ".toml",
+            "a b.toml",
+            "x\\y.toml",
+            "é.toml",
+        ] {
+            let path = dir.path().join(file);
+            std::fs::write(&path, "arch = \"x86_64\"\n").unwrap();
+            let err = load(&path).unwrap_err();
+            assert!(matches!(err, ConfigError::BadName { .. }), "{file}: {err}");
+        }
+        for good in ["linux-aarch64", "a.b", "c++", "v0.7_x"] {
+            assert!(valid_test_name(good), "{good}");
+        }
     }
 
     #[test]

@@ -197,6 +197,11 @@ impl<'de> Deserialize<'de> for Step {
                 "a step needs exactly one of `expect`, `expect_not`, `send`, `send_line`",
             ));
         }
+        if expect_not.is_some() && timeout == Some(Duration::ZERO) {
+            return Err(D::Error::custom(
+                "an `expect_not` step watches for `timeout`; 0 would watch forever",
+            ));
+        }
         let is_send = send.is_some() || send_line.is_some();
         if is_send && timeout.is_some() {
             return Err(D::Error::custom(
@@ -213,7 +218,7 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
-/// The `[timeouts]` section.
+/// The `[timeouts]` section. Every deadline is at most [`MAX_DURATION`]; `0` means none.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutSection {
@@ -287,12 +292,26 @@ impl<'de> Deserialize<'de> for Pattern {
     }
 }
 
+/// The longest deadline a config may set. `0` means no deadline at all.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn parse_duration<E: serde::de::Error>(text: &str) -> Result<Duration, E> {
-    humantime::parse_duration(text).map_err(|err| {
+    let duration = humantime::parse_duration(text).map_err(|err| {
         E::custom(format!(
             "invalid duration `{text}`: {err} (write e.g. \"30s\", \"500ms\", \"2m\")"
         ))
-    })
+    })?;
+    at_most_max(duration, text)
+}
+
+fn at_most_max<E: serde::de::Error>(duration: Duration, text: &str) -> Result<Duration, E> {
+    if duration <= MAX_DURATION {
+        Ok(duration)
+    } else {
+        Err(E::custom(format!(
+            "duration `{text}` is longer than the 365 days a deadline may be (0 means none)"
+        )))
+    }
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -303,7 +322,10 @@ fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
         Text(String),
     }
     match Raw::deserialize(deserializer)? {
-        Raw::Seconds(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Raw::Seconds(secs) if secs.is_finite() && secs >= 0.0 => {
+            let duration = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+            at_most_max(duration, &format!("{secs}"))
+        }
         Raw::Seconds(secs) => Err(serde::de::Error::custom(format!(
             "invalid duration {secs}: must be a non-negative number of seconds"
         ))),

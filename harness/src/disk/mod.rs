@@ -435,7 +435,8 @@ fn write_atomically<T>(
     let temp = tempfile::Builder::new()
         .prefix(".vmharness-disk-")
         .suffix(".tmp")
-        .permissions(Permissions::from_mode(0o644))
+        // Owner-only: an image may carry a guest's secrets; `chmod` it to share it.
+        .permissions(Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .map_err(output_error)?;
     temp.as_file().set_len(size).map_err(output_error)?;

@@ -1,7 +1,7 @@
 //! Deadlines and their one scaling rule: every deadline is multiplied by
 //! `VMHARNESS_TIMEOUT_SCALE`, and by `timeouts.tcg_scale` under TCG; multiplication saturates.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::TimeoutSection;
 use crate::qemu::Accel;
@@ -13,6 +13,14 @@ pub const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub fn scale_duration(duration: Duration, scale: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * scale)
         .map_or(NEVER, |scaled| scaled.min(NEVER))
+}
+
+/// The instant `duration` after `start`, saturating far in the future (never a panic).
+pub fn deadline_after(start: Instant, duration: Duration) -> Instant {
+    start
+        .checked_add(duration)
+        .or_else(|| start.checked_add(NEVER))
+        .unwrap_or_else(|| start + Duration::from_secs(24 * 3600))
 }
 
 /// The run-wide deadlines, already scaled; `None` is no deadline.
@@ -63,9 +71,9 @@ impl Deadlines {
             }
     }
 
-    /// A deadline scaled for `accel`; [`NEVER`] when deadlines are off.
+    /// A deadline scaled for `accel`; [`NEVER`] when deadlines are off or it is `0`.
     pub fn scaled(&self, duration: Duration, accel: Accel) -> Duration {
-        match self.enabled {
+        match self.enabled && !duration.is_zero() {
             true => scale_duration(duration, self.scale(accel)),
             false => NEVER,
         }
@@ -79,9 +87,11 @@ impl Deadlines {
         }
     }
 
-    /// The run-wide deadlines for `accel`.
+    /// The run-wide deadlines for `accel` (`0` is none).
     pub fn timeouts(&self, accel: Accel) -> Timeouts {
-        let scaled = |d| self.enabled.then(|| scale_duration(d, self.scale(accel)));
+        let scaled = |d: Duration| {
+            (self.enabled && !d.is_zero()).then(|| scale_duration(d, self.scale(accel)))
+        };
         Timeouts {
             total: scaled(self.total),
             no_output: scaled(self.no_output),

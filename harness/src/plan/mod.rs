@@ -16,7 +16,7 @@ use crate::qemu::{Accel, DiskAttachment, ExtraArg, QemuSpec, HOST_CPU};
 use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
 use crate::settings::Settings;
 
-pub use deadlines::{scale_duration, Deadlines, Timeouts, NEVER};
+pub use deadlines::{deadline_after, scale_duration, Deadlines, Timeouts, NEVER};
 
 /// A config that cannot run as written (class Fail: retrying cannot fix it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

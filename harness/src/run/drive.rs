@@ -9,6 +9,7 @@ use super::Prepared;
 use crate::accel::failure_marker;
 use crate::console::{Line, ReadEvent, Session};
 use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
+use crate::plan::deadline_after;
 use crate::qemu::ExitStatus;
 
 /// How a drive ended.
@@ -24,7 +25,10 @@ pub struct Ended {
 pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
     let start = session.started();
     let mut judge = Judge::new(prepared.expectations.clone(), start);
-    let total_deadline = prepared.timeouts.total.map(|t| (start + t, t));
+    let total_deadline = prepared
+        .timeouts
+        .total
+        .map(|t| (deadline_after(start, t), t));
     let mut lines: Vec<Line> = Vec::new();
     let mut exit = None;
     let mut partial_seen = String::new();
@@ -49,7 +53,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
             }
         }
         if let Some(limit) = prepared.timeouts.no_output {
-            if now >= session.last_output() + limit {
+            if now >= deadline_after(session.last_output(), limit) {
                 break timeout(session, &judge, TimeoutKind::NoOutput(limit), stderr_path);
             }
         }
@@ -62,7 +66,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
             next = next.min(deadline);
         }
         if let Some(limit) = prepared.timeouts.no_output {
-            next = next.min(session.last_output() + limit);
+            next = next.min(deadline_after(session.last_output(), limit));
         }
         if let Some((deadline, _, _)) = judge.stage_deadline() {
             next = next.min(deadline);

@@ -7,6 +7,7 @@ use regex::Regex;
 
 use crate::config::{Pattern, Step};
 use crate::outcome::{secs, Outcome, TimeoutKind};
+use crate::plan::deadline_after;
 
 /// Failure patterns that are always on.
 /// (Plain text that is also a valid regex, so messages show it as written.)
@@ -118,16 +119,16 @@ impl Judge {
         let default = self.expect.step_timeout;
         match self.stage {
             Stage::Banner(_) | Stage::Success => {
-                Some((self.stage_started + default, default, true))
+                Some((deadline_after(self.stage_started, default), default, true))
             }
             Stage::Step(i) => match &self.expect.steps[i] {
                 Step::Expect { timeout, .. } => {
                     let t = timeout.unwrap_or(default);
-                    Some((self.stage_started + t, t, true))
+                    Some((deadline_after(self.stage_started, t), t, true))
                 }
                 Step::ExpectNot { timeout, .. } => {
                     let t = timeout.unwrap_or(default);
-                    Some((self.stage_started + t, t, false))
+                    Some((deadline_after(self.stage_started, t), t, false))
                 }
                 Step::Send { .. } => None,
             },

@@ -1,6 +1,7 @@
 //! Running one VM test: plan it, resolve its files, choose the accelerator, build and check
 //! the QEMU spec, boot, and judge the console until a verdict.
 
+mod cleanup;
 mod drive;
 mod error;
 mod interactive;
@@ -20,6 +21,7 @@ use crate::qemu::{self, Argv, QemuProcess, QemuSpec};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
+pub use cleanup::{sweep as sweep_temp_dirs, RunTemp};
 pub use error::{causes, ErrorClass, MissingInput, ResolveError, RunError};
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
 pub use note::Note;
@@ -60,8 +62,8 @@ pub struct Prepared {
     pub expectations: Expectations,
     /// Scaled deadlines.
     pub timeouts: Timeouts,
-    /// Private temp dir (disk images); removed when dropped.
-    pub temp: tempfile::TempDir,
+    /// Private temp dir (disk images); removed when dropped or on SIGTERM/SIGINT/SIGHUP.
+    pub temp: RunTemp,
 }
 
 /// The settings a run uses: the frontend's, else the environment's.
@@ -219,16 +221,11 @@ fn prepare_with(
         source,
     })?;
     let temp_parent = settings.state_dir().join("tmp");
-    let _ = std::fs::create_dir_all(&temp_parent);
-    let temp = tempfile::Builder::new()
-        .prefix(&format!("{}-", loaded.name))
-        .tempdir_in(&temp_parent)
-        .or_else(|_| tempfile::tempdir())
-        .map_err(|source| RunError::Io {
-            what: "temp dir",
-            path: temp_parent.clone(),
-            source,
-        })?;
+    let temp = RunTemp::new(&temp_parent, &loaded.name).map_err(|source| RunError::Io {
+        what: "temp dir",
+        path: temp_parent.clone(),
+        source,
+    })?;
 
     // A remote host has its own QEMU: `remote::stage` checks it there.
     let binary = match options.remote {
@@ -243,6 +240,7 @@ fn prepare_with(
                 machine: &plan.qemu.machine,
                 cpu: &plan.cpu(Accel::Kvm),
                 cache_dir: &settings.state_dir().join("kvm-probe"),
+                temp_dir: &temp_parent,
                 timeout: settings.kvm_probe_timeout,
             };
             accel::choose(plan.accel, plan.arch, &probe).map_err(RunError::from)?

@@ -1,0 +1,145 @@
+//! Private temp dirs that do not outlive their run: owner-only, named after the owning
+//! process so that a later run sweeps what a SIGKILLed one left, and removed on SIGTERM,
+//! SIGINT and SIGHUP before the signal's default action ends the process.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+
+/// Temp dirs of runs in progress in this process, removed when a termination signal arrives.
+static ACTIVE: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The prefix of every temp dir vmharness makes: `vmh<pid>-`.
+fn owner_prefix(pid: u32) -> String {
+    format!("vmh{pid}-")
+}
+
+/// A run's private temp dir (mode 0700), removed when dropped or when the process is told to
+/// terminate.
+#[derive(Debug)]
+pub struct RunTemp {
+    dir: tempfile::TempDir,
+    id: u64,
+}
+
+impl RunTemp {
+    /// Sweeps dirs of dead processes from `parent`, then creates `vmh<pid>-<label>-XXXXXX` in it.
+    pub fn new(parent: &Path, label: &str) -> std::io::Result<RunTemp> {
+        std::fs::create_dir_all(parent)?;
+        sweep(parent);
+        install_signal_cleanup();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}{label}-", owner_prefix(std::process::id())))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.insert(id, dir.path().to_path_buf());
+        }
+        Ok(RunTemp { dir, id })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RunTemp {
+    fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.remove(&self.id);
+        }
+    }
+}
+
+/// Removes the temp dirs in `parent` whose owning process no longer exists.
+pub fn sweep(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(owner_of) else {
+            continue;
+        };
+        if !alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The pid in a `vmh<pid>-...` name.
+fn owner_of(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix("vmh")?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        // EPERM: it exists, owned by someone else.
+        Err(_) => true,
+    }
+}
+
+/// On SIGTERM, SIGINT or SIGHUP: remove the active temp dirs, then let the signal do what it
+/// would have done (QEMU follows its runner through its parent-death signal).
+fn install_signal_cleanup() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("vmharness-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    if let Ok(active) = ACTIVE.lock() {
+                        for dir in active.values() {
+                            let _ = std::fs::remove_dir_all(dir);
+                        }
+                    }
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
+            });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_only_dirs_of_dead_processes() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = parent.path().join("vmh999999999-x-abc");
+        let mine = parent
+            .path()
+            .join(format!("vmh{}-x-abc", std::process::id()));
+        let other = parent.path().join("not-ours");
+        for dir in [&dead, &mine, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        sweep(parent.path());
+        assert!(!dead.exists() && mine.exists() && other.exists());
+    }
+
+    #[test]
+    fn run_temp_is_owner_only_and_removed_on_drop() {
+        let parent = tempfile::tempdir().unwrap();
+        let temp = RunTemp::new(parent.path(), "t").unwrap();
+        let mode = std::fs::metadata(temp.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let path = temp.path().to_path_buf();
+        drop(temp);
+        assert!(!path.exists());
+    }
+}
