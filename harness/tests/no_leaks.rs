@@ -57,7 +57,7 @@ fn processes() -> Vec<(i32, i32, String)> {
 /// QEMU runs.
 fn hanging_child(dir: &std::path::Path, target: &std::path::Path) -> (std::process::Child, i32) {
     let settings = support::settings();
-    let child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_mode_boots_a_hanging_guest", "--exact", "--nocapture"])
         .env(CHILD_ENV, dir)
         .env("CARGO_TARGET_DIR", target)
@@ -75,7 +75,11 @@ fn hanging_child(dir: &std::path::Path, target: &std::path::Path) -> (std::proce
         if let Some((pid, _, _)) = found {
             return (child, pid);
         }
-        assert!(Instant::now() < deadline, "the child never started QEMU");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child never started QEMU");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
