@@ -55,6 +55,8 @@ fn processes() -> Vec<(i32, i32, String)> {
 
 /// Starts the hanging child with its state under `target`; returns it and its QEMU's pid once
 /// QEMU runs.
+// The caller waits for the child it gets back.
+#[allow(clippy::zombie_processes)]
 fn hanging_child(dir: &std::path::Path, target: &std::path::Path) -> (std::process::Child, i32) {
     let settings = support::settings();
     let mut child = Command::new(std::env::current_exe().unwrap())
