@@ -3,10 +3,8 @@
 use vmharness::run::{FileResolver, Resolver};
 
 fn main() {
-    let args = libtest_mimic::Arguments::from_args();
-    let trials = vmharness::suite::trials(
+    vmharness::suite::main(
         |name| !name.starts_with("nimbos-"),
         || Box::new(Resolver::from_env()) as Box<dyn FileResolver>,
-    );
-    libtest_mimic::run(&args, trials).exit();
+    )
 }

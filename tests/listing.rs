@@ -163,3 +163,25 @@ fn a_huge_duration_fails_its_own_trial_only() {
     assert!(all.contains("huge.toml:3:9:"), "{all}");
     assert!(!all.contains("panicked"), "{all}");
 }
+
+/// libtest takes several name filters (`cargo test --test boot -- selftest linux`); so do we.
+#[test]
+fn several_name_filters_select_the_union() {
+    let root = scratch_root();
+    let list = boot(root.path(), &["--list", "--format", "terse", "goo", "late"]);
+    assert!(list.status.success(), "{}", text(&list));
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["good: test", "later: test"]
+    );
+    let run = boot(root.path(), &["good", "broken"]);
+    let all = text(&run);
+    assert!(!run.status.success(), "{all}");
+    assert!(
+        all.contains("test good   ... ok") && all.contains("test broken ... FAILED"),
+        "{all}"
+    );
+    assert!(!all.contains("test later"), "{all}");
+}

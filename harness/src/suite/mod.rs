@@ -27,6 +27,81 @@ pub mod record;
 
 pub use record::{Label, ResultRecord};
 
+/// Options of libtest's command line that take a value (so their value is no name filter).
+const VALUE_OPTIONS: &[&str] = &[
+    "--test-threads",
+    "--logfile",
+    "--skip",
+    "--color",
+    "--format",
+    "-Z",
+];
+
+/// A frontend's command line: libtest's options and any number of name filters (libtest takes
+/// several, `cargo test --test boot -- selftest linux`; libtest-mimic parses one).
+pub struct Arguments {
+    /// The options, with the filter when there is exactly one.
+    pub libtest: libtest_mimic::Arguments,
+    /// The name filters when there are several (a trial runs if its name contains any; with
+    /// `--exact`, if it equals one).
+    pub filters: Vec<String>,
+}
+
+impl Arguments {
+    /// Parses this process's arguments.
+    pub fn from_args() -> Arguments {
+        Arguments::from_iter(std::env::args())
+    }
+
+    /// Parses `args` (the program name first).
+    pub fn from_iter(args: impl IntoIterator<Item = String>) -> Arguments {
+        let mut args = args.into_iter();
+        let program = args.next().unwrap_or_default();
+        let mut options = vec![program];
+        let mut filters = Vec::new();
+        let mut takes_value = false;
+        for arg in args {
+            if takes_value {
+                takes_value = false;
+                options.push(arg);
+            } else if arg.starts_with('-') {
+                takes_value = VALUE_OPTIONS.contains(&arg.as_str());
+                options.push(arg);
+            } else {
+                filters.push(arg);
+            }
+        }
+        if filters.len() == 1 {
+            options.append(&mut filters);
+        }
+        Arguments {
+            libtest: libtest_mimic::Arguments::from_iter(options),
+            filters,
+        }
+    }
+
+    /// Whether a trial named `name` passes the extra filters.
+    pub fn selects(&self, name: &str) -> bool {
+        self.filters.is_empty()
+            || self.filters.iter().any(|filter| match self.libtest.exact {
+                true => name == filter,
+                false => name.contains(filter.as_str()),
+            })
+    }
+}
+
+/// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
+/// line, run by libtest-mimic; exits with its status.
+pub fn main<F, R>(select: F, resolver: R) -> !
+where
+    F: Fn(&str) -> bool,
+    R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
+{
+    let args = Arguments::from_args();
+    let trials = trials(|name| select(name) && args.selects(name), resolver);
+    libtest_mimic::run(&args.libtest, trials).exit()
+}
+
 /// The config files in `dir`, sorted by name.
 pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -213,5 +288,40 @@ fn announce_notes(report: &Report) {
 pub fn write_result(report: &Report, loaded: &LoadedConfig) {
     if let Err(err) = ResultRecord::of(report, loaded).write() {
         eprintln!("warning: {}: {err}", loaded.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Arguments {
+        Arguments::from_iter(
+            std::iter::once("boot")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+    }
+
+    #[test]
+    fn several_name_filters_are_accepted() {
+        let args = parse(&[
+            "selftest",
+            "--test-threads",
+            "2",
+            "linux",
+            "--skip",
+            "uboot",
+        ]);
+        assert_eq!(args.filters, ["selftest", "linux"]);
+        assert_eq!(args.libtest.test_threads, Some(2));
+        assert_eq!(args.libtest.skip, ["uboot"]);
+        assert!(args.selects("selftest-aarch64") && args.selects("linux-x86_64"));
+        assert!(!args.selects("nimbos-aarch64"));
+        let one = parse(&["--exact", "selftest-aarch64"]);
+        assert!(one.filters.is_empty());
+        assert_eq!(one.libtest.filter.as_deref(), Some("selftest-aarch64"));
+        let exact = parse(&["--exact", "a", "b"]);
+        assert!(exact.selects("a") && !exact.selects("ab"));
     }
 }
