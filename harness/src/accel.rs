@@ -171,7 +171,8 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
     spec.kernel = Some(kernel);
     let command = spec.argv();
     let stderr_path = dir.path().join("stderr.log");
-    let process = QemuProcess::spawn(&command, &stderr_path).map_err(|err| err.to_string())?;
+    let process = QemuProcess::spawn(&command, &stderr_path, crate::qemu::Transport::Pipe)
+        .map_err(|err| err.to_string())?;
     let mut session = Session::new(process, &dir.path().join("console.log"))
         .map_err(|err| format!("cannot read the probe console: {err}"))?;
     let timeout = probe.timeout;

@@ -379,3 +379,96 @@ fn qemu_rejecting_the_config_is_a_failure_not_infra() {
         );
     }
 }
+
+/// A QEMU the kernel will not execute is reported with the errno and what to do, never as an
+/// abort of the forked child ("IO Safety violation ... killed by signal 6").
+#[test]
+fn unexecutable_qemu_is_reported_with_its_errno() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("qemu-system-x86_64");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let huge_append = format!("append = \"{}\"\n", "x".repeat(200 * 1024));
+    let bad_binary = format!("binary = {:?}\n", script.display().to_string());
+    for (name, setting, class, words) in [
+        (
+            "too-long",
+            huge_append.as_str(),
+            ErrorClass::Fail,
+            "Argument list too long",
+        ),
+        (
+            "no-interpreter",
+            bad_binary.as_str(),
+            ErrorClass::Infra,
+            "interpreter does not exist",
+        ),
+    ] {
+        let path = selftest_config(dir.path(), name, Arch::X86_64, "banner", "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[qemu]\n", &format!("[qemu]\n{setting}"));
+        std::fs::write(&path, text).unwrap();
+        let report = run_config(&path);
+        assert_eq!(report.outcome.class(), Some(class), "{name}: {report}");
+        let text = report.outcome.explained();
+        assert!(
+            text.contains("cannot execute") && text.contains(words),
+            "{name}: {text}"
+        );
+        assert!(!text.contains("signal 6"), "{name}: {text}");
+    }
+}
+
+/// Runs a config whose "QEMU" is a shell script printing `output` (printf format) and exiting 0.
+fn run_fake_qemu(name: &str, output: &str, console: &str) -> vmharness::outcome::Report {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let script = dir.join("fake-qemu");
+    std::fs::write(&script, format!("#!/bin/sh\n{output}\nexit 0\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nbinary = {:?}\nexit_device = false\n[console]\n{console}\n[timeouts]\ntotal = \"60s\"\n",
+            script.display().to_string()
+        ),
+    )
+    .unwrap();
+    let report = run_config(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+/// 2 MiB without a newline, then the banner: the 16 KiB line cap must not decide whether it
+/// matches, wherever the cut falls.
+#[test]
+fn a_banner_after_a_huge_unterminated_line_is_found() {
+    // The banner is 16 bytes: these put the cut after its 1st, 8th and 15th byte.
+    for extra in [0, 16 * 1024 - 1, 16 * 1024 - 8, 16 * 1024 - 15] {
+        let output = format!(
+            "head -c {} /dev/zero | tr '\\0' x; printf 'vmharness banner\\n'",
+            2 * 1024 * 1024 + extra
+        );
+        let report = run_fake_qemu("long-line", &output, "banner = [\"vmharness banner\"]");
+        assert!(report.outcome.is_pass(), "extra {extra}: {report}");
+    }
+}
+
+/// An escape sequence that never ends used to swallow the rest of the console ("console: (no
+/// output)").
+#[test]
+fn an_unterminated_escape_hides_nothing_after_its_line() {
+    for opener in ["\\033]0;title", "\\033P1", "\\033[12;"] {
+        let output = format!("printf 'boot{opener} never ended\\nbanner: ok\\nlast line\\n'");
+        let report = run_fake_qemu("osc", &output, "banner = [\"banner: ok\"]");
+        assert!(report.outcome.is_pass(), "{opener}: {report}");
+        assert_eq!(
+            report.tail.last().map(String::as_str),
+            Some("last line"),
+            "{report}"
+        );
+    }
+}

@@ -2,6 +2,8 @@
 
 /// Longest OSC/DCS string we swallow before deciding it was garbage and resuming output.
 const MAX_STRING_SEQUENCE: usize = 4096;
+/// Longest CSI sequence: parameters beyond this are garbage.
+const MAX_CSI: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -54,7 +56,10 @@ impl AnsiStripper {
                     }
                 },
                 State::Escape => match byte {
-                    b'[' => State::Csi,
+                    b'[' => {
+                        self.string_len = 0;
+                        State::Csi
+                    }
                     b']' | b'P' | b'X' | b'^' | b'_' => {
                         self.string_len = 0;
                         State::String
@@ -67,11 +72,21 @@ impl AnsiStripper {
                     0x20..=0x2f => State::EscapeIntermediate,
                     _ => State::Ground,
                 },
-                State::Csi => match byte {
-                    0x40..=0x7e => State::Ground,
-                    0x1b => State::Escape,
-                    _ => State::Csi,
-                },
+                // A line end always ends a sequence and is kept: a malformed or unterminated
+                // sequence can hide at most the rest of its own line, never the console.
+                State::Csi | State::String | State::StringEscape if byte == b'\n' => {
+                    out.push(byte);
+                    State::Ground
+                }
+                State::Csi => {
+                    self.string_len += 1;
+                    match byte {
+                        0x40..=0x7e => State::Ground,
+                        0x1b => State::Escape,
+                        _ if self.string_len > MAX_CSI => State::Ground,
+                        _ => State::Csi,
+                    }
+                }
                 State::String => {
                     self.string_len += 1;
                     match byte {
@@ -112,6 +127,33 @@ mod tests {
                 "[ OK ] booted\r\nplain done end"
             );
         }
+    }
+
+    /// An unterminated sequence of every kind hides at most the rest of its line.
+    #[test]
+    fn unterminated_sequences_cannot_hide_later_lines() {
+        for opener in [
+            "\x1b]0;title",
+            "\x1bP1$r",
+            "\x1b_apc",
+            "\x1b^pm",
+            "\x1bXsos",
+            "\x1b[12;34",
+            "\x1b]0;\x1b",
+        ] {
+            let input = format!("before{opener} never ended\nbanner: ok\nlast\n");
+            for piece in [1, 3, 64] {
+                let out = strip_in_pieces(input.as_bytes(), piece);
+                assert!(
+                    out.ends_with("\nbanner: ok\nlast\n"),
+                    "{opener:?} in {piece}s: {out:?}"
+                );
+                assert!(out.starts_with("before"), "{opener:?}: {out:?}");
+            }
+        }
+        // A sequence without any line end is still bounded.
+        let long = format!("\x1b[{}mvisible", "1;".repeat(100));
+        assert!(strip_in_pieces(long.as_bytes(), 7).contains("visible"));
     }
 
     #[test]

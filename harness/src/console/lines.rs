@@ -5,6 +5,15 @@ use std::collections::VecDeque;
 /// Lines longer than this are split, so a guest that never prints `\n` cannot grow memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// A piece of the console the splitter emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The text, decoded as lossy UTF-8.
+    pub text: String,
+    /// The line went on: it was cut at [`MAX_LINE_BYTES`], not ended by `\n`.
+    pub cut: bool,
+}
+
 /// Splits bytes into lines at `\n`, dropping `\r` (the pty turns `\r\n` into `\r\r\n`).
 #[derive(Debug, Default)]
 pub struct LineSplitter {
@@ -12,16 +21,22 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Feeds bytes; complete lines (decoded as lossy UTF-8) are appended to `lines`.
-    pub fn feed(&mut self, input: &[u8], lines: &mut Vec<String>) {
+    /// Feeds bytes; complete lines and cut pieces of overlong lines are appended to `lines`.
+    pub fn feed(&mut self, input: &[u8], lines: &mut Vec<Piece>) {
         for &byte in input {
             match byte {
-                b'\n' => lines.push(self.take()),
+                b'\n' => lines.push(Piece {
+                    text: self.take(),
+                    cut: false,
+                }),
                 b'\r' => {}
                 _ => {
                     self.partial.push(byte);
                     if self.partial.len() >= MAX_LINE_BYTES {
-                        lines.push(self.take());
+                        lines.push(Piece {
+                            text: self.take(),
+                            cut: true,
+                        });
                     }
                 }
             }
@@ -98,7 +113,8 @@ mod tests {
         let mut lines = Vec::new();
         splitter.feed(b"one\r\r\ntw", &mut lines);
         splitter.feed(b"o\r\n=> ", &mut lines);
-        assert_eq!(lines, ["one", "two"]);
+        let texts: Vec<&str> = lines.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two"]);
         assert_eq!(splitter.partial(), "=> ");
         assert_eq!(splitter.finish().as_deref(), Some("=> "));
         assert!(!splitter.has_partial());
@@ -111,7 +127,7 @@ mod tests {
         let bytes = "Grüße\n".as_bytes();
         splitter.feed(&bytes[..3], &mut lines);
         splitter.feed(&bytes[3..], &mut lines);
-        assert_eq!(lines, ["Grüße"]);
+        assert_eq!(lines[0].text, "Grüße");
     }
 
     #[test]
@@ -120,6 +136,7 @@ mod tests {
         let mut lines = Vec::new();
         splitter.feed(&vec![b'x'; MAX_LINE_BYTES * 2 + 5], &mut lines);
         assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|p| p.cut));
         let mut tail = Tail::new(3);
         for i in 0..10 {
             tail.push(&format!("line {i}"));

@@ -5,5 +5,5 @@ mod lines;
 mod session;
 
 pub use ansi::AnsiStripper;
-pub use lines::{LineSplitter, Tail, MAX_LINE_BYTES};
+pub use lines::{LineSplitter, Piece, Tail, MAX_LINE_BYTES};
 pub use session::{key_name, ConsoleInput, Line, ReadEvent, Session};

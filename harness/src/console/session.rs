@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::ansi::AnsiStripper;
-use super::lines::{LineSplitter, Tail};
+use super::lines::{LineSplitter, Piece, Tail};
 use crate::qemu::{ExitStatus, QemuProcess};
 
 /// Lines kept in memory for failure reports.
@@ -54,6 +54,8 @@ pub struct Line {
     pub at: Duration,
     /// The text, with escape sequences and `\r` removed.
     pub text: String,
+    /// The line went on: this piece was cut at the line cap, the next piece continues it.
+    pub cut: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +67,8 @@ enum InputEvent {
 /// QEMU's serial console, owned together with the QEMU process.
 pub struct Session {
     process: QemuProcess,
-    pty: File,
+    reader: File,
+    writer: File,
     stripper: AnsiStripper,
     splitter: LineSplitter,
     log: BufWriter<File>,
@@ -76,7 +79,7 @@ pub struct Session {
     closed: bool,
     buffer: Vec<u8>,
     cleaned: Vec<u8>,
-    pending: Vec<String>,
+    pending: Vec<Piece>,
     tee: Option<Box<dyn Write + Send>>,
     input: Option<ConsoleInput>,
     detached: bool,
@@ -85,12 +88,14 @@ pub struct Session {
 impl Session {
     /// Wraps a freshly spawned QEMU; console lines are appended to `log_path`.
     pub fn new(process: QemuProcess, log_path: &Path) -> std::io::Result<Session> {
-        let pty = process.pty_file()?;
+        let reader = process.console_reader()?;
+        let writer = process.console_writer()?;
         let log = BufWriter::with_capacity(64 * 1024, File::create(log_path)?);
         let now = Instant::now();
         Ok(Session {
             process,
-            pty,
+            reader,
+            writer,
             stripper: AnsiStripper::new(),
             splitter: LineSplitter::default(),
             log,
@@ -117,7 +122,7 @@ impl Session {
         let wait = deadline.saturating_duration_since(Instant::now());
         // Round up so that we never spin on a sub-millisecond remainder.
         let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = vec![PollFd::new(self.pty.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.reader.as_fd(), PollFlags::POLLIN)];
         if let Some(input) = &self.input {
             fds.push(PollFd::new(input.fd.as_fd(), PollFlags::POLLIN));
         }
@@ -145,7 +150,7 @@ impl Session {
         if !console_ready {
             return ReadEvent::Idle;
         }
-        match self.pty.read(&mut self.buffer) {
+        match self.reader.read(&mut self.buffer) {
             Ok(0) => self.close(lines),
             Ok(count) => {
                 self.bytes += count as u64;
@@ -159,11 +164,11 @@ impl Session {
                 self.splitter.feed(&self.cleaned, &mut self.pending);
                 // A line's time is when its last bytes were read, not when splitting finished.
                 let at = self.last_output.saturating_duration_since(self.started);
-                let texts = std::mem::take(&mut self.pending);
-                for text in &texts {
-                    self.record(at, text, lines);
+                let pieces = std::mem::take(&mut self.pending);
+                for piece in &pieces {
+                    self.record(at, &piece.text, piece.cut, lines);
                 }
-                self.pending = texts;
+                self.pending = pieces;
                 let _ = self.log.flush();
                 ReadEvent::Output
             }
@@ -173,19 +178,20 @@ impl Session {
         }
     }
 
-    fn record(&mut self, at: Duration, text: &str, lines: &mut Vec<Line>) {
+    fn record(&mut self, at: Duration, text: &str, cut: bool, lines: &mut Vec<Line>) {
         let _ = writeln!(self.log, "[{:>11.6}] {text}", at.as_secs_f64());
         self.tail.push(text);
         lines.push(Line {
             at,
             text: text.to_string(),
+            cut,
         });
     }
 
     fn close(&mut self, lines: &mut Vec<Line>) -> ReadEvent {
         self.closed = true;
         if let Some(text) = self.splitter.finish() {
-            self.record(self.started.elapsed(), &text, lines);
+            self.record(self.started.elapsed(), &text, false, lines);
         }
         let _ = self.log.flush();
         ReadEvent::Closed
@@ -248,8 +254,8 @@ impl Session {
 
     /// Writes bytes to the guest's serial input.
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.pty.write_all(bytes)?;
-        self.pty.flush()
+        self.writer.write_all(bytes)?;
+        self.writer.flush()
     }
 
     /// The unfinished last line, e.g. a shell prompt.

@@ -8,7 +8,7 @@ mod spec;
 
 pub use argv::Argv;
 pub use preflight::{debian_package, find_binary, preflight, PreflightError};
-pub use process::{ExitStatus, QemuProcess, SpawnError};
+pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
 pub use spec::{
     Accel, DiskAttachment, ExtraArg, FileOption, QemuSpec, SpecFile, DISK_DRIVE_ID, HOST_CPU,
 };

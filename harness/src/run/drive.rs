@@ -79,7 +79,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
             partial_seen.clear();
         }
         for line in &lines {
-            pending.extend(judge.on_line(&line.text, line.at, now));
+            pending.extend(judge.on_piece(&line.text, line.cut, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
                 line_decided = Some((line.at, start.elapsed()));
                 break;

@@ -205,6 +205,7 @@ impl RunError {
                 rejected_argv: true,
                 ..
             } => ErrorClass::Fail,
+            RunError::Spawn(err) if err.is_argv_mistake() => ErrorClass::Fail,
             RunError::Accel(_)
             | RunError::Remote(_)
             | RunError::Preflight(_)

@@ -9,6 +9,28 @@ use crate::config::{Pattern, Step};
 use crate::outcome::{secs, Outcome, TimeoutKind};
 use crate::plan::deadline_after;
 
+/// The first match of `pattern` in `text` at or after `start` that ends past `skip`.
+fn find_past<'t>(
+    pattern: &Regex,
+    text: &'t str,
+    start: usize,
+    skip: usize,
+) -> Option<regex::Match<'t>> {
+    let mut at = start;
+    while at <= text.len() {
+        let found = pattern.find_at(text, at)?;
+        if skip == 0 || found.end() > skip {
+            return Some(found);
+        }
+        // A match wholly inside the carried bytes was already seen: look further.
+        at = found.start() + 1;
+        while at < text.len() && !text.is_char_boundary(at) {
+            at += 1;
+        }
+    }
+    None
+}
+
 /// Failure patterns that are always on.
 /// (Plain text that is also a valid regex, so messages show it as written.)
 pub const DEFAULT_PANIC_PATTERNS: &[&str] = &[
@@ -68,7 +90,14 @@ pub struct Judge {
     line_offset: usize,
     matched: Vec<String>,
     line_number: usize,
+    /// The end of the previous piece when a long line was cut, so that a match across the cut
+    /// is still found.
+    carry: String,
 }
+
+/// How much of a cut line's end is carried into matching its next piece: a pattern up to this
+/// long is found wherever the line was cut.
+pub const CARRY_BYTES: usize = 4096;
 
 impl Judge {
     /// A judge at the first expectation, with the clock starting now.
@@ -80,6 +109,7 @@ impl Judge {
             line_offset: 0,
             matched: Vec::new(),
             line_number: 0,
+            carry: String::new(),
         };
         judge.normalize_stage(now);
         judge
@@ -138,37 +168,69 @@ impl Judge {
 
     /// Handles a complete console line.
     pub fn on_line(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+        self.on_piece(text, false, at, now)
+    }
+
+    /// Handles a piece of the console: a complete line, or (`cut`) a piece of an overlong line
+    /// that the next piece continues. Matching does not depend on where a line was cut: the
+    /// end of a cut piece is carried into the next one, and only matches that reach into the
+    /// new text count.
+    pub fn on_piece(&mut self, text: &str, cut: bool, at: Duration, now: Instant) -> Vec<Action> {
         self.line_number += 1;
-        if let Some(outcome) = self.check_panic(text) {
+        let carried = std::mem::take(&mut self.carry);
+        let joined = if carried.is_empty() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(format!("{carried}{text}"))
+        };
+        if let Some(outcome) = self.check_panic_from(&joined, carried.len(), self.line_number) {
             return vec![Action::Verdict(outcome)];
         }
-        let actions = self.advance(text, at, now);
-        self.line_offset = 0;
+        let actions = self.advance_from(&joined, carried.len(), at, now);
+        if cut {
+            let mut keep = joined.len().saturating_sub(CARRY_BYTES);
+            while !joined.is_char_boundary(keep) {
+                keep += 1;
+            }
+            self.carry = joined[keep..].to_string();
+            self.line_offset = self.line_offset.saturating_sub(keep);
+        } else {
+            self.line_offset = 0;
+        }
         actions
     }
 
     /// Handles the unfinished last line (prompts do not end in a newline).
     pub fn on_partial(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
-        self.advance(text, at, now)
+        if self.carry.is_empty() {
+            return self.advance_from(text, 0, at, now);
+        }
+        let joined = format!("{}{text}", self.carry);
+        self.advance_from(&joined, self.carry.len(), at, now)
     }
 
-    /// Checks a line against the failure patterns (used for complete lines, and for the
-    /// unfinished line when the run ends).
+    /// Checks the unfinished last line against the failure patterns (when the run ends).
     pub fn check_panic(&self, text: &str) -> Option<Outcome> {
+        let joined = format!("{}{text}", self.carry);
+        self.check_panic_from(&joined, self.carry.len(), self.line_number + 1)
+    }
+
+    /// A failure pattern that matches `text` and reaches past `skip` (the carried bytes
+    /// already checked), reported as console line `number`.
+    fn check_panic_from(&self, text: &str, skip: usize, number: usize) -> Option<Outcome> {
         let bad = self
             .expect
             .panic_patterns
             .iter()
-            .find(|p| p.is_match(text))?;
+            .find(|p| p.find_iter(text).any(|m| m.end() > skip))?;
         if self.expect.allow.iter().any(|allow| allow.is_match(text)) {
             return None;
         }
         Some(Outcome::Fail {
             reason: format!(
-                "panic pattern /{}/ matched console line {}: `{}`",
+                "panic pattern /{}/ matched console line {number}: `{}`",
                 bad.as_str(),
-                self.line_number.max(1),
-                text.trim_end()
+                text[skip.min(text.len())..].trim_end()
             ),
         })
     }
@@ -225,7 +287,9 @@ impl Judge {
         }
     }
 
-    fn advance(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+    /// Matches the current stages in `text` from the consumed offset; a match must end past
+    /// `skip` (bytes carried from a cut piece, already searched).
+    fn advance_from(&mut self, text: &str, skip: usize, at: Duration, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         loop {
             // A partial line decoded lossily may end mid-character; never split one.
@@ -238,7 +302,7 @@ impl Judge {
                 Stage::Step(i) => match &self.expect.steps[i] {
                     Step::Expect { pattern, .. } => pattern,
                     Step::ExpectNot { pattern, .. } => {
-                        if let Some(found) = pattern.0.find_at(text, start) {
+                        if let Some(found) = find_past(&pattern.0, text, start, skip) {
                             actions.push(Action::Verdict(Outcome::Fail {
                                 reason: format!(
                                     "{} matched `{}` in console line `{}`",
@@ -258,7 +322,7 @@ impl Judge {
                 },
                 Stage::Exit => return actions,
             };
-            let Some(found) = pattern.0.find_at(text, start) else {
+            let Some(found) = find_past(&pattern.0, text, start, skip) else {
                 return actions;
             };
             self.matched.push(format!(
@@ -517,5 +581,82 @@ mod tests {
             judge.on_line("usertests passed!", Duration::ZERO, now),
             vec![Action::Verdict(Outcome::Pass)]
         );
+    }
+
+    /// Feeds `text` as the console would after the line cap: pieces of `cap` bytes, each but
+    /// the last cut; returns the actions.
+    fn feed_cut(judge: &mut Judge, text: &str, cap: usize) -> Vec<Action> {
+        let now = Instant::now();
+        let mut actions = Vec::new();
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = (start + cap).min(bytes.len());
+            let piece = std::str::from_utf8(&bytes[start..end]).unwrap();
+            let cut = end < bytes.len();
+            actions.extend(judge.on_piece(piece, cut, Duration::ZERO, now));
+            start = end;
+        }
+        actions
+    }
+
+    /// A pattern is found wherever an overlong line is cut, and a panic too.
+    #[test]
+    fn matches_do_not_depend_on_where_a_long_line_is_cut() {
+        let needle = "vmharness selftest x86_64";
+        for prefix in [100, 1000, 4090] {
+            for cut_at in 1..needle.len() {
+                let cap = prefix + cut_at;
+                let text = format!("{}{needle} after", "x".repeat(prefix));
+                let mut expect = expectations();
+                expect.banner = vec![pattern(needle)];
+                expect.steps.clear();
+                expect.success = Some(pattern("after"));
+                let mut judge = Judge::new(expect, Instant::now());
+                let actions = feed_cut(&mut judge, &text, cap);
+                assert_eq!(
+                    actions,
+                    vec![Action::Verdict(Outcome::Pass)],
+                    "prefix {prefix}, cut {cut_at}: {:?}",
+                    judge.matched()
+                );
+                let mut judge = Judge::new(expectations(), Instant::now());
+                let text = format!("{}panicked at x.rs:1", "y".repeat(prefix));
+                let actions = feed_cut(&mut judge, &text, prefix + cut_at.min(10));
+                assert!(
+                    matches!(actions.as_slice(), [Action::Verdict(Outcome::Fail { .. })]),
+                    "panic, prefix {prefix}: {actions:?}"
+                );
+            }
+        }
+    }
+
+    /// Carried bytes are not matched twice: two banner entries need two occurrences.
+    #[test]
+    fn carried_bytes_are_not_matched_again() {
+        let mut expect = expectations();
+        expect.banner = vec![pattern("ab"), pattern("ab")];
+        expect.steps.clear();
+        expect.success = Some(pattern("end"));
+        let mut judge = Judge::new(expect, Instant::now());
+        let now = Instant::now();
+        assert!(judge.on_piece("xxab", true, Duration::ZERO, now).is_empty());
+        assert!(judge
+            .on_piece("yy end", false, Duration::ZERO, now)
+            .is_empty());
+        assert_eq!(judge.matched().len(), 1, "{:?}", judge.matched());
+    }
+
+    /// A panic in the unfinished last line is reported as the line it is.
+    #[test]
+    fn a_panic_without_newline_names_its_own_line() {
+        let mut judge = Judge::new(expectations(), Instant::now());
+        let now = Instant::now();
+        judge.on_line("one", Duration::ZERO, now);
+        judge.on_line("two", Duration::ZERO, now);
+        let Some(Outcome::Fail { reason }) = judge.check_panic("panicked at x.rs:3") else {
+            panic!("no panic found");
+        };
+        assert!(reason.contains("console line 3:"), "{reason}");
     }
 }

@@ -17,7 +17,7 @@ use crate::config::{AccelChoice, LoadedConfig};
 use crate::console::{ConsoleInput, Session};
 use crate::outcome::{Outcome, Report, REPORT_TAIL_LINES};
 use crate::plan::{Plan, Timeouts};
-use crate::qemu::{self, Argv, QemuProcess, QemuSpec};
+use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
@@ -126,7 +126,12 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         },
     };
     let argv: &Argv = staged.as_ref().map_or(&local, |(argv, _)| argv);
-    let process = match QemuProcess::spawn(argv, &stderr_path) {
+    // A terminal only where a person types; a pipe costs nothing over raw QEMU.
+    let transport = match options.input {
+        Some(_) => Transport::Pty,
+        None => Transport::Pipe,
+    };
+    let process = match QemuProcess::spawn(argv, &stderr_path, transport) {
         Ok(process) => process,
         Err(err) => return report.ended(RunError::from(err).into(), setup_started.elapsed()),
     };
