@@ -50,11 +50,11 @@ pub struct Arguments {
 impl Arguments {
     /// Parses this process's arguments.
     pub fn from_args() -> Arguments {
-        Arguments::from_iter(std::env::args())
+        Arguments::parse(std::env::args())
     }
 
     /// Parses `args` (the program name first).
-    pub fn from_iter(args: impl IntoIterator<Item = String>) -> Arguments {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Arguments {
         let mut args = args.into_iter();
         let program = args.next().unwrap_or_default();
         let mut options = vec![program];
