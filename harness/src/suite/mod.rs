@@ -296,7 +296,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Arguments {
-        Arguments::from_iter(
+        Arguments::parse(
             std::iter::once("boot")
                 .chain(args.iter().copied())
                 .map(String::from),
