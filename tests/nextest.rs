@@ -197,7 +197,7 @@ fn archived_boot_binary_runs_from_a_remapped_workspace() -> Result<()> {
         let result = copy
             .join("target/vmharness/logs")
             .join(name)
-            .join("result.toml");
+            .join("latest/result.toml");
         let text = std::fs::read_to_string(&result)
             .with_context(|| format!("trial {name} wrote no {}", result.display()))?;
         ensure!(text.contains("outcome = \"PASS\""), "{name}: {text}");

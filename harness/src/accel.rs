@@ -173,8 +173,12 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
     let stderr_path = dir.path().join("stderr.log");
     let process = QemuProcess::spawn(&command, &stderr_path, crate::qemu::Transport::Pipe)
         .map_err(|err| err.to_string())?;
-    let mut session = Session::new(process, &dir.path().join("console.log"))
-        .map_err(|err| format!("cannot read the probe console: {err}"))?;
+    let mut session = Session::new(
+        process,
+        &dir.path().join("console.log"),
+        crate::console::DEFAULT_LOG_LIMIT,
+    )
+    .map_err(|err| format!("cannot read the probe console: {err}"))?;
     let timeout = probe.timeout;
     let deadline = Instant::now() + timeout;
     let mut lines: Vec<Line> = Vec::new();

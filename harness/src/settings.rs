@@ -23,6 +23,7 @@
 //! | `VMHARNESS_DOWNLOAD_TIMEOUT` | `artifacts.download.deadline` | one download's deadline (`20m`) |
 //! | `VMHARNESS_DOWNLOAD_MAX_BYTES` | `artifacts.download.max_bytes` | one download's size cap |
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
+//! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
 //! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
@@ -90,6 +91,8 @@ pub struct Settings {
     pub source_date_epoch: Option<u64>,
     /// Running under nextest.
     pub nextest: bool,
+    /// The cap of one `console.log` in bytes.
+    pub console_log_limit: u64,
     vars: BTreeMap<String, OsString>,
 }
 
@@ -114,6 +117,7 @@ impl Settings {
             artifacts: ResolveOptions::new(cache),
             source_date_epoch: None,
             nextest: false,
+            console_log_limit: crate::console::DEFAULT_LOG_LIMIT,
             vars: BTreeMap::new(),
         }
     }
@@ -188,6 +192,15 @@ impl Settings {
         settings.require_artifacts = reader.flag("VMHARNESS_REQUIRE_ARTIFACTS");
         reader.artifacts(&mut settings.artifacts);
         settings.source_date_epoch = reader.parse("SOURCE_DATE_EPOCH", "seconds since 1970");
+        if let Some(text) = reader.text("VMHARNESS_CONSOLE_LOG_LIMIT") {
+            match parse_bytes(&text) {
+                Some(limit) if limit >= MIN_LOG_LIMIT => settings.console_log_limit = limit,
+                _ => reader.reject(
+                    "VMHARNESS_CONSOLE_LOG_LIMIT",
+                    "a size of at least 64K, e.g. 256M",
+                ),
+            }
+        }
         settings.nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
             .iter()
             .any(|var| vars.contains_key(*var));
@@ -221,9 +234,10 @@ impl Settings {
         self.target_dir.join("vmharness")
     }
 
-    /// One test's log directory: `<target>/vmharness/logs/<test>`.
-    pub fn log_dir(&self, test: &str) -> PathBuf {
-        self.state_dir().join("logs").join(test)
+    /// Where every test's runs are logged: `<target>/vmharness/logs` (each run in
+    /// `logs/<test>/<run>`, the newest at `logs/<test>/latest`).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir().join("logs")
     }
 
     /// The guest catalog directory: `<root>/guests`.
@@ -235,6 +249,20 @@ impl Settings {
     pub fn configs_dir(&self) -> PathBuf {
         self.root.join("vm-configs")
     }
+}
+
+/// The smallest console log cap accepted.
+pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+
+/// Bytes with an optional `K`, `M` or `G` suffix (binary units).
+fn parse_bytes(text: &str) -> Option<u64> {
+    let (number, unit) = match text.char_indices().last()? {
+        (at, 'K' | 'k') => (&text[..at], 1u64 << 10),
+        (at, 'M' | 'm') => (&text[..at], 1 << 20),
+        (at, 'G' | 'g') => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    number.trim().parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// The largest timeout scale accepted: a week for a one-second step is plenty.
@@ -398,7 +426,7 @@ mod tests {
             ("MY_KERNEL", "k.elf"),
         ])
         .unwrap();
-        assert_eq!(settings.log_dir("t"), Path::new("/t/vmharness/logs/t"));
+        assert_eq!(settings.logs_dir(), Path::new("/t/vmharness/logs"));
         assert_eq!(settings.accel, Some(AccelChoice::Tcg));
         assert_eq!(settings.arch, Some(Arch::Aarch64));
         assert_eq!(settings.timeout_scale, 2.5);

@@ -472,3 +472,111 @@ fn an_unterminated_escape_hides_nothing_after_its_line() {
         );
     }
 }
+
+/// Two runs of one test at once (two terminals) each keep their own log and record, and
+/// `latest` names one of them.
+#[test]
+fn concurrent_runs_of_one_test_keep_both_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "twice",
+        Arch::Aarch64,
+        "banner",
+        "[console]\nbanner = [\"selftest: ok\"]\n",
+    );
+    let loaded = vmharness::config::load(&path).unwrap();
+    let mut settings = support::settings();
+    settings.target_dir = dir.path().join("target");
+    let reports: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let (loaded, settings) = (&loaded, settings.clone());
+                scope.spawn(move || {
+                    let resolver = vmharness::run::Resolver::from_settings(&settings);
+                    let options = vmharness::run::RunOptions {
+                        settings: Some(settings),
+                        ..Default::default()
+                    };
+                    vmharness::run::run(loaded, &resolver, options)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_ne!(reports[0].log_path, reports[1].log_path);
+    for report in &reports {
+        assert!(report.outcome.is_pass(), "{report}");
+        let log = std::fs::read_to_string(&report.log_path).unwrap();
+        assert!(
+            log.contains("selftest: ok"),
+            "{}",
+            report.log_path.display()
+        );
+    }
+    let latest = std::fs::canonicalize(
+        vmharness::run::logs::latest_dir(&settings.logs_dir(), "twice").join("console.log"),
+    )
+    .unwrap();
+    assert!(reports
+        .iter()
+        .any(|r| std::fs::canonicalize(&r.log_path).unwrap() == latest));
+}
+
+/// A console log that cannot be written (a full disk) is an infrastructure failure naming the
+/// file, never a pass with a truncated log.
+#[test]
+fn an_unwritable_console_log_is_infra() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "full-disk",
+        Arch::Aarch64,
+        "banner",
+        "[console]\nbanner = [\"selftest: ok\"]\n",
+    );
+    let loaded = vmharness::config::load(&path).unwrap();
+    let log_dir = dir.path().join("logs");
+    std::fs::create_dir(&log_dir).unwrap();
+    std::os::unix::fs::symlink("/dev/full", log_dir.join("console.log")).unwrap();
+    let settings = support::settings();
+    let resolver = vmharness::run::Resolver::from_settings(&settings);
+    let options = vmharness::run::RunOptions {
+        settings: Some(settings),
+        log_dir: Some(log_dir.clone()),
+        ..Default::default()
+    };
+    let report = vmharness::run::run(&loaded, &resolver, options);
+    assert!(report.outcome.is_infra(), "{report}");
+    let text = report.outcome.explained();
+    assert!(
+        text.contains("console.log") && text.contains("No space left on device"),
+        "{text}"
+    );
+}
+
+/// A flood beyond the log's cap keeps its head and tail and a marker, and every line is
+/// still judged: the success pattern is the flood's last line.
+#[test]
+fn a_capped_console_log_keeps_head_tail_and_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "flood-capped",
+        Arch::Aarch64,
+        "flood 2",
+        "[console]\nsuccess = \"flood: done\"\n[timeouts]\ntotal = \"120s\"\n",
+    );
+    let mut settings = support::settings();
+    settings.console_log_limit = 256 << 10;
+    let report = support::run_config_with(&path, settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let log = std::fs::read_to_string(&report.log_path).unwrap();
+    assert!(log.len() < (256 << 10) + 1024, "{} bytes", log.len());
+    assert!(
+        log.contains("vmharness selftest aarch64"),
+        "the head is kept"
+    );
+    assert!(log.contains("flood: done"), "the tail is kept");
+    assert!(log.contains("lines ("), "no marker of what was dropped");
+}

@@ -19,7 +19,7 @@ use vmharness::suite::{Label, ResultRecord};
 #[command(after_help = "\
 Steps: fmt, clippy, doc (the gates), library tests and xtask tests (without --arch), VM
 configs, VM tests (`cargo test --test boot`, or nextest's `ci` profile with JUnit at
-target/nextest/ci/junit.xml). Console logs and result.toml files: target/vmharness/logs/.
+target/nextest/ci/junit.xml). Console logs and result.toml files: target/vmharness/logs/<test>/latest/.
 Exit status: 0 when every step passed, 1 otherwise.")]
 pub struct CiArgs {
     /// Only VM tests whose config is for this arch (sets VMHARNESS_ARCH); skips the library tests.
@@ -490,17 +490,18 @@ fn problem(path: &Path, err: &ConfigError) -> ConfigProblem {
     }
 }
 
-/// Removes the named tests' `result.toml` files from earlier runs.
+/// Forgets the named tests' earlier runs (their `latest` links; the runs stay on disk).
 fn clear_results(logs: &Path, names: &[String]) {
     for name in names {
-        let _ = std::fs::remove_file(logs.join(name).join("result.toml"));
+        let _ = std::fs::remove_file(vmharness::run::logs::latest_dir(logs, name));
     }
 }
 
 fn read_results(logs: &Path, names: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
     for name in names {
-        let path = logs.join(name).join(vmharness::suite::record::FILE_NAME);
+        let path =
+            vmharness::run::logs::latest_dir(logs, name).join(vmharness::suite::record::FILE_NAME);
         if !path.exists() {
             continue;
         }

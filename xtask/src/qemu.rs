@@ -92,7 +92,6 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         // Not `-s`: that is `-gdb tcp::1234`, which listens on every interface.
         extra_args.extend(["-gdb", GDB_LISTEN, "-S"].map(String::from));
     }
-    let log_dir = settings.log_dir(&loaded.name);
     let hint = args.gdb.then(|| gdb_hint(&loaded, &resolver, &settings));
     let mut options = RunOptions {
         settings: Some(settings),
@@ -108,7 +107,9 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         eprintln!("{hint}");
     }
     if args.print_cmd {
-        return match run::prepare(&loaded, &resolver, &options, &log_dir) {
+        // Nothing runs: the scratch log dir goes away with this function.
+        let scratch = tempfile::tempdir().context("creating a scratch log dir")?;
+        return match run::prepare(&loaded, &resolver, &options, scratch.path()) {
             Ok(prepared) => {
                 println!("{}", prepared.spec.argv().to_shell_line());
                 Ok(0)

@@ -2,8 +2,10 @@
 
 mod ansi;
 mod lines;
+mod log;
 mod session;
 
 pub use ansi::AnsiStripper;
 pub use lines::{LineSplitter, Piece, Tail, MAX_LINE_BYTES};
+pub use log::{ConsoleLog, DEFAULT_LOG_LIMIT};
 pub use session::{key_name, ConsoleInput, Line, ReadEvent, Session};

@@ -2,7 +2,7 @@
 //! lines, appended to `console.log`, with a bounded tail in memory.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::ansi::AnsiStripper;
 use super::lines::{LineSplitter, Piece, Tail};
+use super::log::ConsoleLog;
 use crate::qemu::{ExitStatus, QemuProcess};
 
 /// Lines kept in memory for failure reports.
@@ -71,7 +72,7 @@ pub struct Session {
     writer: File,
     stripper: AnsiStripper,
     splitter: LineSplitter,
-    log: BufWriter<File>,
+    log: ConsoleLog,
     tail: Tail,
     started: Instant,
     last_output: Instant,
@@ -86,11 +87,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Wraps a freshly spawned QEMU; console lines are appended to `log_path`.
-    pub fn new(process: QemuProcess, log_path: &Path) -> std::io::Result<Session> {
+    /// Wraps a freshly spawned QEMU; console lines go to `log_path`, capped at `log_limit`
+    /// bytes ([`ConsoleLog`]).
+    pub fn new(process: QemuProcess, log_path: &Path, log_limit: u64) -> std::io::Result<Session> {
         let reader = process.console_reader()?;
         let writer = process.console_writer()?;
-        let log = BufWriter::with_capacity(64 * 1024, File::create(log_path)?);
+        let log = ConsoleLog::create(log_path, log_limit)?;
         let now = Instant::now();
         Ok(Session {
             process,
@@ -169,7 +171,7 @@ impl Session {
                     self.record(at, &piece.text, piece.cut, lines);
                 }
                 self.pending = pieces;
-                let _ = self.log.flush();
+                self.log.flush();
                 ReadEvent::Output
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => ReadEvent::Idle,
@@ -179,7 +181,7 @@ impl Session {
     }
 
     fn record(&mut self, at: Duration, text: &str, cut: bool, lines: &mut Vec<Line>) {
-        let _ = writeln!(self.log, "[{:>11.6}] {text}", at.as_secs_f64());
+        self.log.line(at, text);
         self.tail.push(text);
         lines.push(Line {
             at,
@@ -193,7 +195,7 @@ impl Session {
         if let Some(text) = self.splitter.finish() {
             self.record(self.started.elapsed(), &text, false, lines);
         }
-        let _ = self.log.flush();
+        self.log.flush();
         ReadEvent::Closed
     }
 
@@ -297,13 +299,19 @@ impl Session {
 
     /// Kills QEMU (its whole process group) and flushes the log. Returns QEMU's exit status.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        let _ = self.log.flush();
+        self.log.flush();
         self.process.kill()
+    }
+
+    /// Completes the log (the kept tail of a capped log, the flush) and returns the first
+    /// error writing it: a log that is not whole must not pass unnoticed.
+    pub fn finish_log(&mut self) -> Result<(), std::io::Error> {
+        self.log.finish()
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.log.flush();
+        let _ = self.log.finish();
     }
 }

@@ -152,6 +152,9 @@ pub enum RunError {
     /// QEMU could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// The run's `result.toml` could not be written.
+    #[error("cannot record the result")]
+    Record(#[from] crate::suite::record::RecordError),
     /// Writing to the guest's console failed.
     #[error("cannot write to the guest console")]
     ConsoleWrite(#[source] std::io::Error),
@@ -212,6 +215,7 @@ impl RunError {
             | RunError::Io { .. }
             | RunError::Spawn(_)
             | RunError::ConsoleWrite(_)
+            | RunError::Record(_)
             | RunError::AccelFailure { .. }
             | RunError::QemuStart { .. } => ErrorClass::Infra,
         }

@@ -6,6 +6,7 @@ mod drive;
 mod error;
 mod interactive;
 pub mod judge;
+pub mod logs;
 mod note;
 mod resolve;
 
@@ -74,25 +75,64 @@ fn settings(options: &RunOptions) -> Result<Settings, RunError> {
     }
 }
 
-/// Runs one loaded config to a verdict.
+/// Runs one loaded config to a verdict. Without [`RunOptions::log_dir`], the run logs into
+/// its own `logs/<test>/<run>` directory and `logs/<test>/latest` points at it afterwards.
 pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptions) -> Report {
     let setup_started = Instant::now();
     let mut options = options;
-    let settings = settings(&options);
-    let log_dir = match (&options.log_dir, &settings) {
-        (Some(dir), _) => dir.clone(),
-        (None, Ok(settings)) => settings.log_dir(&loaded.name),
-        (None, Err(_)) => Settings::defaults(crate::paths::workspace_root()).log_dir(&loaded.name),
-    };
-    let mut report = Report::new(&loaded.name, log_dir.join("console.log"));
-    let settings = match settings {
+    let settings = match settings(&options) {
         Ok(settings) => settings,
-        Err(err) => return report.ended(err.into(), setup_started.elapsed()),
+        Err(err) => {
+            let logs = Settings::defaults(crate::paths::workspace_root()).logs_dir();
+            let log = logs.join(&loaded.name).join("console.log");
+            return Report::new(&loaded.name, log).ended(err.into(), setup_started.elapsed());
+        }
     };
+    let own_dir = options.log_dir.is_none();
+    let log_dir = match options.log_dir.take() {
+        Some(dir) => dir,
+        None => match logs::new_run_dir(&settings.logs_dir(), &loaded.name) {
+            Ok(dir) => dir,
+            Err(source) => {
+                let path = settings.logs_dir().join(&loaded.name);
+                let log = path.join("console.log");
+                let err = RunError::Io {
+                    what: "log dir",
+                    path,
+                    source,
+                };
+                return Report::new(&loaded.name, log).ended(err.into(), setup_started.elapsed());
+            }
+        },
+    };
+    let report = boot(
+        loaded,
+        resolver,
+        options,
+        &settings,
+        &log_dir,
+        setup_started,
+    );
+    if own_dir {
+        let _ = logs::mark_latest(&log_dir);
+    }
+    report
+}
+
+/// Prepares, boots and judges one run logging into `log_dir`.
+fn boot(
+    loaded: &LoadedConfig,
+    resolver: &dyn FileResolver,
+    mut options: RunOptions,
+    settings: &Settings,
+    log_dir: &Path,
+    setup_started: Instant,
+) -> Report {
+    let mut report = Report::new(&loaded.name, log_dir.join("console.log"));
     if options.remote.is_none() {
         options.remote = settings.remote.clone();
     }
-    let prepared = prepare_with(loaded, resolver, &options, &settings, &log_dir);
+    let prepared = prepare_with(loaded, resolver, &options, settings, log_dir);
     report.booted = resolver.booted();
     let prepared = match prepared {
         Ok(prepared) => prepared,
@@ -135,7 +175,7 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
         Ok(process) => process,
         Err(err) => return report.ended(RunError::from(err).into(), setup_started.elapsed()),
     };
-    let mut session = match Session::new(process, &report.log_path) {
+    let mut session = match Session::new(process, &report.log_path, settings.console_log_limit) {
         Ok(session) => session,
         Err(source) => {
             let err = RunError::Io {
@@ -168,6 +208,18 @@ pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptio
     report.verdict_timing = ended.timing;
     report.console_bytes = session.bytes_read();
     report.tail = session.tail(REPORT_TAIL_LINES);
+    if let Err(source) = session.finish_log() {
+        let err = RunError::Io {
+            what: "console log (writing)",
+            path: report.log_path.clone(),
+            source,
+        };
+        // A pass whose log is not whole is not a pass; a failure keeps its verdict.
+        match report.outcome.is_pass() {
+            true => report.outcome = err.into(),
+            false => report.notes.push(Note::LogIncomplete(err.to_string())),
+        }
+    }
     if !report.outcome.is_pass() {
         report.qemu_stderr = last_lines(&stderr_path, 10);
     }

@@ -9,6 +9,8 @@ pub enum Note {
     AccelFallback(String),
     /// Every deadline was multiplied by this factor.
     TimeoutsScaled(f64),
+    /// The console log could not be written completely.
+    LogIncomplete(String),
     /// QEMU ran on a remote host, in this temp dir.
     Remote {
         /// The ssh destination.
@@ -23,6 +25,7 @@ impl fmt::Display for Note {
         match self {
             Note::AccelFallback(reason) => write!(f, "accel auto: using TCG because {reason}"),
             Note::TimeoutsScaled(scale) => write!(f, "timeouts scaled by {scale}"),
+            Note::LogIncomplete(why) => write!(f, "the console log is incomplete: {why}"),
             Note::Remote { destination, dir } => {
                 write!(f, "remote: QEMU runs on {destination} in {dir}")
             }

@@ -216,11 +216,14 @@ where
     } else {
         Trial::ignorable_test(name, move || {
             // Recorded like any run, so CI summaries count it.
-            let log = settings.log_dir(&loaded.name).join("console.log");
+            let dir = run::logs::new_run_dir(&settings.logs_dir(), &loaded.name)
+                .map_err(|err| format!("cannot create a log dir: {err}"))?;
             let outcome = Outcome::from(RunError::MissingInputs(missing.clone()));
             let reason = outcome.detail();
-            let report = Report::new(&loaded.name, log).ended(outcome, Default::default());
-            write_result(&report, &loaded);
+            let report = Report::new(&loaded.name, dir.join("console.log"))
+                .ended(outcome, Default::default());
+            write_result(&report, &loaded).map_err(|err| err.to_string())?;
+            let _ = run::logs::mark_latest(&dir);
             Ok(Completion::ignored_with(reason))
         })
     }
@@ -259,7 +262,7 @@ pub fn run_trial_with(
         break report;
     };
     announce_notes(&report);
-    write_result(&report, loaded);
+    let report = recorded(report, loaded);
     match &report.outcome {
         Outcome::Pass => Ok(Completion::Completed),
         Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
@@ -283,12 +286,23 @@ fn announce_notes(report: &Report) {
     }
 }
 
-/// Writes `result.toml` next to the console log ([`ResultRecord`]); a failure to write it is
-/// reported on stderr (the trial's verdict stands).
-pub fn write_result(report: &Report, loaded: &LoadedConfig) {
-    if let Err(err) = ResultRecord::of(report, loaded).write() {
-        eprintln!("warning: {}: {err}", loaded.name);
+/// The report after writing its `result.toml`: a record that cannot be written turns a pass
+/// (or a skip) into an infrastructure failure naming the file, since a result a pipeline
+/// cannot read is lost work; a failure keeps its verdict and the write error goes to stderr.
+fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
+    if let Err(err) = write_result(&report, loaded) {
+        if report.outcome.is_pass() || report.outcome.is_unavailable() {
+            report.outcome = RunError::from(err).into();
+        } else {
+            eprintln!("warning: {}: {}", loaded.name, err);
+        }
     }
+    report
+}
+
+/// Writes `result.toml` next to the console log ([`ResultRecord`]).
+pub fn write_result(report: &Report, loaded: &LoadedConfig) -> Result<(), record::RecordError> {
+    ResultRecord::of(report, loaded).write().map(|_| ())
 }
 
 #[cfg(test)]
@@ -301,6 +315,24 @@ mod tests {
                 .chain(args.iter().copied())
                 .map(String::from),
         )
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_written_is_infra() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("t.toml");
+        std::fs::write(&config, "arch = \"x86_64\"\n").unwrap();
+        let loaded = config::load(&config).unwrap();
+        // The record's temporary file cannot be created: a directory is in its place.
+        std::fs::create_dir(
+            dir.path()
+                .join(format!(".result.toml.{}", std::process::id())),
+        )
+        .unwrap();
+        let report = Report::new("t", dir.path().join("console.log"));
+        let report = recorded(report, &loaded);
+        assert!(report.outcome.is_infra(), "{report}");
+        assert!(report.to_string().contains("result.toml"), "{report}");
     }
 
     #[test]
