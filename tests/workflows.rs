@@ -531,3 +531,30 @@ fn the_checker_rejects_what_github_or_clap_would() -> Result<()> {
     );
     Ok(())
 }
+
+/// The composite action fences each guest's console off from GitHub's command parser.
+#[test]
+fn the_action_fences_guest_output_from_workflow_commands() -> Result<()> {
+    let text = std::fs::read_to_string(root().join(".github/actions/vmharness/action.yml"))?;
+    let stop = text
+        .find("echo \"::stop-commands::$token\"")
+        .context("no ::stop-commands::")?;
+    let run = text
+        .find("cargo xtask qemu --config")
+        .context("no qemu run")?;
+    let resume = text
+        .find("echo \"::$token::\"")
+        .context("no resume token")?;
+    let annotate = text
+        .find("echo \"::error file=$config")
+        .context("no annotation")?;
+    ensure!(
+        stop < run && run < resume && resume < annotate,
+        "{stop} {run} {resume} {annotate}"
+    );
+    ensure!(
+        text.contains("/dev/urandom"),
+        "the token must not be guessable"
+    );
+    Ok(())
+}

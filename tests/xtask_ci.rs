@@ -98,6 +98,26 @@ fn github_job_for_one_arch_annotates_and_summarises() -> Result<()> {
     ] {
         ensure!(stdout.contains(needle), "missing `{needle}`\n{}", context());
     }
+    // The VM tests' output (guest consoles in failure reports) is fenced off from GitHub's
+    // command parser by a random token; annotations come after the fence.
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("::stop-commands::"))
+        .with_context(|| format!("no ::stop-commands::\n{}", context()))?;
+    ensure!(token.len() == 32, "weak token `{token}`");
+    let (stopped, resumed) = (
+        stdout.find("::stop-commands::").unwrap_or(0),
+        stdout.find(&format!("::{token}::")).unwrap_or(0),
+    );
+    let report = stdout.find("---- ci-panics-aarch64").unwrap_or(0);
+    let annotation = stdout
+        .find("::error file=vm-configs/ci-panics-aarch64.toml")
+        .unwrap_or(0);
+    ensure!(
+        stopped < report && report < resumed && resumed < annotation,
+        "fence at {stopped}..{resumed}, report at {report}, annotation at {annotation}\n{}",
+        context()
+    );
     ensure!(
         !stdout.contains("::group::fmt"),
         "--skip-gates ran the gates\n{}",
