@@ -109,28 +109,59 @@ pub fn kvm_usable(arch: Arch, probe: &ProbeSpec<'_>) -> Result<(), String> {
     }
     let key = cache_key(probe);
     let cache_file = probe.cache_dir.join(format!("{key}.txt"));
-    if let Ok(cached) = std::fs::read_to_string(&cache_file) {
-        return match cached.strip_prefix("ok") {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "{} (cached probe result in {})",
-                cached.trim(),
-                cache_file.display()
-            )),
-        };
+    if let Some(cached) = cached_answer(&cache_file) {
+        return cached;
+    }
+    // One probe per machine and key: trials that start together wait for the first one's
+    // answer instead of each paying the probe's seconds (and printing its note twice).
+    let _lock = std::fs::create_dir_all(probe.cache_dir)
+        .and_then(|()| std::fs::File::create(probe.cache_dir.join(format!("{key}.lock"))))
+        .ok()
+        .and_then(|file| nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok());
+    if let Some(cached) = cached_answer(&cache_file) {
+        return cached;
     }
     let result = run_probe(probe);
     let record = match &result {
         Ok(()) => "ok\n".to_string(),
         Err(reason) => format!("{reason}\n"),
     };
-    if std::fs::create_dir_all(probe.cache_dir).is_ok() {
-        let temp = cache_file.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&temp, record).is_ok() {
-            let _ = std::fs::rename(&temp, &cache_file);
-        }
+    let temp = cache_file.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&temp, &record).is_ok() {
+        let _ = std::fs::rename(&temp, &cache_file);
     }
+    append_history(probe.cache_dir, &key, &record);
     result
+}
+
+/// Every probe boot is appended to `<cache>/probes.log`: when, which key, what it said.
+pub const PROBE_HISTORY: &str = "probes.log";
+
+fn append_history(cache_dir: &Path, key: &str, record: &str) {
+    use std::io::Write;
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cache_dir.join(PROBE_HISTORY))
+    {
+        let _ = write!(file, "{seconds} {key} {record}");
+    }
+}
+
+/// The answer cached in `cache_file`, if any.
+fn cached_answer(cache_file: &Path) -> Option<Result<(), String>> {
+    let cached = std::fs::read_to_string(cache_file).ok()?;
+    Some(match cached.strip_prefix("ok") {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{} (cached probe result in {})",
+            cached.trim(),
+            cache_file.display()
+        )),
+    })
 }
 
 fn cache_key(probe: &ProbeSpec<'_>) -> String {

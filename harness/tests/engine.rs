@@ -580,3 +580,45 @@ fn a_capped_console_log_keeps_head_tail_and_the_verdict() {
     assert!(log.contains("flood: done"), "the tail is kept");
     assert!(log.contains("lines ("), "no marker of what was dropped");
 }
+
+/// Two trials that need the KVM answer at once run the probe guest once; the other waits for
+/// its answer (each used to pay the probe's seconds and print the note).
+#[test]
+fn concurrent_kvm_checks_probe_once() {
+    let qemu = vmharness::qemu::find_binary("qemu-system-x86_64").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let answers: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let checks: Vec<_> = (0..3)
+            .map(|_| {
+                let (qemu, cache) = (&qemu, cache.path());
+                scope.spawn(move || {
+                    let probe = vmharness::accel::ProbeSpec {
+                        qemu,
+                        machine: "q35",
+                        cpu: "host",
+                        cache_dir: cache,
+                        timeout: vmharness::accel::DEFAULT_PROBE_TIMEOUT,
+                        temp_dir: cache,
+                    };
+                    vmharness::accel::kvm_usable(Arch::X86_64, &probe)
+                })
+            })
+            .collect();
+        checks.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let probes = std::fs::read_to_string(cache.path().join(vmharness::accel::PROBE_HISTORY))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let kvm_openable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    // Without a usable /dev/kvm no probe is needed at all.
+    assert_eq!(probes, usize::from(kvm_openable), "{answers:?}");
+    assert!(
+        answers.windows(2).all(|w| w[0].is_ok() == w[1].is_ok()),
+        "{answers:?}"
+    );
+}
