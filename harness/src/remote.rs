@@ -2,12 +2,16 @@
 //!
 //! No agent of our own: [`stage`] makes a private temp dir on the host (`mktemp -d`), copies
 //! every file the [`QemuSpec`] names into it over ssh, and returns a command that runs
-//! `ssh -tt host 'exec sh -c "..."'` with the spec's argv built for the remote paths. The console comes back over the ssh channel onto our local
-//! pty, so the verdict logic is unchanged. Cleanup happens on every exit path: the remote
-//! script traps `EXIT HUP INT TERM` and removes the dir; a lost connection hangs up the remote
-//! pty, which sends SIGHUP to QEMU; and [`RemoteGuard`] removes the dir again on drop.
+//! `ssh -tt host 'exec sh -c "..."'` with the spec's argv built for the remote paths. The
+//! console comes back over the ssh channel, so the verdict logic is unchanged. Cleanup happens on every exit path, SIGKILL included:
+//! the dir belongs to a keeper ssh session that removes it when its connection or input ends;
+//! every ssh process we start dies with us (parent-death signal), so a killed runner leaves no
+//! copy running and its connections close; the QEMU script traps `EXIT HUP INT TERM`; a lost
+//! connection hangs up the remote pty, which sends SIGHUP to QEMU; and [`RemoteGuard`] removes
+//! the dir again on drop.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -134,12 +138,8 @@ impl Remote {
     /// Runs `script` on the host with `stdin`, returning its stdout; a non-zero exit is an error
     /// naming `what`.
     fn ssh(&self, script: &str, stdin: Stdio, what: &str) -> Result<String, RemoteError> {
-        let output = Command::new("ssh")
-            .args(self.common_args())
-            .arg("-T")
-            .arg("--")
-            .arg(&self.destination)
-            .arg(script)
+        let output = self
+            .ssh_command(script)
             .stdin(stdin)
             .output()
             .map_err(|source| RemoteError::Spawn {
@@ -150,6 +150,26 @@ impl Remote {
             return Err(self.failed(what, &output.stderr));
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `ssh -T host script`, killed when this process dies (so a SIGKILLed runner leaves no
+    /// copy running and its connections close).
+    fn ssh_command(&self, script: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(self.common_args())
+            .arg("-T")
+            .arg("--")
+            .arg(&self.destination)
+            .arg(script);
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                Ok(())
+            });
+        }
+        command
     }
 
     fn failed(&self, what: &str, stderr: &[u8]) -> RemoteError {
@@ -176,11 +196,14 @@ impl Remote {
     }
 }
 
-/// Removes the remote temp dir when dropped (best effort; the remote trap does it too).
+/// Owns the remote temp dir: a keeper session on the host holds it and removes it when its
+/// connection ends, however this process ends (a SIGKILL closes the connection); dropping the
+/// guard also removes it at once.
 #[derive(Debug)]
 pub struct RemoteGuard {
     remote: Remote,
     dir: String,
+    keeper: std::process::Child,
 }
 
 impl RemoteGuard {
@@ -194,7 +217,72 @@ impl Drop for RemoteGuard {
     fn drop(&mut self) {
         let script = format!("rm -rf -- {}", shell_words::quote(&self.dir));
         let _ = self.remote.run(&script, "removing the temp dir");
+        // End of input ends the keeper, whose trap removes the dir too.
+        drop(self.keeper.stdin.take());
+        let _ = self.keeper.wait();
     }
+}
+
+/// The keeper's script: make the dir, say its name, hold it until the connection or input
+/// ends, then remove it. Exit 3 if QEMU's binary is missing.
+fn keeper_script(binary: &str) -> String {
+    format!(
+        "command -v {} >/dev/null || exit 3; \
+         d=$(mktemp -d \"${{TMPDIR:-/tmp}}/vmharness.XXXXXXXX\") || exit 1; \
+         trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; \
+         echo \"$d\"; cat >/dev/null",
+        shell_words::quote(binary)
+    )
+}
+
+/// Starts the keeper session and reads the dir it made.
+fn start_keeper(remote: &Remote, binary: &str) -> Result<RemoteGuard, RemoteError> {
+    use std::io::BufRead;
+    let mut keeper = remote
+        .ssh_command(&keeper_script(binary))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| RemoteError::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+    let mut line = String::new();
+    if let Some(stdout) = keeper.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let dir = line.trim().to_string();
+    if dir.is_empty() {
+        drop(keeper.stdin.take());
+        let output = keeper.wait_with_output();
+        let (code, stderr) = match output {
+            Ok(output) => (output.status.code(), output.stderr),
+            Err(_) => (None, Vec::new()),
+        };
+        return Err(match code {
+            Some(3) => RemoteError::MissingQemu {
+                destination: remote.destination.clone(),
+                binary: binary.to_string(),
+            },
+            _ => remote.failed("creating a temp dir", &stderr),
+        });
+    }
+    if !dir.starts_with('/') {
+        drop(keeper.stdin.take());
+        let _ = keeper.kill();
+        let _ = keeper.wait();
+        return Err(RemoteError::Command {
+            destination: remote.destination.clone(),
+            what: "mktemp -d".into(),
+            stderr: format!("unexpected output `{dir}`"),
+        });
+    }
+    Ok(RemoteGuard {
+        remote: remote.clone(),
+        dir,
+        keeper,
+    })
 }
 
 /// Picks the accelerator on the host: KVM when `/dev/kvm` there is read-writable and the
@@ -253,31 +341,7 @@ pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), Re
             path: missing.path.to_path_buf(),
         });
     }
-    let script = format!(
-        "command -v {} >/dev/null || exit 3; mktemp -d \"${{TMPDIR:-/tmp}}/vmharness.XXXXXXXX\"",
-        shell_words::quote(&binary)
-    );
-    let dir = match remote.run(&script, "creating a temp dir") {
-        Ok(out) => out.trim().to_string(),
-        Err(RemoteError::Command { .. }) if remote.run("exit 0", "connecting").is_ok() => {
-            return Err(RemoteError::MissingQemu {
-                destination: remote.destination.clone(),
-                binary,
-            })
-        }
-        Err(err) => return Err(err),
-    };
-    if !dir.starts_with('/') || dir.contains('\n') {
-        return Err(RemoteError::Command {
-            destination: remote.destination.clone(),
-            what: "mktemp -d".into(),
-            stderr: format!("unexpected output `{dir}`"),
-        });
-    }
-    let guard = RemoteGuard {
-        remote: remote.clone(),
-        dir,
-    };
+    let guard = start_keeper(remote, &binary)?;
     let mut copies: Vec<(PathBuf, PathBuf)> = Vec::new();
     let staged = spec.map_files(|_, local| {
         let remote_path = PathBuf::from(format!(

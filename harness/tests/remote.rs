@@ -265,6 +265,122 @@ fn child_mode_boots_a_hanging_guest_remotely() {
     run_with(&path, Some(remote));
 }
 
+/// The remote described by the child-mode environment.
+fn child_remote(spec: &str) -> (String, Remote) {
+    let mut parts = spec.splitn(4, '\u{1f}');
+    let (dir, port, identity, known) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let remote = Remote {
+        destination: "root@127.0.0.1".into(),
+        port: Some(port.parse().unwrap()),
+        identity: Some(identity.into()),
+        ssh_options: vec![
+            "StrictHostKeyChecking=no".into(),
+            format!("UserKnownHostsFile={known}"),
+        ],
+    };
+    (dir.to_string(), remote)
+}
+
+#[test]
+fn child_mode_stages_a_big_disk_remotely() {
+    let Ok(spec) = std::env::var(STAGING_CHILD_ENV) else {
+        return; // only does something when started by the test below
+    };
+    let (dir, remote) = child_remote(&spec);
+    // A 4 GiB (sparse) image takes seconds to stream: the parent kills us meanwhile.
+    let path = support::selftest_config(
+        Path::new(&dir),
+        "remote-staging",
+        Arch::X86_64,
+        "banner",
+        "[disk]\nsize = \"4G\"\n[[disk.entries]]\ndest = \"/a.txt\"\ntext = \"a\"\n",
+    );
+    run_with(&path, Some(remote));
+}
+
+const STAGING_CHILD_ENV: &str = "VMHARNESS_REMOTE_STAGING_CHILD";
+
+/// The remote dirs holding a disk image being staged.
+fn staging_dirs() -> Vec<PathBuf> {
+    let tmp = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    std::fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmharness."))
+        })
+        .filter(|p| {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| f.file_name().to_string_lossy().ends_with("disk.img"))
+        })
+        .collect()
+}
+
+/// A SIGKILL while files are being copied to the host leaves no copy running and no remote
+/// temp dir: the copies die with the runner and the keeper session removes the dir when its
+/// connection drops.
+#[test]
+fn sigkill_during_staging_leaves_no_copy_or_remote_dir() {
+    let sshd = start_sshd();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = &sshd.remote;
+    let known = remote.ssh_options[1].trim_start_matches("UserKnownHostsFile=");
+    let spec = [
+        dir.path().display().to_string(),
+        remote.port.unwrap().to_string(),
+        remote.identity.as_ref().unwrap().display().to_string(),
+        known.to_string(),
+    ]
+    .join("\u{1f}");
+    let before = staging_dirs();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_mode_stages_a_big_disk_remotely", "--exact"])
+        .env(STAGING_CHILD_ENV, spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut staging = Vec::new();
+    wait_until("the disk image to be staged", 60, || {
+        staging = staging_dirs()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect();
+        !staging.is_empty()
+    });
+    child.kill().unwrap(); // SIGKILL: no destructor in the child runs
+    child.wait().unwrap();
+    for remote_dir in &staging {
+        let name = remote_dir.display().to_string();
+        wait_until("the copy to stop", 20, || !process_mentions("ssh", &name));
+        wait_until("the remote temp dir to go", 20, || !remote_dir.exists());
+    }
+}
+
+/// Whether a process named `comm` has `text` in its command line.
+fn process_mentions(comm: &str, text: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            name.trim() == comm && String::from_utf8_lossy(&cmdline).contains(text)
+        })
+}
+
 #[test]
 fn sigkilled_runner_leaves_no_remote_qemu_or_dir() {
     let sshd = start_sshd();
