@@ -45,6 +45,10 @@ pub struct BenchConsoleArgs {
     /// Skip (a)-(c) (e.g. to measure only the flood).
     #[arg(long)]
     skip_latency: bool,
+    /// Also (e): the Linux guests (`vm-configs/linux-<arch>.toml`) booted to power-off by the
+    /// harness against the same QEMU argv read on a pipe to its exit.
+    #[arg(long)]
+    linux: bool,
     /// Internal: judge one flood of this many MiB in this process and print its peak RSS.
     #[arg(long, hide = true)]
     flood_child: Option<u32>,
@@ -70,6 +74,13 @@ pub fn run(args: BenchConsoleArgs) -> anyhow::Result<()> {
         for &arch in &arches {
             rows.push(bench_arch(temp.path(), arch, args.runs)?);
         }
+    }
+    if args.linux {
+        let mut linux = Vec::new();
+        for &arch in &arches {
+            linux.push(bench_linux(temp.path(), arch, args.runs)?);
+        }
+        print_linux(&linux, args.runs);
     }
     let mut floods = Vec::new();
     if args.flood_mib > 0 {
@@ -278,6 +289,85 @@ fn raw_argv(dir: &Path, loaded: &LoadedConfig) -> anyhow::Result<(PathBuf, Vec<O
     .map_err(|outcome| anyhow::anyhow!("preparing {}: {outcome}", loaded.name))?;
     let argv = prepared.spec.argv();
     Ok((argv.program().to_path_buf(), argv.args().to_vec()))
+}
+
+/// One Linux guest's wall times: raw QEMU on a pipe to exit, and the harness's whole run.
+struct LinuxRow {
+    arch: Arch,
+    raw: Vec<Duration>,
+    harness: Vec<Duration>,
+}
+
+fn bench_linux(dir: &Path, arch: Arch, runs: usize) -> anyhow::Result<LinuxRow> {
+    let root = vmharness::settings::Settings::from_env()?.root;
+    let path = root.join("vm-configs").join(format!("linux-{arch}.toml"));
+    let loaded = vmharness::config::load(&path).with_context(|| path.display().to_string())?;
+    let resolver = Resolver::from_env();
+    // Kept for the whole bench: its temp dir holds the disk image the raw argv names.
+    let prepared = run::prepare(
+        &loaded,
+        &resolver,
+        &RunOptions::default(),
+        &dir.join("logs/raw"),
+    )
+    .map_err(|outcome| anyhow::anyhow!("preparing {}: {outcome}", loaded.name))?;
+    let argv = prepared.spec.argv();
+    let argv = (argv.program().to_path_buf(), argv.args().to_vec());
+    let warm = run_harness(dir, &loaded, &resolver);
+    if !warm.outcome.is_pass() {
+        bail!("{arch}: warm-up run did not pass:\n{warm}");
+    }
+    let mut row = LinuxRow {
+        arch,
+        raw: Vec::new(),
+        harness: Vec::new(),
+    };
+    for i in 0..runs {
+        eprintln!("(e) linux-{arch}: run {}/{runs}", i + 1);
+        row.raw.push(raw_until_exit(&argv)?);
+        let started = Instant::now();
+        let report = run_harness(dir, &loaded, &resolver);
+        row.harness.push(started.elapsed());
+        if !report.outcome.is_pass() {
+            bail!("linux-{arch} did not pass:\n{report}");
+        }
+    }
+    drop(prepared);
+    Ok(row)
+}
+
+/// Spawns QEMU with its console on a pipe and reads it to the end; the wall time to exit.
+fn raw_until_exit(argv: &(PathBuf, Vec<OsString>)) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut child = Command::new(&argv.0)
+        .args(&argv.1)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("spawning {}", argv.0.display()))?;
+    let mut stdout = child.stdout.take().context("QEMU stdout is not piped")?;
+    std::io::copy(&mut stdout, &mut std::io::sink()).context("reading QEMU stdout")?;
+    child.wait().context("waiting for QEMU")?;
+    Ok(started.elapsed())
+}
+
+fn print_linux(rows: &[LinuxRow], runs: usize) {
+    println!("\n(e) Linux guests to power-off, median (max) of {runs}, s:\n");
+    println!("| guest | raw QEMU, console on a pipe | harness run | ratio |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        let (raw, harness) = (median(&row.raw), median(&row.harness));
+        println!(
+            "| linux-{} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.3}× |",
+            row.arch,
+            raw.as_secs_f64(),
+            max(&row.raw).as_secs_f64(),
+            harness.as_secs_f64(),
+            max(&row.harness).as_secs_f64(),
+            ratio(harness, raw)
+        );
+    }
 }
 
 struct RawRun {

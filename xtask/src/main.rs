@@ -3,6 +3,7 @@
 
 mod bench_console;
 mod bench_disk;
+mod bench_suite;
 mod ci;
 mod disk;
 mod guests;
@@ -52,6 +53,8 @@ enum Task {
 enum Bench {
     /// In-process FAT32 writer vs `truncate` + `mkfs.fat -F 32` + `mcopy -s`.
     Disk(bench_disk::BenchDiskArgs),
+    /// The `boot` suite's wall time with several threads against one (trials longest first).
+    Suite(bench_suite::BenchSuiteArgs),
     /// Console engine: read-to-verdict latency, wall time vs a raw pipe reader, panic verdict
     /// time, peak RSS under a flood (selftest guests, TCG; use a release build).
     Console(bench_console::BenchConsoleArgs),
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Task::Bench { bench } => {
             match bench {
                 Bench::Disk(args) => bench_disk::run(args)?,
+                Bench::Suite(args) => bench_suite::run(args)?,
                 Bench::Console(args) => bench_console::run(args)?,
             }
             0

@@ -349,12 +349,21 @@ impl AptRoot {
         std::fs::write(&stamp, "").map_err(|e| ArtifactError::io("write", &stamp, e))
     }
 
-    /// The candidate record of one package: its fields from the index.
+    /// The candidate record of one package: its fields from the index. Remembered per package
+    /// until the lists are refreshed: `apt-cache` loads the whole index (a quarter second of
+    /// CPU each time), and listing trials asks for every package of every config.
     fn show(
         &self,
         artifact: &str,
         package: &str,
     ) -> Result<BTreeMap<String, String>, ArtifactError> {
+        let memo = self.dir.join("shown").join(format!("{package}.txt"));
+        if let Some(text) = fresh_memo(&memo, &self.dir.join(STAMP)) {
+            let record = parse_record(&text);
+            if record.contains_key("Package") {
+                return Ok(record);
+            }
+        }
         let output = run(
             self.command("apt-cache")
                 .args(["show", "--no-all-versions"])
@@ -373,6 +382,7 @@ impl AptRoot {
                 ),
             });
         }
+        remember(&memo, &output.stdout);
         Ok(record)
     }
 
@@ -553,6 +563,24 @@ fn parse_record(text: &str) -> BTreeMap<String, String> {
         }
     }
     record
+}
+
+/// The memo's text if it was written after the lists' stamp (the lists have not changed).
+fn fresh_memo(memo: &Path, stamp: &Path) -> Option<String> {
+    let written = std::fs::metadata(memo).and_then(|m| m.modified()).ok()?;
+    let lists = std::fs::metadata(stamp).and_then(|m| m.modified()).ok()?;
+    (written > lists).then(|| std::fs::read_to_string(memo).ok())?
+}
+
+/// Writes a memo atomically (best effort: without it, apt-cache simply runs again).
+fn remember(memo: &Path, bytes: &[u8]) {
+    let Some(dir) = memo.parent() else {
+        return;
+    };
+    let temp = memo.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&temp, bytes).is_ok() {
+        let _ = std::fs::rename(&temp, memo);
+    }
 }
 
 /// Resolves every declared package of a recipe, sorted by role. Holds the apt root's lock so

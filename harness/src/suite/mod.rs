@@ -98,9 +98,47 @@ where
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
     let args = Arguments::from_args();
-    let trials = trials(|name| select(name) && args.selects(name), resolver);
+    let mut trials = trials(|name| select(name) && args.selects(name), resolver);
+    if !args.libtest.list {
+        if let Ok(settings) = Settings::from_env() {
+            longest_first(&mut trials, &settings);
+        }
+    }
     libtest_mimic::run(&args.libtest, trials).exit()
 }
+
+/// Orders trials so the longest start first: with several threads the suite then ends when
+/// its longest trial does, not when a long trial that started last does. Listing keeps name
+/// order.
+pub fn longest_first(trials: &mut [Trial], settings: &Settings) {
+    let logs = settings.logs_dir();
+    trials.sort_by_cached_key(|trial| {
+        let expected = match trial.has_ignored_flag() {
+            true => std::time::Duration::ZERO,
+            false => expected_duration(&logs, trial.name()),
+        };
+        std::cmp::Reverse(expected)
+    });
+}
+
+/// How long a trial is expected to take: its last recorded run, else an estimate by guest.
+pub fn expected_duration(logs: &Path, test: &str) -> std::time::Duration {
+    let recorded = ResultRecord::read(&run::logs::latest_dir(logs, test).join(record::FILE_NAME))
+        .ok()
+        .filter(|r| !r.outcome.is_skip())
+        .and_then(|r| std::time::Duration::try_from_secs_f64(r.elapsed_secs).ok());
+    recorded.unwrap_or_else(|| {
+        let seconds = ESTIMATES
+            .iter()
+            .find(|(prefix, _)| test.starts_with(prefix))
+            .map_or(DEFAULT_ESTIMATE, |(_, seconds)| *seconds);
+        std::time::Duration::from_secs(seconds)
+    })
+}
+
+/// Seconds a guest takes under TCG on a 2-core machine before any run is recorded.
+const ESTIMATES: &[(&str, u64)] = &[("linux-", 8), ("nimbos-", 8), ("uboot-", 3)];
+const DEFAULT_ESTIMATE: u64 = 1;
 
 /// The config files in `dir`, sorted by name.
 pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -333,6 +371,34 @@ mod tests {
         let report = recorded(report, &loaded);
         assert!(report.outcome.is_infra(), "{report}");
         assert!(report.to_string().contains("result.toml"), "{report}");
+    }
+
+    #[test]
+    fn the_longest_trials_start_first() {
+        let root = tempfile::tempdir().unwrap();
+        let settings = Settings::defaults(root.path());
+        let mut trials: Vec<Trial> = ["a-selftest", "linux-x86_64", "later", "uboot-x", "recorded"]
+            .into_iter()
+            .map(|name| {
+                let trial = Trial::test(name, || Ok(()));
+                trial.with_ignored_flag(name == "later")
+            })
+            .collect();
+        // A recorded run beats the estimate.
+        let dir = run::logs::new_run_dir(&settings.logs_dir(), "recorded").unwrap();
+        let config = root.path().join("recorded.toml");
+        std::fs::write(&config, "arch = \"x86_64\"\n").unwrap();
+        let loaded = config::load(&config).unwrap();
+        let mut report = Report::new("recorded", dir.join("console.log"));
+        report.elapsed = std::time::Duration::from_secs(20);
+        write_result(&report, &loaded).unwrap();
+        run::logs::mark_latest(&dir).unwrap();
+        longest_first(&mut trials, &settings);
+        let order: Vec<&str> = trials.iter().map(Trial::name).collect();
+        assert_eq!(
+            order,
+            ["recorded", "linux-x86_64", "uboot-x", "a-selftest", "later"]
+        );
     }
 
     #[test]
