@@ -425,3 +425,48 @@ fn gdb_listeners() -> Result<Vec<String>> {
     }
     Ok(found)
 }
+
+/// Huge durations and scales are mistakes reported before anything runs, with a documented
+/// exit code, never a panic (exit 101): in the config (located), in `--set`, in the environment.
+#[test]
+fn huge_durations_and_scales_exit_with_a_message_not_a_panic() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("huge.toml");
+    std::fs::write(&config, "arch = \"aarch64\"\n[timeouts]\ntotal = 1.8e19\n")?;
+    let config = config.display().to_string();
+    let cases: [(&[&str], Option<(&str, &str)>, &str); 4] = [
+        (&["--config", &config, "--check"], None, "huge.toml:3:9:"),
+        (
+            &["aarch64", "--check", "--set", "timeouts.tcg_scale=1e300"],
+            None,
+            "tcg_scale",
+        ),
+        (
+            &["aarch64", "--check", "--set", "timeouts.step=1e20"],
+            None,
+            "365 days",
+        ),
+        (
+            &["aarch64", "--check"],
+            Some(("VMHARNESS_TIMEOUT_SCALE", "1e300")),
+            "VMHARNESS_TIMEOUT_SCALE=`1e300`",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = Command::new(support::xtask());
+        command.arg("qemu").args(args).stdin(Stdio::null());
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let output = command.output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            code_of(&output) == 1,
+            "{args:?}: exit {}\n{stderr}",
+            code_of(&output)
+        );
+        ensure!(stderr.contains(expected), "{args:?}: {stderr}");
+        ensure!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
