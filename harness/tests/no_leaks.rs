@@ -149,35 +149,10 @@ fn terminated_runners_leave_no_temp_dirs() {
 #[test]
 fn sigkilled_runner_leaves_no_qemu_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_mode_boots_a_hanging_guest", "--exact", "--nocapture"])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child_pid = child.id() as i32;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let qemu_pid = loop {
-        let found = processes()
-            .into_iter()
-            .find(|(_, ppid, comm)| *ppid == child_pid && comm.starts_with("qemu-system"));
-        if let Some((pid, _, _)) = found {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the child never started QEMU");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (mut child, qemu_pid) = hanging_child(dir.path(), &dir.path().join("target"));
     // Let the guest reach its hang.
     std::thread::sleep(Duration::from_millis(500));
     child.kill().unwrap(); // SIGKILL: no destructor in the child runs
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while processes().iter().any(|(pid, _, _)| *pid == qemu_pid) {
-        assert!(
-            Instant::now() < deadline,
-            "QEMU (pid {qemu_pid}) outlived its SIGKILLed runner"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(qemu_pid, "QEMU outliving its SIGKILLed runner");
 }

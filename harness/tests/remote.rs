@@ -232,22 +232,8 @@ fn child_mode_boots_a_hanging_guest_remotely() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return; // only does something when started by the test below
     };
-    let mut parts = spec.splitn(4, '\u{1f}');
-    let (dir, port, identity, known) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
-    let remote = Remote {
-        destination: "root@127.0.0.1".into(),
-        port: Some(port.parse().unwrap()),
-        identity: Some(identity.into()),
-        ssh_options: vec![
-            "StrictHostKeyChecking=no".into(),
-            format!("UserKnownHostsFile={known}"),
-        ],
-    };
+    let (dir, remote) = child_remote(&spec);
+    let dir = dir.as_str();
     let path = support::selftest_config(
         Path::new(dir),
         "remote-hang",
@@ -263,6 +249,19 @@ fn child_mode_boots_a_hanging_guest_remotely() {
     )
     .unwrap();
     run_with(&path, Some(remote));
+}
+
+/// The child-mode environment for `dir` and this sshd (read back by [`child_remote`]).
+fn child_spec(sshd: &Sshd, dir: &Path) -> String {
+    let remote = &sshd.remote;
+    let known = remote.ssh_options[1].trim_start_matches("UserKnownHostsFile=");
+    [
+        dir.display().to_string(),
+        remote.port.unwrap().to_string(),
+        remote.identity.as_ref().unwrap().display().to_string(),
+        known.to_string(),
+    ]
+    .join("\u{1f}")
 }
 
 /// The remote described by the child-mode environment.
@@ -334,15 +333,7 @@ fn staging_dirs() -> Vec<PathBuf> {
 fn sigkill_during_staging_leaves_no_copy_or_remote_dir() {
     let sshd = start_sshd();
     let dir = tempfile::tempdir().unwrap();
-    let remote = &sshd.remote;
-    let known = remote.ssh_options[1].trim_start_matches("UserKnownHostsFile=");
-    let spec = [
-        dir.path().display().to_string(),
-        remote.port.unwrap().to_string(),
-        remote.identity.as_ref().unwrap().display().to_string(),
-        known.to_string(),
-    ]
-    .join("\u{1f}");
+    let spec = child_spec(&sshd, dir.path());
     let before = staging_dirs();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_mode_stages_a_big_disk_remotely", "--exact"])
@@ -385,15 +376,7 @@ fn process_mentions(comm: &str, text: &str) -> bool {
 fn sigkilled_runner_leaves_no_remote_qemu_or_dir() {
     let sshd = start_sshd();
     let dir = tempfile::tempdir().unwrap();
-    let remote = &sshd.remote;
-    let known = remote.ssh_options[1].trim_start_matches("UserKnownHostsFile=");
-    let spec = [
-        dir.path().display().to_string(),
-        remote.port.unwrap().to_string(),
-        remote.identity.as_ref().unwrap().display().to_string(),
-        known.to_string(),
-    ]
-    .join("\u{1f}");
+    let spec = child_spec(&sshd, dir.path());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_mode_boots_a_hanging_guest_remotely", "--exact"])
         .env(CHILD_ENV, spec)
