@@ -434,7 +434,8 @@ fn huge_durations_and_scales_exit_with_a_message_not_a_panic() -> Result<()> {
     let config = dir.path().join("huge.toml");
     std::fs::write(&config, "arch = \"aarch64\"\n[timeouts]\ntotal = 1.8e19\n")?;
     let config = config.display().to_string();
-    let cases: [(&[&str], Option<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
         (&["--config", &config, "--check"], None, "huge.toml:3:9:"),
         (
             &["aarch64", "--check", "--set", "timeouts.tcg_scale=1e300"],
