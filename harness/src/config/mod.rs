@@ -8,7 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    memory_bytes, AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection, VmConfig,
+    memory_bytes, AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection,
+    VmConfig, MAX_DURATION,
 };
 
 /// A config file that failed to load.

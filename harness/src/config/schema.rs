@@ -218,7 +218,8 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
-/// The `[timeouts]` section. Every deadline is at most [`MAX_DURATION`]; `0` means none.
+/// The `[timeouts]` section. Every deadline is at most
+/// [`MAX_DURATION`](crate::config::MAX_DURATION); `0` means none.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutSection {
