@@ -22,6 +22,7 @@ pub mod paths;
 pub mod plan;
 pub mod qemu;
 pub mod remote;
+pub mod results;
 pub mod run;
 pub mod settings;
 pub mod suite;

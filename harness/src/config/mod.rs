@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    memory_bytes, AccelChoice, ConsoleSection, Pattern, QemuSection, Step, TimeoutSection,
-    VmConfig, MAX_DURATION,
+    memory_bytes, AccelChoice, CasePatterns, ConsoleSection, Pattern, QemuSection, ResultsSection,
+    Step, TimeoutSection, Unfinished, VmConfig, MAX_DURATION,
 };
 
 /// A config file that failed to load.
@@ -228,6 +228,34 @@ fn suggest(message: &str) -> Option<String> {
 
 /// Checks that span keys (serde checked each value on its own, with its location).
 fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigError> {
+    if let Some(cases) = config.results.as_ref().and_then(|r| r.cases.as_ref()) {
+        let groups = |p: &Pattern| -> Vec<String> {
+            p.0.capture_names().flatten().map(str::to_string).collect()
+        };
+        let end = groups(&cases.end);
+        let result_group = end.iter().any(|g| g == "status" || g == "code");
+        let named = end.iter().any(|g| g == "name") || cases.start.is_some();
+        let start_named = cases
+            .start
+            .as_ref()
+            .is_none_or(|s| groups(s).iter().any(|g| g == "name"));
+        let problem = match (result_group, named, start_named) {
+            (false, _, _) => Some(("end", "needs a group `(?P<status>...)` or `(?P<code>...)`")),
+            (_, false, _) => Some((
+                "end",
+                "needs a group `(?P<name>...)` (or a `start` pattern that has one)",
+            )),
+            (_, _, false) => Some(("start", "needs a group `(?P<name>...)`")),
+            _ => None,
+        };
+        if let Some((key, message)) = problem {
+            return Err(ConfigError::Invalid {
+                location: locate_in(path, text, &["results", "cases", key]),
+                message: format!("`results.cases.{key}` {message}"),
+                suggestion: None,
+            });
+        }
+    }
     if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::qemu::HOST_CPU)
     {
         return Err(ConfigError::Invalid {

@@ -36,6 +36,53 @@ pub struct VmConfig {
     /// A FAT32 disk built for this test (in its private temp dir) and attached to the VM.
     #[serde(default)]
     pub disk: Option<crate::disk::DiskSpec>,
+    /// Results the guest reports itself (KTAP, pattern-defined cases, recorded values).
+    #[serde(default)]
+    pub results: Option<ResultsSection>,
+}
+
+/// The `[results]` section: what the guest reports about its own tests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsSection {
+    /// Parse KTAP (versions 1 and 2; TAP 13/14 version lines are accepted too).
+    #[serde(default)]
+    pub ktap: bool,
+    /// Cases delimited by patterns of their own.
+    #[serde(default)]
+    pub cases: Option<CasePatterns>,
+    /// Patterns whose named groups are recorded as values (the last match wins).
+    #[serde(default)]
+    pub record: Vec<Pattern>,
+}
+
+/// Pattern-defined cases: `start` names a case (group `name`), `end` ends it with group
+/// `status` (pass/fail/skip) or `code` (an exit code, 0 unless `expect` says otherwise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasePatterns {
+    /// Where a case starts: its console lines until the end are its excerpt.
+    #[serde(default)]
+    pub start: Option<Pattern>,
+    /// Where a case ends, with its result.
+    pub end: Pattern,
+    /// Cases whose intended exit code is not 0, by name (NimbOS's `stack_overflow = -1`).
+    #[serde(default)]
+    pub expect: std::collections::BTreeMap<String, i64>,
+    /// What a case that started and never ended is (default `crashed`, a failure).
+    #[serde(default)]
+    pub unfinished: Unfinished,
+}
+
+/// What a started case with no result means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unfinished {
+    /// A failure: the guest crashed or hung in it.
+    #[default]
+    Crashed,
+    /// Not counted against the trial.
+    Skipped,
 }
 
 /// Which accelerator to use.
