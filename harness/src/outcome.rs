@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::accel::Accel;
 use crate::artifact::Provenance;
 use crate::qemu::ExitStatus;
+use crate::results::Results;
 use crate::run::{ErrorClass, Note, RunError};
 
 /// Which deadline ran out.
@@ -216,6 +217,8 @@ pub struct Report {
     pub verdict_timing: Option<VerdictTiming>,
     /// The artifacts the run booted: key, output sha256, Debian package versions.
     pub booted: Vec<Provenance>,
+    /// What the guest reported about its own tests (`[results]`), if the config asks.
+    pub results: Option<Results>,
 }
 
 impl Report {
@@ -237,6 +240,7 @@ impl Report {
             console_bytes: 0,
             verdict_timing: None,
             booted: Vec::new(),
+            results: None,
         }
     }
 
@@ -265,13 +269,20 @@ pub const REPORT_TAIL_LINES: usize = 40;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = match (&self.results, self.outcome.is_pass()) {
+            (Some(results), true) => format!(" ({})", results.counts()),
+            _ => String::new(),
+        };
         writeln!(
             f,
-            "{} {}: {}",
+            "{} {}: {}{counts}",
             self.outcome.label(),
             self.name,
             self.outcome.explained()
         )?;
+        if let Some(results) = &self.results {
+            write_results(f, results)?;
+        }
         if !self.expected.is_empty() {
             writeln!(f, "  expected: {}", self.expected)?;
         }
@@ -316,6 +327,36 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// The failing sub-results first, with their console excerpts, then the recorded values.
+fn write_results(f: &mut fmt::Formatter<'_>, results: &Results) -> fmt::Result {
+    writeln!(
+        f,
+        "  sub-results: {} ({})",
+        results.cases.len(),
+        results.counts()
+    )?;
+    for case in results.failures() {
+        let detail = case
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        writeln!(f, "    {} {}{detail}", case.status.label(), case.name)?;
+        for line in &case.excerpt {
+            writeln!(f, "      | {line}")?;
+        }
+    }
+    if !results.values.is_empty() {
+        let values: Vec<String> = results
+            .values
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}"))
+            .collect();
+        writeln!(f, "  recorded:    {}", values.join(", "))?;
+    }
+    Ok(())
 }
 
 /// Formats a duration as seconds with millisecond precision.

@@ -282,3 +282,34 @@ fn child_runs_the_config() {
         report.outcome
     );
 }
+
+/// The `nimbos-*` configs' own `[results.cases]`, applied to real NimbOS v0.7 consoles: every
+/// usertest becomes a passing sub-result (`stack_overflow` by its intended -1).
+#[test]
+fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
+    use vmharness::console::{AnsiStripper, LineSplitter};
+    let root = vmharness::paths::workspace_root();
+    for arch in ["x86_64", "aarch64", "riscv64"] {
+        let loaded = load(&root.join(format!("vm-configs/nimbos-{arch}.toml")));
+        let section = loaded
+            .config
+            .results
+            .clone()
+            .expect("nimbos configs have [results]");
+        let log = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "src/results/testdata/nimbos-v0.7-shell-usertests-{arch}.log"
+        )))
+        .unwrap();
+        let (mut stripper, mut splitter) = (AnsiStripper::new(), LineSplitter::default());
+        let (mut clean, mut pieces) = (Vec::new(), Vec::new());
+        stripper.feed(&log, &mut clean);
+        splitter.feed(&clean, &mut pieces);
+        let mut collector = vmharness::results::Collector::new(&section);
+        for piece in &pieces {
+            collector.line(&piece.text);
+        }
+        let results = collector.finish();
+        assert_eq!(results.cases.len(), 13, "{arch}: {results:#?}");
+        assert_eq!(results.failure_reason(), None, "{arch}");
+    }
+}

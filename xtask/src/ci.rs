@@ -57,6 +57,8 @@ struct Row {
     config: String,
     /// `[[booted]]` entries whose key guests.lock had not recorded (inputs moved).
     moved: Vec<String>,
+    /// Guest-reported sub-results that failed, `name (status): detail`.
+    failed_sub_results: Vec<String>,
 }
 
 impl Row {
@@ -73,12 +75,27 @@ impl Row {
             log: dash(),
             config: dash(),
             moved: Vec::new(),
+            failed_sub_results: Vec::new(),
         }
     }
 
     /// The row of a test's result record.
     fn of(record: ResultRecord) -> Row {
+        let failed_sub_results = record
+            .sub_results
+            .iter()
+            .filter(|c| matches!(c.status.as_str(), "FAIL" | "CRASHED"))
+            .map(|c| {
+                let detail = c
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                format!("{} ({}){detail}", c.name, c.status.to_lowercase())
+            })
+            .collect();
         Row {
+            failed_sub_results,
             moved: moved_inputs(&record),
             test: record.test,
             arch: record.arch,
@@ -586,6 +603,20 @@ fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
             cell(&row.log)
         ));
     }
+    let failed: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.failed_sub_results
+                .iter()
+                .map(move |f| format!("{}: {f}", r.test))
+        })
+        .collect();
+    if !failed.is_empty() {
+        out.push_str("\n### Guest-reported sub-results that failed\n\n");
+        for line in failed {
+            out.push_str(&format!("- {}\n", cell(&line)));
+        }
+    }
     let moved: Vec<String> = moved_lines(rows);
     if !moved.is_empty() {
         out.push_str("\n### Guest inputs that moved (not failures; `cargo xtask guests lock` records them)\n\n");
@@ -705,12 +736,20 @@ packages = []
             log: format!("target/vmharness/logs/{test}/console.log"),
             config: format!("vm-configs/{test}.toml"),
             moved: Vec::new(),
+            failed_sub_results: Vec::new(),
         };
         let mut moved = row("linux-aarch64", Some(Label::Pass), "all expectations met");
         moved.moved =
             vec!["linux-aarch64 booted linux-image-6.1.0-57-arm64 6.1.192-3 (new key)".into()];
+        let mut usertests = row(
+            "nimbos-standalone-aarch64",
+            Some(Label::Fail),
+            "1 of 13 sub-results failed",
+        );
+        usertests.failed_sub_results = vec!["forktest (fail): exit code 1, expected 0".into()];
         let rows = vec![
             moved,
+            usertests,
             row(
                 "panic",
                 Some(Label::Fail),

@@ -11,6 +11,7 @@ use crate::console::{Line, ReadEvent, Session};
 use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::plan::deadline_after;
 use crate::qemu::ExitStatus;
+use crate::results::Collector;
 
 /// How a drive ended.
 pub struct Ended {
@@ -20,6 +21,7 @@ pub struct Ended {
     pub exit: Option<GuestExit>,
     pub elapsed: Duration,
     pub timing: Option<VerdictTiming>,
+    pub results: Option<crate::results::Results>,
 }
 
 pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
@@ -34,6 +36,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     let mut partial_seen = String::new();
     // (line read, verdict decided) when a console line (or the unfinished one) decided it.
     let mut line_decided: Option<(Duration, Duration)> = None;
+    let mut collector = prepared.results.as_ref().map(Collector::new);
     let mut pending = judge.initial_actions(start);
     let outcome = 'run: loop {
         for action in pending.drain(..) {
@@ -79,6 +82,9 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
             partial_seen.clear();
         }
         for line in &lines {
+            if let Some(collector) = collector.as_mut() {
+                collector.line(&line.text);
+            }
             pending.extend(judge.on_piece(&line.text, line.cut, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {
                 line_decided = Some((line.at, start.elapsed()));
@@ -142,6 +148,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         exit,
         elapsed,
         timing,
+        results: collector.map(Collector::finish),
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Prepared {
     pub timeouts: Timeouts,
     /// Private temp dir (disk images); removed when dropped or on SIGTERM/SIGINT/SIGHUP.
     pub temp: RunTemp,
+    /// What the guest reports about its own tests (`[results]`).
+    pub results: Option<crate::config::ResultsSection>,
 }
 
 /// The settings a run uses: the frontend's, else the environment's.
@@ -201,6 +203,13 @@ fn boot(
         timing.qemu_stopped = session.started().elapsed();
     }
     report.outcome = ended.outcome;
+    if let Some(results) = ended.results {
+        // The guest's own verdicts count: one failing case fails a run that otherwise passed.
+        if let (true, Some(reason)) = (report.outcome.is_pass(), results.failure_reason()) {
+            report.outcome = Outcome::Fail { reason };
+        }
+        report.results = Some(results);
+    }
     report.expected = ended.expected;
     report.matched = ended.matched;
     report.exit = ended.exit;
@@ -326,5 +335,6 @@ fn prepare_with(
         spec,
         notes,
         temp,
+        results: loaded.config.results.clone(),
     })
 }

@@ -338,9 +338,12 @@ fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
     report
 }
 
-/// Writes `result.toml` next to the console log ([`ResultRecord`]).
+/// Writes `result.toml` next to the console log ([`ResultRecord`]), and `junit.xml` when the
+/// guest reported sub-results.
 pub fn write_result(report: &Report, loaded: &LoadedConfig) -> Result<(), record::RecordError> {
-    ResultRecord::of(report, loaded).write().map(|_| ())
+    ResultRecord::of(report, loaded).write()?;
+    record::write_junit(report)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::Provenance;
 use crate::config::LoadedConfig;
 use crate::outcome::{Outcome, Report};
+use crate::results::{SubResult, SubStatus};
 
 /// The `schema` this code writes.
 pub const SCHEMA: u32 = 2;
@@ -45,6 +46,34 @@ pub struct ResultRecord {
     /// The artifacts the run booted.
     #[serde(default)]
     pub booted: Vec<Booted>,
+    /// What the guest reported about its own tests, in the order the cases ended.
+    #[serde(default)]
+    pub sub_results: Vec<SubRecord>,
+    /// Values the guest printed that the config records (`[[results.record]]`).
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// One guest-reported sub-result (`[[sub_results]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubRecord {
+    /// Its name (`suite.case` for nested KTAP).
+    pub name: String,
+    /// PASS, FAIL, SKIP or CRASHED.
+    pub status: String,
+    /// Why, when not a plain pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<&SubResult> for SubRecord {
+    fn from(case: &SubResult) -> Self {
+        SubRecord {
+            name: case.name.clone(),
+            status: case.status.label().to_string(),
+            detail: case.detail.clone(),
+        }
+    }
 }
 
 /// An outcome label.
@@ -182,6 +211,16 @@ impl ResultRecord {
             log: report.log_path.clone(),
             config: loaded.path.clone(),
             booted: report.booted.iter().map(Booted::from).collect(),
+            sub_results: report
+                .results
+                .iter()
+                .flat_map(|r| r.cases.iter().map(SubRecord::from))
+                .collect(),
+            values: report
+                .results
+                .as_ref()
+                .map(|r| r.values.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -228,4 +267,51 @@ impl ResultRecord {
             source,
         })
     }
+}
+
+/// The JUnit file next to `result.toml` when the guest reported sub-results: one test case per
+/// sub-result (nextest's JUnit knows only the trial).
+pub const JUNIT_FILE: &str = "junit.xml";
+
+/// Writes `junit.xml` for a report with sub-results (nothing otherwise); returns its path.
+pub fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
+    let Some(results) = &report.results else {
+        return Ok(None);
+    };
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new(report.name.clone());
+    for case in &results.cases {
+        let mut status = match case.status {
+            SubStatus::Pass => TestCaseStatus::success(),
+            SubStatus::Skip => TestCaseStatus::skipped(),
+            SubStatus::Fail => TestCaseStatus::non_success(NonSuccessKind::Failure),
+            SubStatus::Crashed => TestCaseStatus::non_success(NonSuccessKind::Error),
+        };
+        if let Some(detail) = &case.detail {
+            status.set_message(detail.clone());
+        }
+        if case.status.is_failure() {
+            status.set_type(case.status.label());
+        }
+        let mut test_case = TestCase::new(case.name.clone(), status);
+        test_case.set_classname(report.name.clone());
+        if !case.excerpt.is_empty() {
+            test_case.set_system_out(case.excerpt.join("\n"));
+        }
+        suite.add_test_case(test_case);
+    }
+    let mut junit = quick_junit::Report::new(format!("vmharness {}", report.name));
+    junit.add_test_suite(suite);
+    let dir = report.log_path.parent().unwrap_or(Path::new("."));
+    let path = dir.join(JUNIT_FILE);
+    let io = |source| RecordError::Io {
+        action: "write",
+        path: path.clone(),
+        source,
+    };
+    let text = junit
+        .to_string()
+        .map_err(|err| io(std::io::Error::other(err.to_string())))?;
+    std::fs::write(&path, text).map_err(io)?;
+    Ok(Some(path))
 }
