@@ -426,6 +426,25 @@ __attribute__((noreturn)) static void scenario_exit(int argc, char **argv)
 	plat_exit(code);
 }
 
+/* KTAP with a nested suite, a skip, a failure and a case whose output stops (the guest hangs). */
+__attribute__((noreturn)) static void scenario_ktap(int argc, char **argv)
+{
+	no_args(argc, argv);
+	put_line("KTAP version 1");
+	put_line("1..3");
+	put_line("ok 1 boot");
+	put_line("    KTAP version 1");
+	put_line("    # Subtest: console");
+	put_line("    1..3");
+	put_line("    ok 1 write");
+	put_line("    ok 2 read # SKIP no input device");
+	put_line("    # console.flush: expected 0, got 1");
+	put_line("    not ok 3 flush");
+	put_line("not ok 2 console");
+	put_line("# hang: started");
+	plat_halt();
+}
+
 __attribute__((noreturn)) static void scenario_probe(int argc, char **argv)
 {
 	no_args(argc, argv);
@@ -448,6 +467,7 @@ static const struct scenario scenarios[] = {
 	{ "hang", scenario_hang },     { "silent", scenario_silent },
 	{ "flood", scenario_flood },   { "echo", scenario_echo },
 	{ "exit", scenario_exit },     { "probe", scenario_probe },
+	{ "ktap", scenario_ktap },
 };
 
 __attribute__((noreturn)) void selftest_main(void)

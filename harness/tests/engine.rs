@@ -622,3 +622,106 @@ fn concurrent_kvm_checks_probe_once() {
         "{answers:?}"
     );
 }
+
+/// The standalone-NimbOS path on riscv64, for real: OpenSBI jumps to our stub at 0x80200000,
+/// the stub jumps to 0x90200000, where `[[qemu.loader]]` put a raw payload (built here) that
+/// prints through the SBI console and shuts the machine down.
+#[test]
+fn the_riscv64_stub_reaches_a_raw_image_loaded_at_0x90200000() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("payload.S");
+    std::fs::write(
+        &source,
+        "\t.section .text\n\t.globl _start\n_start:\n\tlla s0, msg\n1:\tlbu a0, 0(s0)\n\tbeqz a0, 2f\n\tli a7, 1\n\tecall\n\taddi s0, s0, 1\n\tj 1b\n2:\tli a7, 0x53525354\n\tli a6, 0\n\tli a0, 0\n\tli a1, 0\n\tecall\n3:\twfi\n\tj 3b\nmsg:\t.asciz \"payload at 0x90200000 runs\\n\"\n",
+    )
+    .unwrap();
+    let object = dir.path().join("payload.o");
+    let raw = dir.path().join("payload.bin");
+    let ok = |mut command: std::process::Command| {
+        let status = command
+            .status()
+            .expect("clang and ld.lld (cargo xtask setup installs them)");
+        assert!(status.success(), "{command:?}");
+    };
+    let mut clang = std::process::Command::new("clang");
+    clang
+        .args([
+            "--target=riscv64-unknown-none-elf",
+            "-march=rv64gc",
+            "-mabi=lp64d",
+            "-c",
+        ])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object);
+    ok(clang);
+    let mut lld = std::process::Command::new("ld.lld");
+    lld.args(["-Ttext=0x90200000", "--oformat=binary", "-o"])
+        .arg(&raw)
+        .arg(&object);
+    ok(lld);
+    let path = dir.path().join("stub.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "arch = \"riscv64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:nimbos-stub-riscv64/stub.elf\"\nmemory = \"512M\"\n\
+             [[qemu.loader]]\nfile = {:?}\naddr = 0x90200000\n[console]\nbanner = [\"payload at 0x90200000 runs\"]\n[timeouts]\ntotal = \"60s\"\n",
+            raw.display().to_string()
+        ),
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert!(report.outcome.is_pass(), "{report}");
+    let command = report.qemu_command.unwrap_or_default();
+    assert!(
+        command.contains("loader,file=") && command.contains("addr=0x90200000,force-raw=on"),
+        "{command}"
+    );
+}
+
+/// The selftest guests print KTAP (`ktap` scenario) on every arch: the suite's failure, the
+/// skip, and the case cut off when the run ends are sub-results, and they fail the trial.
+#[test]
+fn selftest_ktap_is_reported_case_by_case_on_every_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(
+            dir.path(),
+            &format!("ktap-{arch}"),
+            arch,
+            "ktap",
+            "[console]\nsuccess = \"# hang: started\"\n[results]\nktap = true\n",
+        );
+        let report = run_config(&path);
+        let results = report.results.as_ref().expect("sub-results");
+        let summary: Vec<String> = results
+            .cases
+            .iter()
+            .map(|c| format!("{} {}", c.status.label(), c.name))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "PASS boot",
+                "PASS console.write",
+                "SKIP console.read",
+                "FAIL console.flush",
+                "CRASHED #3"
+            ],
+            "{arch}: {report}"
+        );
+        let Outcome::Fail { reason } = &report.outcome else {
+            panic!("{arch}: expected a Fail: {report}");
+        };
+        assert!(
+            reason.starts_with("2 of 5 sub-results failed"),
+            "{arch}: {reason}"
+        );
+        assert!(
+            report
+                .to_string()
+                .contains("| # console.flush: expected 0, got 1"),
+            "{report}"
+        );
+    }
+}

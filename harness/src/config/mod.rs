@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    memory_bytes, AccelChoice, CasePatterns, ConsoleSection, Pattern, QemuSection, ResultsSection,
-    Step, TimeoutSection, Unfinished, VmConfig, MAX_DURATION,
+    memory_bytes, AccelChoice, CasePatterns, ConsoleSection, LoaderSpec, Pattern, QemuSection,
+    ResultsSection, Step, TimeoutSection, Unfinished, VmConfig, MAX_DURATION,
 };
 
 /// A config file that failed to load.

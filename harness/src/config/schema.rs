@@ -148,6 +148,10 @@ pub struct QemuSection {
     /// `-pflash` firmware images, one per flash unit, in order (e.g. OVMF code, then vars).
     #[serde(default)]
     pub pflash: Vec<FileRef>,
+    /// Raw images QEMU's generic loader puts at a physical address before boot
+    /// (`-device loader,file=...,addr=...,force-raw=on`).
+    #[serde(default)]
+    pub loader: Vec<LoaderSpec>,
     /// `-append` kernel command line.
     pub append: Option<String>,
     /// Extra QEMU arguments, appended verbatim (one argv element each).
@@ -155,6 +159,16 @@ pub struct QemuSection {
     pub args: Vec<String>,
     /// Add the arch's guest exit device (isa-debug-exit, semihosting); unset means yes.
     pub exit_device: Option<bool>,
+}
+
+/// One `[[qemu.loader]]`: a file and the guest-physical address it is loaded at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderSpec {
+    /// The image.
+    pub file: FileRef,
+    /// Where it goes in guest-physical memory.
+    pub addr: u64,
 }
 
 /// The `[console]` section: expectations on the serial output.

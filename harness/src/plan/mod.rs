@@ -12,7 +12,7 @@ use regex::Regex;
 use crate::config::{AccelChoice, LoadedConfig, Location, Step};
 use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
-use crate::qemu::{Accel, DiskAttachment, ExtraArg, QemuSpec, HOST_CPU};
+use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, HOST_CPU};
 use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
 use crate::settings::Settings;
 
@@ -42,6 +42,8 @@ pub enum InputUse {
     Initrd,
     /// `pflash`, by index.
     Pflash(usize),
+    /// `[[qemu.loader]]`, by index.
+    Loader(usize),
     /// A `[disk]` entry, by its destination.
     Disk(String),
 }
@@ -53,6 +55,7 @@ impl std::fmt::Display for InputUse {
             InputUse::Kernel => f.write_str("-kernel"),
             InputUse::Initrd => f.write_str("-initrd"),
             InputUse::Pflash(index) => write!(f, "-pflash #{}", index + 1),
+            InputUse::Loader(index) => write!(f, "[[qemu.loader]] #{}", index + 1),
             InputUse::Disk(dest) => write!(f, "[disk] {dest}"),
         }
     }
@@ -138,6 +141,10 @@ impl Plan {
                     reference: reference.clone(),
                 }),
         );
+        inputs.extend(qemu.loader.iter().enumerate().map(|(index, loader)| Input {
+            used_as: InputUse::Loader(index),
+            reference: loader.file.clone(),
+        }));
         if let Some(disk) = &config.disk {
             inputs.extend(disk.entries.iter().filter_map(|entry| {
                 entry.source.clone().map(|reference| Input {
@@ -279,6 +286,20 @@ impl Plan {
         spec.initrd = path_of(&InputUse::Initrd);
         spec.pflash = (0..self.loaded.config.qemu.pflash.len())
             .filter_map(|index| path_of(&InputUse::Pflash(index)))
+            .collect();
+        spec.loaders = self
+            .loaded
+            .config
+            .qemu
+            .loader
+            .iter()
+            .enumerate()
+            .filter_map(|(index, loader)| {
+                path_of(&InputUse::Loader(index)).map(|path| Loader {
+                    path,
+                    addr: loader.addr,
+                })
+            })
             .collect();
         spec.append = self.qemu.append.clone();
         spec.exit_device = self.qemu.exit_device;

@@ -10,5 +10,6 @@ pub use argv::Argv;
 pub use preflight::{debian_package, find_binary, preflight, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
 pub use spec::{
-    Accel, DiskAttachment, ExtraArg, FileOption, QemuSpec, SpecFile, DISK_DRIVE_ID, HOST_CPU,
+    Accel, DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID,
+    HOST_CPU,
 };

@@ -48,6 +48,8 @@ pub enum FileOption {
     Pflash,
     /// `-drive file=...`.
     Drive,
+    /// `-device loader,file=...`.
+    Loader,
 }
 
 impl FileOption {
@@ -67,6 +69,7 @@ impl FileOption {
             FileOption::Initrd => "-initrd",
             FileOption::Pflash => "-pflash",
             FileOption::Drive => "-drive",
+            FileOption::Loader => "-device",
         }
     }
 }
@@ -75,6 +78,7 @@ impl fmt::Display for FileOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FileOption::Drive => f.write_str("-drive file="),
+            FileOption::Loader => f.write_str("-device loader,file="),
             other => f.write_str(other.flag()),
         }
     }
@@ -103,6 +107,29 @@ impl DiskAttachment {
             ),
             "-device".to_string(),
             format!("{},drive={DISK_DRIVE_ID}", self.device),
+        ]
+    }
+}
+
+/// A raw image QEMU's generic loader puts at a guest-physical address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loader {
+    /// The image.
+    pub path: PathBuf,
+    /// The address.
+    pub addr: u64,
+}
+
+impl Loader {
+    /// `-device loader,file=...,addr=0x...,force-raw=on`.
+    pub fn args(&self) -> [String; 2] {
+        [
+            "-device".to_string(),
+            format!(
+                "loader,file={},addr={:#x},force-raw=on",
+                escape_value(&self.path),
+                self.addr
+            ),
         ]
     }
 }
@@ -220,6 +247,8 @@ pub struct QemuSpec {
     pub initrd: Option<PathBuf>,
     /// `-pflash`, one per flash unit in order.
     pub pflash: Vec<PathBuf>,
+    /// Generic-loader images.
+    pub loaders: Vec<Loader>,
     /// `-append`.
     pub append: Option<String>,
     /// The guest exit channel's device, if enabled.
@@ -250,6 +279,7 @@ impl QemuSpec {
             kernel: None,
             initrd: None,
             pflash: Vec::new(),
+            loaders: Vec::new(),
             append: None,
             exit_device: None,
             disk: None,
@@ -290,6 +320,9 @@ impl QemuSpec {
         }
         for path in &self.pflash {
             argv.arg(FileOption::Pflash.flag()).arg(path.as_os_str());
+        }
+        for loader in &self.loaders {
+            argv.extend(loader.args());
         }
         if let Some(append) = &self.append {
             argv.arg("-append").arg(append);
@@ -333,6 +366,10 @@ impl QemuSpec {
             option: FileOption::Pflash,
             path,
         }));
+        out.extend(self.loaders.iter().map(|loader| SpecFile {
+            option: FileOption::Loader,
+            path: &loader.path,
+        }));
         if let Some(disk) = &self.disk {
             out.push(SpecFile {
                 option: FileOption::Drive,
@@ -372,6 +409,9 @@ impl QemuSpec {
         }
         for path in &mut spec.pflash {
             *path = map(FileOption::Pflash, path);
+        }
+        for loader in &mut spec.loaders {
+            loader.path = map(FileOption::Loader, &loader.path);
         }
         if let Some(disk) = &mut spec.disk {
             disk.image = map(FileOption::Drive, &disk.image);

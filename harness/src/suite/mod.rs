@@ -304,7 +304,16 @@ pub fn run_trial_with(
     match &report.outcome {
         Outcome::Pass => Ok(Completion::Completed),
         Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
-        outcome if outcome.is_unavailable() => Ok(Completion::ignored_with(outcome.detail())),
+        // One line, with the cause: `ignored (-kernel ... cannot be resolved: artifact ... is
+        // unavailable: ...)`.
+        outcome if outcome.is_unavailable() => {
+            let mut reason = outcome.detail();
+            for cause in outcome.causes() {
+                reason.push_str(": ");
+                reason.push_str(&cause.replace('\n', " "));
+            }
+            Ok(Completion::ignored_with(reason))
+        }
         _ => Err(report.to_string().into()),
     }
 }
