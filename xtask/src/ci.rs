@@ -59,6 +59,8 @@ struct Row {
     moved: Vec<String>,
     /// Guest-reported sub-results that failed, `name (status): detail`.
     failed_sub_results: Vec<String>,
+    /// Values the config records from the console (`[[results.record]]`).
+    values: std::collections::BTreeMap<String, String>,
 }
 
 impl Row {
@@ -76,6 +78,7 @@ impl Row {
             config: dash(),
             moved: Vec::new(),
             failed_sub_results: Vec::new(),
+            values: Default::default(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Row {
             })
             .collect();
         Row {
+            values: record.values.clone(),
             failed_sub_results,
             moved: moved_inputs(&record),
             test: record.test,
@@ -617,6 +621,20 @@ fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
             out.push_str(&format!("- {}\n", cell(&line)));
         }
     }
+    let recorded: Vec<&Row> = rows.iter().filter(|r| !r.values.is_empty()).collect();
+    if !recorded.is_empty() {
+        out.push_str("\n### Recorded values\n\n| test | name | value |\n|---|---|---|\n");
+        for row in recorded {
+            for (name, value) in &row.values {
+                out.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    cell(&row.test),
+                    cell(name),
+                    cell(value)
+                ));
+            }
+        }
+    }
     let moved: Vec<String> = moved_lines(rows);
     if !moved.is_empty() {
         out.push_str("\n### Guest inputs that moved (not failures; `cargo xtask guests lock` records them)\n\n");
@@ -737,6 +755,7 @@ packages = []
             config: format!("vm-configs/{test}.toml"),
             moved: Vec::new(),
             failed_sub_results: Vec::new(),
+            values: Default::default(),
         };
         let mut moved = row("linux-aarch64", Some(Label::Pass), "all expectations met");
         moved.moved =
@@ -747,6 +766,7 @@ packages = []
             "1 of 13 sub-results failed",
         );
         usertests.failed_sub_results = vec!["forktest (fail): exit code 1, expected 0".into()];
+        usertests.values = [("boot_ms".to_string(), "1234".to_string())].into();
         let rows = vec![
             moved,
             usertests,
