@@ -59,7 +59,10 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 
 # Relative source paths keep the host's directory layout out of the ELF.
 cd "$here"
-common="--target=$target -std=c11 -ffreestanding -fno-builtin -O2 -fno-pic \
+# -g: failure reports symbolize addresses to file:line; the prefix map keeps the host's
+# checkout path out of the debug info, so every machine builds the same bytes.
+common="--target=$target -std=c11 -ffreestanding -fno-builtin -O2 -fno-pic -g \
+	-fdebug-prefix-map=$here=. \
 	-fno-stack-protector -fno-common -fno-asynchronous-unwind-tables -fno-unwind-tables \
 	-Wall -Wextra -Werror -I."
 

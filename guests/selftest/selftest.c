@@ -344,6 +344,12 @@ __attribute__((noreturn)) static void scenario_panic(int argc, char **argv)
 		put_str("\r\n");
 	}
 	put_line("panicked at selftest.c:42: deliberate panic");
+	/* A backtrace-like line with code addresses, for the harness to symbolize. */
+	put_str("  0: ");
+	put_hex((u64)(usize)&scenario_panic);
+	put_str("\r\n  1: ");
+	put_hex((u64)(usize)&plat_halt);
+	put_str("\r\n");
 	plat_halt();
 }
 

@@ -20,6 +20,13 @@ pub enum TimeoutKind {
     Step(Duration),
     /// The guest printed nothing for this long (`timeouts.no_output`).
     NoOutput(Duration),
+    /// Every expectation was met, but QEMU did not exit (the config expects an exit).
+    NoExit {
+        /// When the last expectation was met, from QEMU's start.
+        met_at: Duration,
+        /// The deadline that then passed.
+        limit: Duration,
+    },
 }
 
 impl fmt::Display for TimeoutKind {
@@ -28,6 +35,12 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::Total(d) => write!(f, "total timeout of {}", secs(*d)),
             TimeoutKind::Step(d) => write!(f, "step timeout of {}", secs(*d)),
             TimeoutKind::NoOutput(d) => write!(f, "no console output for {}", secs(*d)),
+            TimeoutKind::NoExit { met_at, limit } => write!(
+                f,
+                "all expectations met at {}; QEMU did not exit within {} (the config expects the guest to exit; set `success` if it runs on)",
+                secs(*met_at),
+                secs(*limit)
+            ),
         }
     }
 }
@@ -219,6 +232,10 @@ pub struct Report {
     pub booted: Vec<Provenance>,
     /// What the guest reported about its own tests (`[results]`), if the config asks.
     pub results: Option<Results>,
+    /// The first crash block of the console (a panic, Oops, BUG, WARNING), whole.
+    pub crash: Option<crate::run::CrashBlock>,
+    /// The vCPUs when a failing or hanging run was stopped (or why they could not be read).
+    pub vcpus: Option<Result<Vec<crate::run::vcpu::CpuState>, String>>,
 }
 
 impl Report {
@@ -241,6 +258,8 @@ impl Report {
             verdict_timing: None,
             booted: Vec::new(),
             results: None,
+            crash: None,
+            vcpus: None,
         }
     }
 
@@ -282,6 +301,34 @@ impl fmt::Display for Report {
         )?;
         if let Some(results) = &self.results {
             write_results(f, results)?;
+        }
+        if let Some(crash) = &self.crash {
+            let end = if crash.complete {
+                ""
+            } else {
+                ", no end line seen"
+            };
+            writeln!(
+                f,
+                "  crash ({}, {} lines{end}):",
+                crash.kind,
+                crash.lines.len()
+            )?;
+            for line in &crash.lines {
+                writeln!(f, "    | {line}")?;
+            }
+            for (address, symbol) in &crash.symbols {
+                writeln!(f, "    = {address:#x} is {symbol}")?;
+            }
+        }
+        match &self.vcpus {
+            Some(Ok(cpus)) => {
+                for cpu in cpus {
+                    writeln!(f, "  vcpu {}:   {}", cpu.index, describe_cpu(cpu))?;
+                }
+            }
+            Some(Err(why)) => writeln!(f, "  vcpus:    not read: {why}")?,
+            None => {}
         }
         if !self.expected.is_empty() {
             writeln!(f, "  expected: {}", self.expected)?;
@@ -327,6 +374,21 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// One vCPU in one line: pc with its symbol, sp, key state, what it was doing.
+fn describe_cpu(cpu: &crate::run::vcpu::CpuState) -> String {
+    let hex = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| format!("{v:#x}"));
+    let mut text = format!("pc {}", hex(cpu.pc));
+    if let Some(symbol) = &cpu.symbol {
+        text.push_str(&format!(" {symbol}"));
+    }
+    text.push_str(&format!(", sp {}", hex(cpu.sp)));
+    for (key, value) in &cpu.state {
+        text.push_str(&format!(", {key} {value}"));
+    }
+    text.push_str(&format!("; {}", cpu.activity));
+    text
 }
 
 /// The failing sub-results first, with their console excerpts, then the recorded values.

@@ -725,3 +725,113 @@ fn selftest_ktap_is_reported_case_by_case_on_every_arch() {
         );
     }
 }
+
+/// A hang is reported with what the vCPU was doing: stopped over QMP, its PC symbolized to the
+/// function it waits in (the selftest ELF is its own symbol file), on every arch.
+#[test]
+fn a_hang_shows_the_vcpu_in_the_function_it_waits_in() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(
+            dir.path(),
+            &format!("hang-{arch}"),
+            arch,
+            "hang",
+            "[console]\nsuccess = \"never printed\"\n[timeouts]\ntotal = \"2s\"\n",
+        );
+        let report = run_config(&path);
+        assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+        let cpus = match &report.vcpus {
+            Some(Ok(cpus)) => cpus,
+            other => panic!("{arch}: no vCPU state: {other:?}\n{report}"),
+        };
+        let cpu = &cpus[0];
+        let symbol = cpu.symbol.as_deref().unwrap_or_default();
+        assert!(
+            symbol.starts_with("plat_halt"),
+            "{arch}: {symbol:?}\n{report}"
+        );
+        assert_eq!(
+            cpu.activity,
+            vmharness::run::vcpu::Activity::Waiting,
+            "{arch}\n{report}"
+        );
+        assert!(report.to_string().contains("vcpu 0:   pc 0x"), "{report}");
+    }
+}
+
+/// A panic that prints code addresses gets them symbolized in its crash block, and the block
+/// is labelled `panic`, on every arch.
+#[test]
+fn panic_addresses_are_symbolized_in_the_crash_block() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in Arch::ALL {
+        let path = selftest_config(
+            dir.path(),
+            &format!("panic-sym-{arch}"),
+            arch,
+            "panic 1",
+            "",
+        );
+        let report = run_config(&path);
+        assert_eq!(report.outcome.label(), "FAIL", "{report}");
+        let crash = report
+            .crash
+            .as_ref()
+            .unwrap_or_else(|| panic!("{arch}: no crash block\n{report}"));
+        assert_eq!(crash.kind, "panic");
+        assert_eq!(crash.lines.len(), 3, "{arch}: {crash:?}");
+        let symbols: Vec<&str> = crash.symbols.iter().map(|(_, s)| s.as_str()).collect();
+        assert!(
+            symbols
+                .iter()
+                .any(|s| s.starts_with("scenario_panic (./selftest.c:")),
+            "{arch}: {symbols:?}"
+        );
+        assert!(
+            symbols.iter().any(|s| s.starts_with("plat_halt (./")),
+            "{arch}: {symbols:?}"
+        );
+        assert!(
+            report
+                .to_string()
+                .contains(" is scenario_panic (./selftest.c:"),
+            "{report}"
+        );
+        let loaded = vmharness::config::load(&path).unwrap();
+        let record = vmharness::suite::ResultRecord::of(&report, &loaded);
+        let recorded = record.crash.expect("[crash] in result.toml");
+        assert_eq!((recorded.kind.as_str(), recorded.lines.len()), ("panic", 3));
+        assert!(
+            recorded.symbols.iter().any(|s| s.contains("is plat_halt")),
+            "{recorded:?}"
+        );
+        assert_eq!(record.vcpus.len(), 1, "the vCPU is recorded too");
+    }
+}
+
+/// A guest that met every expectation but does not exit, where the config expects an exit, is
+/// told apart from a plain timeout, with the vCPU state.
+#[test]
+fn pass_then_hang_is_its_own_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = selftest_config(
+        dir.path(),
+        "no-exit",
+        Arch::Aarch64,
+        "hang",
+        "[console]\nbanner = [\"vmharness selftest aarch64\"]\n[timeouts]\ntotal = \"2s\"\n",
+    );
+    let report = run_config(&path);
+    let Outcome::Timeout { which } = &report.outcome else {
+        panic!("expected a timeout: {report}");
+    };
+    assert!(matches!(which, TimeoutKind::NoExit { .. }), "{which:?}");
+    let text = report.to_string();
+    assert!(
+        text.contains("all expectations met at ")
+            && text.contains("QEMU did not exit within 2.000s"),
+        "{text}"
+    );
+    assert!(matches!(report.vcpus, Some(Ok(_))), "{text}");
+}

@@ -33,6 +33,24 @@ fn assert_kernel_panic(action: &str, detail: &str) {
     assert!(reason.contains(detail), "{reason}");
     // The panic pattern decided, not QEMU's exit or a timeout.
     assert!(report.exit.is_none(), "{report}");
+    // The panic block whole, labelled: with panic=-1 the kernel reboots (QEMU exits under
+    // -no-reboot) before its `---[ end` line, so the block runs to the console's end.
+    let crash = report
+        .crash
+        .as_ref()
+        .unwrap_or_else(|| panic!("no crash block:\n{report}"));
+    assert_eq!(crash.kind, "panic", "{crash:?}");
+    assert!(
+        crash.lines[0].contains("Kernel panic - not syncing"),
+        "{crash:?}"
+    );
+    assert!(
+        crash.lines.iter().any(|l| l.contains("Call trace:")),
+        "{crash:?}"
+    );
+    assert!(crash.lines.len() > 10, "{crash:?}");
+    let text = report.to_string();
+    assert!(text.contains("crash (panic, "), "{text}");
 }
 
 #[test]

@@ -111,7 +111,10 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         let scratch = tempfile::tempdir().context("creating a scratch log dir")?;
         return match run::prepare(&loaded, &resolver, &options, scratch.path()) {
             Ok(prepared) => {
-                println!("{}", prepared.spec.argv().to_shell_line());
+                // The QMP socket would live in a temp dir that is gone once this returns.
+                let mut spec = prepared.spec.clone();
+                spec.qmp = None;
+                println!("{}", spec.argv().to_shell_line());
                 Ok(0)
             }
             Err(outcome) => {

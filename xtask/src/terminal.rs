@@ -80,11 +80,14 @@ fn install_restorers() -> anyhow::Result<()> {
     }));
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    // This handler ends the process; the library's own would race it.
+    vmharness::run::frontend_handles_signals();
     std::thread::Builder::new()
         .name("terminal-restore".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 restore();
+                vmharness::run::remove_active_temp_dirs();
                 eprintln!(
                     "\n[vmharness] caught signal {signal}: QEMU is stopped, terminal restored"
                 );

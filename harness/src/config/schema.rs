@@ -148,6 +148,9 @@ pub struct QemuSection {
     /// `-pflash` firmware images, one per flash unit, in order (e.g. OVMF code, then vars).
     #[serde(default)]
     pub pflash: Vec<FileRef>,
+    /// The guest's ELF with symbols, for symbolizing addresses in failure reports (default:
+    /// the kernel, when it is an ELF with symbols).
+    pub symbols: Option<FileRef>,
     /// Raw images QEMU's generic loader puts at a physical address before boot
     /// (`-device loader,file=...,addr=...,force-raw=on`).
     #[serde(default)]

@@ -44,6 +44,8 @@ pub enum InputUse {
     Pflash(usize),
     /// `[[qemu.loader]]`, by index.
     Loader(usize),
+    /// `symbols`: not given to QEMU, read by the harness.
+    Symbols,
     /// A `[disk]` entry, by its destination.
     Disk(String),
 }
@@ -56,6 +58,7 @@ impl std::fmt::Display for InputUse {
             InputUse::Initrd => f.write_str("-initrd"),
             InputUse::Pflash(index) => write!(f, "-pflash #{}", index + 1),
             InputUse::Loader(index) => write!(f, "[[qemu.loader]] #{}", index + 1),
+            InputUse::Symbols => f.write_str("symbols"),
             InputUse::Disk(dest) => write!(f, "[disk] {dest}"),
         }
     }
@@ -141,6 +144,12 @@ impl Plan {
                     reference: reference.clone(),
                 }),
         );
+        if let Some(symbols) = &qemu.symbols {
+            inputs.push(Input {
+                used_as: InputUse::Symbols,
+                reference: symbols.clone(),
+            });
+        }
         inputs.extend(qemu.loader.iter().enumerate().map(|(index, loader)| Input {
             used_as: InputUse::Loader(index),
             reference: loader.file.clone(),

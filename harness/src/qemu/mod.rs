@@ -4,11 +4,13 @@
 mod argv;
 mod preflight;
 mod process;
+mod qmp;
 mod spec;
 
 pub use argv::Argv;
 pub use preflight::{debian_package, find_binary, preflight, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
+pub use qmp::{Qmp, QmpError};
 pub use spec::{
     Accel, DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID,
     HOST_CPU,

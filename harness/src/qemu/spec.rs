@@ -257,6 +257,8 @@ pub struct QemuSpec {
     pub disk: Option<DiskAttachment>,
     /// Extra arguments, after everything else.
     pub extra: Vec<ExtraArg>,
+    /// A QMP server on this unix socket (in the run's private temp dir).
+    pub qmp: Option<PathBuf>,
 }
 
 impl QemuSpec {
@@ -284,6 +286,7 @@ impl QemuSpec {
             exit_device: None,
             disk: None,
             extra: Vec::new(),
+            qmp: None,
         }
     }
 
@@ -332,6 +335,10 @@ impl QemuSpec {
         }
         if let Some(disk) = &self.disk {
             argv.extend(disk.args());
+        }
+        if let Some(socket) = &self.qmp {
+            argv.arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", escape_value(socket)));
         }
         for extra in &self.extra {
             match extra {

@@ -89,9 +89,32 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// Set by a frontend that handles termination signals itself (and calls
+/// [`remove_active_temp_dirs`] there): two handlers would race to end the process.
+static FRONTEND_HANDLES_SIGNALS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Tells the library that this process's frontend handles SIGTERM/SIGINT/SIGHUP and calls
+/// [`remove_active_temp_dirs`] before it exits. Call it before the first run.
+pub fn frontend_handles_signals() {
+    FRONTEND_HANDLES_SIGNALS.store(true, Ordering::SeqCst);
+}
+
+/// Removes the temp dirs of the runs in progress (for a frontend's own signal handler).
+pub fn remove_active_temp_dirs() {
+    if let Ok(active) = ACTIVE.lock() {
+        for dir in active.values() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// On SIGTERM, SIGINT or SIGHUP: remove the active temp dirs, then let the signal do what it
 /// would have done (QEMU follows its runner through its parent-death signal).
 fn install_signal_cleanup() {
+    if FRONTEND_HANDLES_SIGNALS.load(Ordering::SeqCst) {
+        return;
+    }
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -102,11 +125,7 @@ fn install_signal_cleanup() {
             .name("vmharness-signals".into())
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
-                    if let Ok(active) = ACTIVE.lock() {
-                        for dir in active.values() {
-                            let _ = std::fs::remove_dir_all(dir);
-                        }
-                    }
+                    remove_active_temp_dirs();
                     let _ = signal_hook::low_level::emulate_default_handler(signal);
                 }
             });

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::crash::{CrashBlock, CrashDetector};
 use super::error::RunError;
 use super::judge::{Action, Judge};
 use super::Prepared;
@@ -22,6 +23,34 @@ pub struct Ended {
     pub elapsed: Duration,
     pub timing: Option<VerdictTiming>,
     pub results: Option<crate::results::Results>,
+    pub crash: Option<CrashBlock>,
+    crash_detector: Option<CrashDetector>,
+}
+
+/// How long a failed run keeps reading to see an open crash block to its end.
+const CRASH_GRACE: Duration = Duration::from_secs(2);
+/// A crash block's lines come in one burst: this much silence ends the wait early.
+const CRASH_QUIET: Duration = Duration::from_millis(150);
+
+/// After a failure verdict: reads on while a crash block is open (until its end line, a quiet
+/// [`CRASH_QUIET`], or [`CRASH_GRACE`] in all), so the report shows it whole.
+pub fn finish_crash_block(session: &mut Session, ended: &mut Ended) {
+    let Some(mut detector) = ended.crash_detector.take() else {
+        return;
+    };
+    let deadline = Instant::now() + CRASH_GRACE;
+    let mut lines = Vec::new();
+    while detector.open() && Instant::now() < deadline {
+        lines.clear();
+        let event = session.read((Instant::now() + CRASH_QUIET).min(deadline), &mut lines);
+        for line in &lines {
+            detector.line(&line.text);
+        }
+        if matches!(event, ReadEvent::Closed | ReadEvent::Idle) {
+            break;
+        }
+    }
+    ended.crash = detector.finish();
 }
 
 pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
@@ -37,6 +66,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
     // (line read, verdict decided) when a console line (or the unfinished one) decided it.
     let mut line_decided: Option<(Duration, Duration)> = None;
     let mut collector = prepared.results.as_ref().map(Collector::new);
+    let mut crash = CrashDetector::default();
     let mut pending = judge.initial_actions(start);
     let outcome = 'run: loop {
         for action in pending.drain(..) {
@@ -80,6 +110,10 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         if !lines.is_empty() {
             // A new unfinished line began: the same prompt text again is a new prompt.
             partial_seen.clear();
+        }
+        // The whole chunk: lines after a deciding panic line belong to its crash block.
+        for line in &lines {
+            crash.line(&line.text);
         }
         for line in &lines {
             if let Some(collector) = collector.as_mut() {
@@ -149,6 +183,8 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         elapsed,
         timing,
         results: collector.map(Collector::finish),
+        crash: None,
+        crash_detector: Some(crash),
     }
 }
 
@@ -210,6 +246,18 @@ fn timeout(session: &Session, judge: &Judge, which: TimeoutKind, stderr_path: &P
             during: Some(which),
         }
         .into();
+    }
+    if let Some(met) = judge.all_met_at() {
+        let limit = match which {
+            TimeoutKind::Total(d) | TimeoutKind::Step(d) | TimeoutKind::NoOutput(d) => d,
+            TimeoutKind::NoExit { limit, .. } => limit,
+        };
+        return Outcome::Timeout {
+            which: TimeoutKind::NoExit {
+                met_at: met.saturating_duration_since(session.started()),
+                limit,
+            },
+        };
     }
     Outcome::Timeout { which }
 }

@@ -144,6 +144,11 @@ impl Judge {
         self.stage == Stage::Exit
     }
 
+    /// When every expectation had been met, if all have and only QEMU's exit is awaited.
+    pub fn all_met_at(&self) -> Option<Instant> {
+        (self.stage == Stage::Exit).then_some(self.stage_started)
+    }
+
     /// The current stage's own deadline and what happens then (`true`: it is a timeout).
     pub fn stage_deadline(&self) -> Option<(Instant, Duration, bool)> {
         let default = self.expect.step_timeout;

@@ -2,6 +2,7 @@
 //! the QEMU spec, boot, and judge the console until a verdict.
 
 mod cleanup;
+mod crash;
 mod drive;
 mod error;
 mod interactive;
@@ -9,6 +10,8 @@ pub mod judge;
 pub mod logs;
 mod note;
 mod resolve;
+mod symbols;
+pub mod vcpu;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,11 +25,15 @@ use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
-pub use cleanup::{sweep as sweep_temp_dirs, RunTemp};
+pub use cleanup::{
+    frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
+};
+pub use crash::CrashBlock;
 pub use error::{causes, ErrorClass, MissingInput, ResolveError, RunError};
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
 pub use note::Note;
 pub use resolve::{resolve_ref, FileResolver, Resolver};
+pub use symbols::Symbols;
 
 /// Knobs a frontend may turn for one run.
 #[derive(Default)]
@@ -67,6 +74,8 @@ pub struct Prepared {
     pub temp: RunTemp,
     /// What the guest reports about its own tests (`[results]`).
     pub results: Option<crate::config::ResultsSection>,
+    /// The ELF to symbolize guest addresses with (`symbols`, else the kernel).
+    pub symbols: Option<PathBuf>,
 }
 
 /// The settings a run uses: the frontend's, else the environment's.
@@ -196,8 +205,21 @@ fn boot(
     }
     let mut ended = drive::drive(&mut session, &prepared, &stderr_path);
     interactive::finish(&mut session, &mut ended);
+    if ended.exit.is_none() && !ended.outcome.is_pass() {
+        drive::finish_crash_block(&mut session, &mut ended);
+        // A guest that ended itself (panic=-1 reboots into -no-reboot) has no vCPUs to read.
+        if session.wait_exit(std::time::Duration::ZERO).is_none() {
+            report.vcpus = vcpu_state(&prepared, loaded.config.arch);
+        }
+    }
     if ended.exit.is_none() {
         session.kill();
+    }
+    report.crash = ended.crash.take();
+    if let Some(crash) = report.crash.as_mut() {
+        if let Some(symbols) = prepared.symbols.as_deref().and_then(Symbols::load) {
+            crash.symbolize(&symbols);
+        }
     }
     if let Some(timing) = ended.timing.as_mut() {
         timing.qemu_stopped = session.started().elapsed();
@@ -236,6 +258,25 @@ fn boot(
     drop(staged);
     drop(prepared);
     report
+}
+
+/// The vCPU state over QMP while QEMU still runs, symbolized; `Err` says why not.
+fn vcpu_state(
+    prepared: &Prepared,
+    arch: crate::arch::Arch,
+) -> Option<Result<Vec<vcpu::CpuState>, String>> {
+    let socket = prepared.spec.qmp.as_ref()?;
+    let symbols = prepared.symbols.as_deref().and_then(symbols::Symbols::load);
+    Some(
+        vcpu::snapshot(socket, arch, symbols.as_ref()).map_err(|err| {
+            let mut text = err.to_string();
+            for cause in causes(&err) {
+                text.push_str(": ");
+                text.push_str(&cause);
+            }
+            text
+        }),
+    )
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
@@ -321,7 +362,15 @@ fn prepare_with(
 
     let files = resolve::inputs(&plan, resolver, settings)?;
     let disk_image = resolve::build_disk(&plan, &files, settings, temp.path())?;
-    let spec = plan.qemu_spec(binary, decision.accel, &|used| files.path(used), disk_image);
+    let mut spec = plan.qemu_spec(binary, decision.accel, &|used| files.path(used), disk_image);
+    // QMP for failure reports, local runs only; a unix socket path must fit sun_path.
+    let socket = temp.path().join("qmp.sock");
+    if options.remote.is_none() && socket.as_os_str().len() < 100 {
+        spec.qmp = Some(socket);
+    }
+    let symbols = files
+        .path(&crate::plan::InputUse::Symbols)
+        .or_else(|| spec.kernel.clone());
     if options.remote.is_none() {
         qemu::preflight(&spec).map_err(RunError::from)?;
     }
@@ -336,5 +385,6 @@ fn prepare_with(
         notes,
         temp,
         results: loaded.config.results.clone(),
+        symbols,
     })
 }

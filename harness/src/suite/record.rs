@@ -52,6 +52,46 @@ pub struct ResultRecord {
     /// Values the guest printed that the config records (`[[results.record]]`).
     #[serde(default)]
     pub values: std::collections::BTreeMap<String, String>,
+    /// The console's first crash block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<CrashRecord>,
+    /// The vCPUs when a failing or hanging run was stopped.
+    #[serde(default)]
+    pub vcpus: Vec<VcpuRecord>,
+    /// Why the vCPUs could not be read, when they were wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu_error: Option<String>,
+}
+
+/// `[crash]`: a crash block of the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashRecord {
+    /// `panic`, `oops`, `bug` or `warning`.
+    pub kind: String,
+    /// Its lines.
+    pub lines: Vec<String>,
+    /// `0xADDRESS is function+offset (file:line)` for its symbolized addresses.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+}
+
+/// `[[vcpus]]`: one vCPU when QEMU was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VcpuRecord {
+    /// QEMU's CPU index.
+    pub index: usize,
+    /// The program counter, hex.
+    pub pc: Option<String>,
+    /// The stack pointer, hex.
+    pub sp: Option<String>,
+    /// The PC symbolized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// The arch's key registers.
+    #[serde(default)]
+    pub state: std::collections::BTreeMap<String, String>,
+    /// What the two samples showed.
+    pub activity: String,
 }
 
 /// One guest-reported sub-result (`[[sub_results]]`).
@@ -64,6 +104,19 @@ pub struct SubRecord {
     /// Why, when not a plain pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl From<&crate::run::vcpu::CpuState> for VcpuRecord {
+    fn from(cpu: &crate::run::vcpu::CpuState) -> Self {
+        VcpuRecord {
+            index: cpu.index,
+            pc: cpu.pc.map(|v| format!("{v:#x}")),
+            sp: cpu.sp.map(|v| format!("{v:#x}")),
+            symbol: cpu.symbol.clone(),
+            state: cpu.state.clone(),
+            activity: cpu.activity.to_string(),
+        }
+    }
 }
 
 impl From<&SubResult> for SubRecord {
@@ -221,6 +274,23 @@ impl ResultRecord {
                 .as_ref()
                 .map(|r| r.values.clone())
                 .unwrap_or_default(),
+            crash: report.crash.as_ref().map(|c| CrashRecord {
+                kind: c.kind.to_string(),
+                lines: c.lines.clone(),
+                symbols: c
+                    .symbols
+                    .iter()
+                    .map(|(address, symbol)| format!("{address:#x} is {symbol}"))
+                    .collect(),
+            }),
+            vcpus: match &report.vcpus {
+                Some(Ok(cpus)) => cpus.iter().map(VcpuRecord::from).collect(),
+                _ => Vec::new(),
+            },
+            vcpu_error: match &report.vcpus {
+                Some(Err(why)) => Some(why.clone()),
+                _ => None,
+            },
         }
     }
 
