@@ -423,23 +423,9 @@ fn unexecutable_qemu_is_reported_with_its_errno() {
 
 /// Runs a config whose "QEMU" is a shell script printing `output` (printf format) and exiting 0.
 fn run_fake_qemu(name: &str, output: &str, console: &str) -> vmharness::outcome::Report {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap().keep();
-    let script = dir.join("fake-qemu");
-    std::fs::write(&script, format!("#!/bin/sh\n{output}\nexit 0\n")).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nbinary = {:?}\nexit_device = false\n[console]\n{console}\n[timeouts]\ntotal = \"60s\"\n",
-            script.display().to_string()
-        ),
-    )
-    .unwrap();
-    let report = run_config(&path);
-    let _ = std::fs::remove_dir_all(&dir);
-    report
+    let dir = tempfile::tempdir().unwrap();
+    let rest = format!("[console]\n{console}\n[timeouts]\ntotal = \"60s\"\n");
+    run_config(&support::fake_qemu_config(dir.path(), name, output, &rest))
 }
 
 /// 2 MiB without a newline, then the banner: the 16 KiB line cap must not decide whether it

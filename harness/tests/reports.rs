@@ -166,24 +166,14 @@ fn report_of_an_ignored_config() {
 /// with their console lines, recorded values. The "guest" is a script printing KTAP.
 #[test]
 fn report_of_failing_sub_results() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    let path = support::fake_qemu_config(
+        dir.path(),
+        "ktap",
+        "printf 'boot took 1234 ms\\nKTAP version 1\\n1..4\\nok 1 alpha\\n# beta: expected 1, got 2\\nnot ok 2 beta\\nok 3 gamma # SKIP no disk\\n# delta starts\\n'",
+        "[results]\nktap = true\nrecord = ['boot took (?P<boot_ms>\\d+) ms']\n",
+    );
     let script = dir.path().join("fake-qemu");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nprintf 'boot took 1234 ms\\nKTAP version 1\\n1..4\\nok 1 alpha\\n# beta: expected 1, got 2\\nnot ok 2 beta\\nok 3 gamma # SKIP no disk\\n# delta starts\\n'\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("ktap.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nbinary = {:?}\nexit_device = false\n[results]\nktap = true\nrecord = ['boot took (?P<boot_ms>\\d+) ms']\n",
-            script.display().to_string()
-        ),
-    )
-    .unwrap();
     let report = run_config(&path);
     assert_eq!(report.outcome.label(), "FAIL", "{report}");
     let text = report.to_string();

@@ -51,3 +51,20 @@ pub fn run_config_with(path: &Path, settings: Settings) -> Report {
     };
     run::run(&loaded, &resolver, options)
 }
+
+/// Writes a "QEMU" that is a shell script running `body` then `exit 0`, and a config using it
+/// (x86_64, no exit device) with `rest` appended; returns the config.
+pub fn fake_qemu_config(dir: &Path, name: &str, body: &str, rest: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("fake-qemu");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\nexit 0\n")).expect("write fake QEMU");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("make fake QEMU executable");
+    let path = dir.join(format!("{name}.toml"));
+    let config = format!(
+        "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nbinary = {:?}\nexit_device = false\n{rest}",
+        script.display().to_string()
+    );
+    std::fs::write(&path, config).expect("write fake QEMU config");
+    path
+}
