@@ -287,7 +287,10 @@ fn raw_argv(dir: &Path, loaded: &LoadedConfig) -> anyhow::Result<(PathBuf, Vec<O
         &dir.join("logs").join("raw"),
     )
     .map_err(|outcome| anyhow::anyhow!("preparing {}: {outcome}", loaded.name))?;
-    let argv = prepared.spec.argv();
+    // The QMP socket's dir goes away with `prepared`: the raw run has no use for it.
+    let mut spec = prepared.spec.clone();
+    spec.qmp = None;
+    let argv = spec.argv();
     Ok((argv.program().to_path_buf(), argv.args().to_vec()))
 }
 

@@ -30,7 +30,7 @@ pub struct Ended {
 /// How long a failed run keeps reading to see an open crash block to its end.
 const CRASH_GRACE: Duration = Duration::from_secs(2);
 /// A crash block's lines come in one burst: this much silence ends the wait early.
-const CRASH_QUIET: Duration = Duration::from_millis(150);
+const CRASH_QUIET: Duration = Duration::from_millis(50);
 
 /// After a failure verdict: reads on while a crash block is open (until its end line, a quiet
 /// [`CRASH_QUIET`], or [`CRASH_GRACE`] in all), so the report shows it whole.

@@ -13,7 +13,7 @@ use crate::arch::Arch;
 use crate::qemu::{Qmp, QmpError};
 
 /// How long the guest runs between the two samples.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One vCPU when QEMU was stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
