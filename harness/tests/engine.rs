@@ -821,3 +821,18 @@ fn pass_then_hang_is_its_own_timeout() {
     );
     assert!(matches!(report.vcpus, Some(Ok(_))), "{text}");
 }
+
+/// A crash block is kept when QEMU has already exited by the verdict (no vCPUs to read then).
+#[test]
+fn a_crash_block_survives_a_guest_that_exited() {
+    let output = "printf 'booting\\nWARNING: CPU: 0 PID: 1 at mm/x.c:9 f+0x1\\nCall trace:\\n ---[ end trace 0 ]---\\n'";
+    let report = run_fake_qemu("warned", output, "banner = [\"never printed\"]");
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    let crash = report.crash.as_ref().expect("crash block");
+    assert_eq!(
+        (crash.kind, crash.lines.len(), crash.complete),
+        ("warning", 3, true),
+        "{crash:?}"
+    );
+    assert!(report.vcpus.is_none(), "{report}");
+}

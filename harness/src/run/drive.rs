@@ -34,11 +34,12 @@ const CRASH_QUIET: Duration = Duration::from_millis(50);
 
 /// After a failure verdict: reads on while a crash block is open (until its end line, a quiet
 /// [`CRASH_QUIET`], or [`CRASH_GRACE`] in all), so the report shows it whole.
-pub fn finish_crash_block(session: &mut Session, ended: &mut Ended) {
+/// Without `read_on` (QEMU has exited, or the run passed) the block is taken as it is.
+pub fn finish_crash_block(session: &mut Session, ended: &mut Ended, read_on: bool) {
     let Some(mut detector) = ended.crash_detector.take() else {
         return;
     };
-    let deadline = Instant::now() + CRASH_GRACE;
+    let deadline = Instant::now() + if read_on { CRASH_GRACE } else { Duration::ZERO };
     let mut lines = Vec::new();
     while detector.open() && Instant::now() < deadline {
         lines.clear();

@@ -205,21 +205,25 @@ fn boot(
     }
     let mut ended = drive::drive(&mut session, &prepared, &stderr_path);
     interactive::finish(&mut session, &mut ended);
-    if ended.exit.is_none() && !ended.outcome.is_pass() {
-        drive::finish_crash_block(&mut session, &mut ended);
+    // What the guest was doing, for a failure while QEMU still runs; symbols read once.
+    let failed_running = ended.exit.is_none() && !ended.outcome.is_pass();
+    drive::finish_crash_block(&mut session, &mut ended, failed_running);
+    let symbols = match ended.outcome.is_pass() {
+        true => None,
+        false => prepared.symbols.as_deref().and_then(Symbols::load),
+    };
+    if failed_running {
         // A guest that ended itself (panic=-1 reboots into -no-reboot) has no vCPUs to read.
         if session.wait_exit(std::time::Duration::ZERO).is_none() {
-            report.vcpus = vcpu_state(&prepared, loaded.config.arch);
+            report.vcpus = vcpu_state(&prepared, loaded.config.arch, symbols.as_ref());
         }
     }
     if ended.exit.is_none() {
         session.kill();
     }
     report.crash = ended.crash.take();
-    if let Some(crash) = report.crash.as_mut() {
-        if let Some(symbols) = prepared.symbols.as_deref().and_then(Symbols::load) {
-            crash.symbolize(&symbols);
-        }
+    if let (Some(crash), Some(symbols)) = (report.crash.as_mut(), symbols.as_ref()) {
+        crash.symbolize(symbols);
     }
     if let Some(timing) = ended.timing.as_mut() {
         timing.qemu_stopped = session.started().elapsed();
@@ -264,19 +268,17 @@ fn boot(
 fn vcpu_state(
     prepared: &Prepared,
     arch: crate::arch::Arch,
+    symbols: Option<&Symbols>,
 ) -> Option<Result<Vec<vcpu::CpuState>, String>> {
     let socket = prepared.spec.qmp.as_ref()?;
-    let symbols = prepared.symbols.as_deref().and_then(symbols::Symbols::load);
-    Some(
-        vcpu::snapshot(socket, arch, symbols.as_ref()).map_err(|err| {
-            let mut text = err.to_string();
-            for cause in causes(&err) {
-                text.push_str(": ");
-                text.push_str(&cause);
-            }
-            text
-        }),
-    )
+    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| {
+        let mut text = err.to_string();
+        for cause in causes(&err) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        text
+    }))
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
