@@ -21,11 +21,11 @@ pub enum FileRef {
 }
 
 /// Why a reference did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum FileRefError {
     /// A malformed `artifact:` reference.
     #[error(transparent)]
-    Artifact(#[from] ArtifactErrorText),
+    Artifact(#[from] ArtifactError),
     /// `env:` without a variable name, or with characters no variable has.
     #[error("`{text}`: expected `env:VARIABLE` (letters, digits and `_`)")]
     Env {
@@ -35,17 +35,6 @@ pub enum FileRefError {
     /// An empty string.
     #[error("a file reference cannot be empty")]
     Empty,
-}
-
-/// An [`ArtifactError::BadReference`] kept as its message (the artifact error is not `Clone`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ArtifactErrorText(String);
-
-impl From<ArtifactError> for FileRefError {
-    fn from(err: ArtifactError) -> Self {
-        FileRefError::Artifact(ArtifactErrorText(err.to_string()))
-    }
 }
 
 impl FromStr for FileRef {

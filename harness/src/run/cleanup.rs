@@ -79,7 +79,8 @@ fn owner_of(name: &str) -> Option<i32> {
     pid.parse().ok()
 }
 
-fn alive(pid: i32) -> bool {
+/// Whether process `pid` exists (EPERM: it does, owned by someone else).
+pub(crate) fn alive(pid: i32) -> bool {
     use nix::errno::Errno;
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
         Ok(()) => true,

@@ -67,9 +67,7 @@ fn prune(test_dir: &Path) {
     let excess = runs.len().saturating_sub(KEPT_RUNS);
     for name in runs.into_iter().take(excess) {
         let mine = owner(&name) == Some(std::process::id() as i32);
-        let alive = owner(&name).is_some_and(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        });
+        let alive = owner(&name).is_some_and(super::cleanup::alive);
         if !alive || mine {
             let _ = std::fs::remove_dir_all(test_dir.join(name));
         }

@@ -8,7 +8,7 @@
 use crate::artifact::cache::{read_sums, Cache};
 use crate::artifact::debian::{self, Refresh};
 use crate::artifact::key::recipe_key;
-use crate::artifact::{Catalog, Network, ResolveOptions, Source};
+use crate::artifact::{Catalog, Network, Source};
 use crate::config::LoadedConfig;
 use crate::fileref::FileRef;
 use crate::plan::Plan;
@@ -19,9 +19,6 @@ pub use crate::run::MissingInput as Unavailable;
 /// What the listing-time check knows about this process: the catalog, cache and mode.
 pub struct Check {
     catalog: Option<Catalog>,
-    options: ResolveOptions,
-    required: bool,
-    nextest: bool,
     settings: Settings,
 }
 
@@ -31,9 +28,6 @@ impl Check {
     pub fn new(catalog: Option<Catalog>, settings: &Settings) -> Self {
         Check {
             catalog,
-            options: settings.artifacts.clone(),
-            required: settings.require_artifacts,
-            nextest: settings.nextest,
             settings: settings.clone(),
         }
     }
@@ -41,13 +35,13 @@ impl Check {
     /// Whether an ignored config carries the ignored flag in the listing (nextest), rather
     /// than being ignored when it runs (cargo test, which shows the reason inline).
     pub fn ignore_at_listing(&self) -> bool {
-        self.nextest
+        self.settings.nextest
     }
 
     /// The inputs of `loaded` this machine lacks; empty when artifacts are required (the run
     /// then fails as an infrastructure problem instead of hiding behind an ignore).
     pub fn missing_inputs(&self, loaded: &LoadedConfig) -> Vec<Unavailable> {
-        if self.required {
+        if self.settings.require_artifacts {
             return Vec::new();
         }
         let Ok(plan) = Plan::new(loaded, &self.settings) else {
@@ -84,7 +78,8 @@ impl Check {
     /// download only where the run could not fetch it on demand: offline, or under nextest
     /// (where a runtime skip would look like a pass).
     pub fn ignores(&self, missing: &[Unavailable]) -> bool {
-        let count_downloads = self.nextest || self.options.network == Network::Offline;
+        let count_downloads =
+            self.settings.nextest || self.settings.artifacts.network == Network::Offline;
         missing.iter().any(|reason| match reason {
             Unavailable::EnvUnset { .. } => true,
             Unavailable::NotCached { .. } => count_downloads,
@@ -108,15 +103,15 @@ impl Check {
         if !networked {
             return false;
         }
-        let cache = Cache::new(&self.options.cache_dir);
+        let cache = Cache::new(&self.settings.artifacts.cache_dir);
         // The package lists at hand, never refreshed here: listing stays fast and offline.
         let packages = match &recipe.source {
             Source::Command(c) if !c.packages.is_empty() => match debian::resolve_all(
                 name,
                 &c.packages,
                 &cache,
-                &self.options.debian,
-                self.options.network,
+                &self.settings.artifacts.debian,
+                self.settings.artifacts.network,
                 Refresh::Never,
             ) {
                 Ok(resolved) => resolved.into_iter().map(|(p, _)| p).collect(),
