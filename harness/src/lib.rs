@@ -25,4 +25,5 @@ pub mod remote;
 pub mod results;
 pub mod run;
 pub mod settings;
+pub mod states;
 pub mod suite;

@@ -24,6 +24,7 @@
 //! | `VMHARNESS_DOWNLOAD_MAX_BYTES` | `artifacts.download.max_bytes` | one download's size cap |
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
+//! | `VMHARNESS_SAVED_STATES` | `saved_states` | `auto` (default): `[[case]]`s start from a saved state where that is known to work; `off`: every case boots cold |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
 //! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
@@ -93,6 +94,8 @@ pub struct Settings {
     pub nextest: bool,
     /// The cap of one `console.log` in bytes.
     pub console_log_limit: u64,
+    /// Whether `[[case]]`s may start from saved states (`VMHARNESS_SAVED_STATES`).
+    pub saved_states: bool,
     vars: BTreeMap<String, OsString>,
 }
 
@@ -118,6 +121,7 @@ impl Settings {
             source_date_epoch: None,
             nextest: false,
             console_log_limit: crate::console::DEFAULT_LOG_LIMIT,
+            saved_states: true,
             vars: BTreeMap::new(),
         }
     }
@@ -201,6 +205,11 @@ impl Settings {
                 ),
             }
         }
+        match reader.text("VMHARNESS_SAVED_STATES").as_deref() {
+            None | Some("auto") => {}
+            Some("off") => settings.saved_states = false,
+            Some(_) => reader.reject("VMHARNESS_SAVED_STATES", "auto or off"),
+        }
         settings.nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
             .iter()
             .any(|var| vars.contains_key(*var));
@@ -232,6 +241,11 @@ impl Settings {
     /// vmharness's own state: `<target>/vmharness`.
     pub fn state_dir(&self) -> PathBuf {
         self.target_dir.join("vmharness")
+    }
+
+    /// Saved guest states for `[[case]]`s: `<target>/vmharness/states`.
+    pub fn states_dir(&self) -> PathBuf {
+        self.state_dir().join("states")
     }
 
     /// Where every test's runs are logged: `<target>/vmharness/logs` (each run in

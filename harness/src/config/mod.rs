@@ -8,8 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    memory_bytes, AccelChoice, CasePatterns, ConsoleSection, LoaderSpec, Pattern, QemuSection,
-    ResultsSection, Step, TimeoutSection, Unfinished, VmConfig, MAX_DURATION,
+    memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, LoaderSpec, Pattern,
+    QemuSection, ReadySection, ResultsSection, Step, TimeoutSection, Unfinished, VmConfig,
+    MAX_DURATION,
 };
 
 /// A config file that failed to load.
@@ -228,6 +229,7 @@ fn suggest(message: &str) -> Option<String> {
 
 /// Checks that span keys (serde checked each value on its own, with its location).
 fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigError> {
+    validate_cases(path, text, config)?;
     if let Some(cases) = config.results.as_ref().and_then(|r| r.cases.as_ref()) {
         let groups = |p: &Pattern| -> Vec<String> {
             p.0.capture_names().flatten().map(str::to_string).collect()
@@ -263,6 +265,59 @@ fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigErro
             message: "`qemu.cpu = \"host\"` needs KVM, but `accel = \"tcg\"`: drop `cpu` or use accel \"auto\"/\"kvm\"".into(),
             suggestion: None,
         });
+    }
+    Ok(())
+}
+
+/// `[[case]]` needs `[ready]`; names are unique test names; each case expects something;
+/// the probe carries its token and the answer is a regex.
+fn validate_cases(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigError> {
+    let fail = |keys: &[&str], message: String| ConfigError::Invalid {
+        location: locate_in(path, text, keys),
+        message,
+        suggestion: None,
+    };
+    if let Some(ready) = &config.ready {
+        if !ready.probe.contains("{token}") {
+            return Err(fail(
+                &["ready", "probe"],
+                "`ready.probe` must contain `{token}`: its answer proves this restore answers"
+                    .into(),
+            ));
+        }
+        if let Err(err) = regex::Regex::new(&ready.answer.replace("{token}", "0")) {
+            return Err(fail(
+                &["ready", "answer"],
+                format!("`ready.answer`: invalid regex: {err}"),
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for case in &config.cases {
+        let problem = if config.ready.is_none() {
+            Some("`[[case]]` needs a `[ready]` section: the point where cases start".to_string())
+        } else if !valid_test_name(&case.name) {
+            Some(format!(
+                "case name `{}` may only have letters, digits, `-`, `_`, `.` and `+`",
+                case.name
+            ))
+        } else if !seen.insert(case.name.as_str()) {
+            Some(format!("case `{}` is defined twice", case.name))
+        } else if !case
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::Expect { .. } | Step::ExpectNot { .. }))
+        {
+            Some(format!(
+                "case `{}` has no `expect` or `expect_not` step, so it could not fail",
+                case.name
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return Err(fail(&["case"], message));
+        }
     }
     Ok(())
 }

@@ -39,6 +39,54 @@ pub struct VmConfig {
     /// Results the guest reports itself (KTAP, pattern-defined cases, recorded values).
     #[serde(default)]
     pub results: Option<ResultsSection>,
+    /// The point after which the guest's state is saved, for `[[case]]`s.
+    #[serde(default)]
+    pub ready: Option<ReadySection>,
+    /// Cases run in the booted guest, each its own trial (`<config>::<case>`).
+    #[serde(default, rename = "case")]
+    pub cases: Vec<CaseSpec>,
+}
+
+/// The `[ready]` section: where the boot (banner and steps) ends and cases begin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadySection {
+    /// What the console shows when the guest is ready (e.g. the shell prompt).
+    pub expect: Pattern,
+    /// How long to wait for it (default `timeouts.step`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Whether cases start from a saved state (default); `false` boots each case cold.
+    #[serde(default = "default_true")]
+    pub save: bool,
+    /// The line sent after a restore to prove the guest answers; `{token}` is replaced by a
+    /// fresh random token. The default sleeps first, so the guest's timer is exercised.
+    #[serde(default = "default_probe")]
+    pub probe: String,
+    /// The answer to `probe`: a regex a whole console line must match, `{token}` replaced
+    /// (default: the line is the token).
+    #[serde(default = "default_answer")]
+    pub answer: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_probe() -> String {
+    "sleep 0.1; echo {token}".into()
+}
+fn default_answer() -> String {
+    "^{token}$".into()
+}
+
+/// One `[[case]]`: steps run in the guest once it is ready; passes when the last one does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// The case's name: its trial is `<config>::<name>`.
+    pub name: String,
+    /// What the case does and expects, like `[[console.steps]]`.
+    pub steps: Vec<Step>,
 }
 
 /// The `[results]` section: what the guest reports about its own tests.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::arch::{Arch, ExitDevice};
 use regex::Regex;
 
-use crate::config::{AccelChoice, LoadedConfig, Location, Step};
+use crate::config::{AccelChoice, CaseSpec, LoadedConfig, Location, Step};
 use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
 use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, HOST_CPU};
@@ -29,6 +29,17 @@ pub enum PlanError {
         /// Why TCG (an override, or the KVM probe's answer).
         why: String,
     },
+}
+
+/// Which part of a `[[case]]` run a judge watches.
+#[derive(Debug, Clone, Copy)]
+pub enum CasePart<'a> {
+    /// Boot to `[ready]`, to save the state there.
+    Boot,
+    /// Boot to `[ready]`, then the case (no saved state).
+    Cold(&'a CaseSpec),
+    /// The case alone, in a guest restored at `[ready]`.
+    Restored(&'a CaseSpec),
 }
 
 /// Where a file input is used: which QEMU option or disk entry.
@@ -239,9 +250,56 @@ impl Plan {
     /// The judge's expectations, with every step deadline scaled for `accel`.
     pub fn expectations(&self, accel: Accel) -> Expectations {
         let console = &self.loaded.config.console;
+        let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
+            .iter()
+            .filter_map(|p| Regex::new(p).ok())
+            .collect();
+        panic_patterns.extend(console.panic_patterns.iter().map(|p| p.0.clone()));
+        Expectations {
+            banner: console.banner.clone(),
+            steps: self.scaled_steps(&console.steps, accel),
+            success: console.success.clone(),
+            panic_patterns,
+            allow: console.allow.iter().map(|p| p.0.clone()).collect(),
+            exit_code: console.exit_code,
+            step_timeout: self.deadlines.scaled(self.deadlines.step, accel),
+            line_ending: console.line_ending.clone().unwrap_or_else(|| "\r".into()),
+            pass_after_steps: false,
+        }
+    }
+
+    /// The expectations of one part of a `[[case]]` run, passing when its last step is met:
+    /// the boot to `[ready]` (banner, steps, the ready pattern), the case's own steps, or both.
+    pub fn case_expectations(&self, accel: Accel, part: CasePart<'_>) -> Expectations {
+        let mut expect = self.expectations(accel);
+        expect.success = None;
+        expect.pass_after_steps = true;
+        let ready = self.loaded.config.ready.as_ref().map(|ready| Step::Expect {
+            pattern: ready.expect.clone(),
+            timeout: ready.timeout,
+        });
+        let (boot, case) = match part {
+            CasePart::Boot => (true, None),
+            CasePart::Cold(case) => (true, Some(case)),
+            CasePart::Restored(case) => (false, Some(case)),
+        };
+        if boot {
+            expect
+                .steps
+                .extend(self.scaled_steps(ready.as_slice(), accel));
+        } else {
+            expect.banner.clear();
+            expect.steps.clear();
+        }
+        if let Some(case) = case {
+            expect.steps.extend(self.scaled_steps(&case.steps, accel));
+        }
+        expect
+    }
+
+    fn scaled_steps(&self, steps: &[Step], accel: Accel) -> Vec<Step> {
         let deadlines = &self.deadlines;
-        let steps = console
-            .steps
+        steps
             .iter()
             .cloned()
             .map(|step| match step {
@@ -255,22 +313,7 @@ impl Plan {
                 },
                 send => send,
             })
-            .collect();
-        let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
-            .iter()
-            .filter_map(|p| Regex::new(p).ok())
-            .collect();
-        panic_patterns.extend(console.panic_patterns.iter().map(|p| p.0.clone()));
-        Expectations {
-            banner: console.banner.clone(),
-            steps,
-            success: console.success.clone(),
-            panic_patterns,
-            allow: console.allow.iter().map(|p| p.0.clone()).collect(),
-            exit_code: console.exit_code,
-            step_timeout: deadlines.scaled(deadlines.step, accel),
-            line_ending: console.line_ending.clone().unwrap_or_else(|| "\r".into()),
-        }
+            .collect()
     }
 
     /// The QEMU spec for `binary` and `accel`, with each input's resolved path from

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 pub struct Argv {
     program: PathBuf,
     args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
 }
 
 impl Argv {
@@ -17,7 +18,14 @@ impl Argv {
         Argv {
             program: program.into(),
             args: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the program (e.g. QEMU's `TMPDIR`).
+    pub fn env(&mut self, key: &str, value: impl Into<OsString>) -> &mut Self {
+        self.env.push((key.to_string(), value.into()));
+        self
     }
 
     /// The program.
@@ -54,15 +62,24 @@ impl Argv {
             .collect()
     }
 
-    /// The full argv as one copy-pasteable POSIX shell line.
+    /// The full argv as one copy-pasteable POSIX shell line, environment assignments first.
     pub fn to_shell_line(&self) -> String {
-        shell_words::join(self.words())
+        let assignments = self
+            .env
+            .iter()
+            .map(|(key, value)| format!("{key}={}", shell_words::quote(&value.to_string_lossy())));
+        let command = shell_words::join(self.words());
+        assignments
+            .chain(std::iter::once(command))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The command as a `std::process::Command` (arguments only; stdio is set by the spawner).
     pub fn to_command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.program);
         command.args(&self.args);
+        command.envs(self.env.iter().map(|(key, value)| (key, value)));
         command
     }
 }

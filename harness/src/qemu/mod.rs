@@ -6,6 +6,7 @@ mod preflight;
 mod process;
 mod qmp;
 mod spec;
+mod version;
 
 pub use argv::Argv;
 pub use preflight::{debian_package, find_binary, preflight, PreflightError};
@@ -15,3 +16,4 @@ pub use spec::{
     Accel, DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID,
     HOST_CPU,
 };
+pub use version::{version, QemuVersion, VersionError};

@@ -259,6 +259,11 @@ pub struct QemuSpec {
     pub extra: Vec<ExtraArg>,
     /// A QMP server on this unix socket (in the run's private temp dir).
     pub qmp: Option<PathBuf>,
+    /// `-incoming`: start by loading a saved state (`exec:...` or `defer`).
+    pub incoming: Option<String>,
+    /// Keep the disk image unchanged: the guest's writes go to a temporary overlay QEMU
+    /// makes in this directory (`snapshot=on`, `TMPDIR`) and drops when it exits.
+    pub disk_overlay_dir: Option<PathBuf>,
 }
 
 impl QemuSpec {
@@ -287,6 +292,8 @@ impl QemuSpec {
             disk: None,
             extra: Vec::new(),
             qmp: None,
+            incoming: None,
+            disk_overlay_dir: None,
         }
     }
 
@@ -334,7 +341,15 @@ impl QemuSpec {
             argv.extend(device.qemu_args().iter().copied());
         }
         if let Some(disk) = &self.disk {
-            argv.extend(disk.args());
+            let mut args = disk.args();
+            if let Some(dir) = &self.disk_overlay_dir {
+                args[1].push_str(",snapshot=on");
+                argv.env("TMPDIR", dir.as_os_str());
+            }
+            argv.extend(args);
+        }
+        if let Some(incoming) = &self.incoming {
+            argv.arg("-incoming").arg(incoming);
         }
         if let Some(socket) = &self.qmp {
             argv.arg("-qmp")

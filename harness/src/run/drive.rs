@@ -27,6 +27,23 @@ pub struct Ended {
     crash_detector: Option<CrashDetector>,
 }
 
+impl Ended {
+    /// A run that ended before its console was judged (a restore that failed).
+    pub fn before_drive(outcome: Outcome, elapsed: Duration) -> Ended {
+        Ended {
+            outcome,
+            expected: String::new(),
+            matched: Vec::new(),
+            exit: None,
+            elapsed,
+            timing: None,
+            results: None,
+            crash: None,
+            crash_detector: None,
+        }
+    }
+}
+
 /// How long a failed run keeps reading to see an open crash block to its end.
 const CRASH_GRACE: Duration = Duration::from_secs(2);
 /// A crash block's lines come in one burst: this much silence ends the wait early.

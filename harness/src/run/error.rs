@@ -166,6 +166,22 @@ pub enum RunError {
         /// The deadline that had passed, if the failure was found at a timeout.
         during: Option<crate::outcome::TimeoutKind>,
     },
+    /// A saved state could not be made or restored.
+    #[error("saved state")]
+    State(#[from] crate::states::StateError),
+    /// After a restore, the guest did not answer the `[ready]` probe.
+    #[error("the restored guest did not answer `{probe}` with a line matching /{answer}/ within {:.1} s", within.as_secs_f64())]
+    NoAnswer {
+        /// The probe line sent.
+        probe: String,
+        /// The answer regex.
+        answer: String,
+        /// The deadline.
+        within: std::time::Duration,
+    },
+    /// A trial names a `[[case]]` the config does not have.
+    #[error("the config has no case `{0}`")]
+    NoSuchCase(String),
     /// QEMU exited before the guest printed anything.
     #[error("QEMU {} ({status}): {first_line}", if *.rejected_argv { "rejected its command line" } else { "failed to start" })]
     QemuStart {
@@ -190,7 +206,7 @@ impl RunError {
     /// Who has to act.
     pub fn class(&self) -> ErrorClass {
         match self {
-            RunError::Settings(_) | RunError::Plan(_) => ErrorClass::Fail,
+            RunError::Settings(_) | RunError::Plan(_) | RunError::NoSuchCase(_) => ErrorClass::Fail,
             RunError::Resolve { source, .. } if source.is_mistake() => ErrorClass::Fail,
             RunError::Resolve {
                 source, required, ..
@@ -217,6 +233,8 @@ impl RunError {
             | RunError::ConsoleWrite(_)
             | RunError::Record(_)
             | RunError::AccelFailure { .. }
+            | RunError::State(_)
+            | RunError::NoAnswer { .. }
             | RunError::QemuStart { .. } => ErrorClass::Infra,
         }
     }

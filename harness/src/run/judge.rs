@@ -59,6 +59,8 @@ pub struct Expectations {
     pub step_timeout: Duration,
     /// Appended by `send_line` steps.
     pub line_ending: String,
+    /// Pass as soon as the last step is met, without `success` or an exit (a `[[case]]`).
+    pub pass_after_steps: bool,
 }
 
 /// Where in the expectation list the judge is.
@@ -344,10 +346,27 @@ impl Judge {
                 return actions;
             }
             actions.extend(self.pending_sends(now));
+            if self.steps_done() {
+                return actions;
+            }
         }
     }
 
+    /// Whether every step is met and that is the pass (`pass_after_steps`).
+    fn steps_done(&self) -> bool {
+        self.expect.pass_after_steps && self.stage == Stage::Exit
+    }
+
+    /// The sends due now, then the pass when that met the last step (`pass_after_steps`).
     fn pending_sends(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = self.sends(now);
+        if self.steps_done() {
+            actions.push(Action::Verdict(Outcome::Pass));
+        }
+        actions
+    }
+
+    fn sends(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         while let Stage::Step(i) = self.stage {
             let Step::Send { text, line } = &self.expect.steps[i] else {
@@ -386,7 +405,7 @@ impl Judge {
             self.stage = match self.stage {
                 Stage::Banner(i) if i >= e.banner.len() => Stage::Step(0),
                 Stage::Step(i) if i >= e.steps.len() => Stage::Success,
-                Stage::Success if e.success.is_none() => Stage::Exit,
+                Stage::Success if e.success.is_none() || e.pass_after_steps => Stage::Exit,
                 _ => {
                     self.stage_started = now;
                     return;
@@ -442,6 +461,7 @@ mod tests {
             exit_code: 0,
             step_timeout: Duration::from_secs(5),
             line_ending: "\r".into(),
+            pass_after_steps: false,
         }
     }
 

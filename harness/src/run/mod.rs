@@ -1,6 +1,7 @@
 //! Running one VM test: plan it, resolve its files, choose the accelerator, build and check
 //! the QEMU spec, boot, and judge the console until a verdict.
 
+mod case;
 mod cleanup;
 mod crash;
 mod drive;
@@ -25,6 +26,7 @@ use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
+pub use case::{case_trial_name, run_case};
 pub use cleanup::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
@@ -76,6 +78,8 @@ pub struct Prepared {
     pub results: Option<crate::config::ResultsSection>,
     /// The ELF to symbolize guest addresses with (`symbols`, else the kernel).
     pub symbols: Option<PathBuf>,
+    /// The plan it was made from.
+    pub plan: Plan,
 }
 
 /// The settings a run uses: the frontend's, else the environment's.
@@ -89,41 +93,49 @@ fn settings(options: &RunOptions) -> Result<Settings, RunError> {
 /// Runs one loaded config to a verdict. Without [`RunOptions::log_dir`], the run logs into
 /// its own `logs/<test>/<run>` directory and `logs/<test>/latest` points at it afterwards.
 pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptions) -> Report {
+    logged(
+        &loaded.name,
+        options,
+        |options, settings, log_dir, started| {
+            boot(loaded, resolver, options, settings, log_dir, started)
+        },
+    )
+}
+
+/// Runs `body` with the run's settings and log directory (its own `logs/<name>/<run>` unless
+/// the options name one; `latest` points at it afterwards).
+fn logged(
+    name: &str,
+    mut options: RunOptions,
+    body: impl FnOnce(RunOptions, &Settings, &Path, Instant) -> Report,
+) -> Report {
     let setup_started = Instant::now();
-    let mut options = options;
     let settings = match settings(&options) {
         Ok(settings) => settings,
         Err(err) => {
             let logs = Settings::defaults(crate::paths::workspace_root()).logs_dir();
-            let log = logs.join(&loaded.name).join("console.log");
-            return Report::new(&loaded.name, log).ended(err.into(), setup_started.elapsed());
+            let log = logs.join(name).join("console.log");
+            return Report::new(name, log).ended(err.into(), setup_started.elapsed());
         }
     };
     let own_dir = options.log_dir.is_none();
     let log_dir = match options.log_dir.take() {
         Some(dir) => dir,
-        None => match logs::new_run_dir(&settings.logs_dir(), &loaded.name) {
+        None => match logs::new_run_dir(&settings.logs_dir(), name) {
             Ok(dir) => dir,
             Err(source) => {
-                let path = settings.logs_dir().join(&loaded.name);
+                let path = settings.logs_dir().join(name);
                 let log = path.join("console.log");
                 let err = RunError::Io {
                     what: "log dir",
                     path,
                     source,
                 };
-                return Report::new(&loaded.name, log).ended(err.into(), setup_started.elapsed());
+                return Report::new(name, log).ended(err.into(), setup_started.elapsed());
             }
         },
     };
-    let report = boot(
-        loaded,
-        resolver,
-        options,
-        &settings,
-        &log_dir,
-        setup_started,
-    );
+    let report = body(options, &settings, &log_dir, setup_started);
     if own_dir {
         let _ = logs::mark_latest(&log_dir);
     }
@@ -149,6 +161,43 @@ fn boot(
         Ok(prepared) => prepared,
         Err(outcome) => return report.ended(outcome, setup_started.elapsed()),
     };
+    launch(
+        report,
+        &prepared,
+        &mut options,
+        settings,
+        setup_started,
+        Hooks::default(),
+    )
+}
+
+/// What a run does around the console loop (restoring and saving states for `[[case]]`s).
+#[derive(Default)]
+pub(crate) struct Hooks<'a> {
+    /// After QEMU starts, before the console is judged; an error ends the run with it.
+    pub after_spawn: Option<Hook<'a>>,
+    /// After a pass while QEMU still runs; an error replaces the pass.
+    pub after_pass: Option<Hook<'a>>,
+}
+
+/// One of [`Hooks`].
+pub(crate) type Hook<'a> = Box<dyn FnMut(&mut Session) -> Result<(), Outcome> + 'a>;
+
+/// Spawns QEMU for `prepared` (locally, or staged on the remote host), judges the console
+/// and fills in `report`, logging into the directory of `report.log_path`.
+pub(crate) fn launch(
+    mut report: Report,
+    prepared: &Prepared,
+    options: &mut RunOptions,
+    settings: &Settings,
+    setup_started: Instant,
+    mut hooks: Hooks<'_>,
+) -> Report {
+    let log_dir = report
+        .log_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let local = prepared.spec.argv();
     report.qemu_command = Some(local.to_shell_line());
     report.accel = Some(prepared.spec.accel);
@@ -203,7 +252,15 @@ fn boot(
     if let Some(input) = options.input.take() {
         session.set_input(input);
     }
-    let mut ended = drive::drive(&mut session, &prepared, &stderr_path);
+    let mut ended = match hooks.after_spawn.as_mut().map(|hook| hook(&mut session)) {
+        Some(Err(outcome)) => drive::Ended::before_drive(outcome, session.started().elapsed()),
+        _ => drive::drive(&mut session, prepared, &stderr_path),
+    };
+    if let (true, Some(hook)) = (ended.outcome.is_pass(), hooks.after_pass.as_mut()) {
+        if let Err(outcome) = hook(&mut session) {
+            ended.outcome = outcome;
+        }
+    }
     interactive::finish(&mut session, &mut ended);
     // What the guest was doing, for a failure while QEMU still runs; symbols read once.
     let failed_running = ended.exit.is_none() && !ended.outcome.is_pass();
@@ -215,7 +272,7 @@ fn boot(
     if failed_running {
         // A guest that ended itself (panic=-1 reboots into -no-reboot) has no vCPUs to read.
         if session.wait_exit(std::time::Duration::ZERO).is_none() {
-            report.vcpus = vcpu_state(&prepared, loaded.config.arch, symbols.as_ref());
+            report.vcpus = vcpu_state(prepared, prepared.plan.arch, symbols.as_ref());
         }
     }
     if ended.exit.is_none() {
@@ -260,7 +317,6 @@ fn boot(
     }
     drop(session);
     drop(staged);
-    drop(prepared);
     report
 }
 
@@ -388,5 +444,6 @@ fn prepare_with(
         temp,
         results: loaded.config.results.clone(),
         symbols,
+        plan,
     })
 }

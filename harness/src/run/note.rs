@@ -1,6 +1,7 @@
 //! Notes a run reports next to its verdict: facts about the setup a user should see.
 
 use std::fmt;
+use std::time::Duration;
 
 /// One setup fact.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +12,30 @@ pub enum Note {
     TimeoutsScaled(f64),
     /// The console log could not be written completely.
     LogIncomplete(String),
+    /// This process booted to `[ready]` and saved the guest's state there.
+    StateSaved {
+        /// The state's key (short).
+        key: String,
+        /// The migration stream's size.
+        bytes: u64,
+        /// How long the boot to `[ready]` took.
+        boot: Duration,
+    },
+    /// The case started from a saved state instead of booting.
+    StateRestored {
+        /// The state's key (short).
+        key: String,
+        /// How it was loaded (`exec`, `file`, `mapped-ram`).
+        method: &'static str,
+        /// How old the state is: the guest's wall clock lags by this much.
+        age: Duration,
+        /// QEMU's start to the guest's answer to the probe.
+        took: Duration,
+    },
+    /// The case booted cold, and why no saved state was used.
+    ColdBoot(String),
+    /// A saved state was thrown away, and why.
+    StateDiscarded(String),
     /// QEMU ran on a remote host, in this temp dir.
     Remote {
         /// The ssh destination.
@@ -26,6 +51,25 @@ impl fmt::Display for Note {
             Note::AccelFallback(reason) => write!(f, "accel auto: using TCG because {reason}"),
             Note::TimeoutsScaled(scale) => write!(f, "timeouts scaled by {scale}"),
             Note::LogIncomplete(why) => write!(f, "the console log is incomplete: {why}"),
+            Note::StateSaved { key, bytes, boot } => write!(
+                f,
+                "saved the guest's state at [ready] after a {:.1} s boot (state {key}, {} MB)",
+                boot.as_secs_f64(),
+                bytes / 1_000_000
+            ),
+            Note::StateRestored {
+                key,
+                method,
+                age,
+                took,
+            } => write!(
+                f,
+                "started from the state saved at [ready] in {:.2} s (state {key}, {method}; saved {} s ago, so the guest's wall clock lags by that)",
+                took.as_secs_f64(),
+                age.as_secs()
+            ),
+            Note::ColdBoot(why) => write!(f, "booted cold: {why}"),
+            Note::StateDiscarded(why) => write!(f, "discarded a saved state: {why}"),
             Note::Remote { destination, dir } => {
                 write!(f, "remote: QEMU runs on {destination} in {dir}")
             }

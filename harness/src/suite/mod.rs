@@ -199,7 +199,7 @@ where
         .into_iter()
         .filter(|path| select(&config::test_name(path)))
         .filter(|path| arch.as_deref().is_none_or(|arch| arch_matches(path, arch)))
-        .map(|path| trial(&path, &check, settings, resolver.clone()))
+        .flat_map(|path| config_trials(&path, &check, settings, resolver.clone()))
         .collect()
 }
 
@@ -218,49 +218,110 @@ pub fn arch_matches(path: &Path, arch: &str) -> bool {
     }
 }
 
-fn trial<R>(path: &Path, check: &availability::Check, settings: &Settings, resolver: R) -> Trial
+/// The trials of one config file: the config itself, or one per `[[case]]`
+/// (`<config>::<case>`).
+fn config_trials<R>(
+    path: &Path,
+    check: &availability::Check,
+    settings: &Settings,
+    resolver: R,
+) -> Vec<Trial>
 where
-    R: Fn() -> Box<dyn FileResolver> + Send + Sync + 'static,
+    R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
     let name = config::test_name(path);
     let loaded = match config::load(path) {
-        Ok(loaded) => loaded,
+        Ok(loaded) => Arc::new(loaded),
         Err(err) => {
             let message = format!("invalid VM config: {err}");
-            return Trial::test(name, move || Err(message.into()));
+            return vec![Trial::test(name, move || Err(message.into()))];
         }
     };
-    let settings = settings.clone();
-    if loaded.config.ignore.is_some() {
-        return Trial::ignorable_test(name, move || {
-            run_trial_with(&loaded, &*resolver(), &settings)
-        })
-        .with_ignored_flag(true);
-    }
     let missing = check.missing_inputs(&loaded);
-    if !check.ignores(&missing) {
-        return Trial::ignorable_test(name, move || {
-            run_trial_with(&loaded, &*resolver(), &settings)
-        });
+    let cases: Vec<Option<String>> = match loaded.config.cases.is_empty() {
+        true => vec![None],
+        false => loaded
+            .config
+            .cases
+            .iter()
+            .map(|c| Some(c.name.clone()))
+            .collect(),
+    };
+    cases
+        .into_iter()
+        .map(|case| {
+            let unit = Unit {
+                loaded: loaded.clone(),
+                case,
+            };
+            trial(unit, &missing, check, settings, resolver.clone())
+        })
+        .collect()
+}
+
+/// What one trial runs: a config, or one of its cases.
+#[derive(Clone)]
+pub struct Unit {
+    /// The config.
+    pub loaded: Arc<LoadedConfig>,
+    /// The `[[case]]`, if the trial is one.
+    pub case: Option<String>,
+}
+
+impl Unit {
+    /// The trial's name: the config's, or `<config>::<case>`.
+    pub fn name(&self) -> String {
+        match &self.case {
+            Some(case) => run::case_trial_name(&self.loaded.name, case),
+            None => self.loaded.name.clone(),
+        }
     }
+
+    /// Runs it once.
+    pub fn run(&self, resolver: &dyn FileResolver, options: RunOptions) -> Report {
+        match &self.case {
+            Some(case) => run::run_case(&self.loaded, case, resolver, options),
+            None => run::run(&self.loaded, resolver, options),
+        }
+    }
+}
+
+fn trial<R>(
+    unit: Unit,
+    missing: &[crate::run::MissingInput],
+    check: &availability::Check,
+    settings: &Settings,
+    resolver: R,
+) -> Trial
+where
+    R: Fn() -> Box<dyn FileResolver> + Send + Sync + 'static,
+{
+    let name = unit.name();
+    let settings = settings.clone();
+    if unit.loaded.config.ignore.is_some() {
+        return Trial::ignorable_test(name, move || run_unit(&unit, &*resolver(), &settings))
+            .with_ignored_flag(true);
+    }
+    if !check.ignores(missing) {
+        return Trial::ignorable_test(name, move || run_unit(&unit, &*resolver(), &settings));
+    }
+    let missing = missing.to_vec();
     if check.ignore_at_listing() {
         let reason = RunError::MissingInputs(missing.clone()).to_string();
         eprintln!("note: {name} ignored: {reason}");
         // With --ignored / --run-ignored the user asked for the real run and its real outcome.
-        Trial::ignorable_test(name, move || {
-            run_trial_with(&loaded, &*resolver(), &settings)
-        })
-        .with_ignored_flag(true)
+        Trial::ignorable_test(name, move || run_unit(&unit, &*resolver(), &settings))
+            .with_ignored_flag(true)
     } else {
         Trial::ignorable_test(name, move || {
             // Recorded like any run, so CI summaries count it.
-            let dir = run::logs::new_run_dir(&settings.logs_dir(), &loaded.name)
+            let dir = run::logs::new_run_dir(&settings.logs_dir(), &unit.name())
                 .map_err(|err| format!("cannot create a log dir: {err}"))?;
             let outcome = Outcome::from(RunError::MissingInputs(missing.clone()));
             let reason = outcome.detail();
-            let report = Report::new(&loaded.name, dir.join("console.log"))
+            let report = Report::new(&unit.name(), dir.join("console.log"))
                 .ended(outcome, Default::default());
-            write_result(&report, &loaded).map_err(|err| err.to_string())?;
+            write_result(&report, &unit.loaded).map_err(|err| err.to_string())?;
             let _ = run::logs::mark_latest(&dir);
             Ok(Completion::ignored_with(reason))
         })
@@ -281,6 +342,20 @@ pub fn run_trial_with(
     resolver: &dyn FileResolver,
     settings: &Settings,
 ) -> Result<Completion, Failed> {
+    let unit = Unit {
+        loaded: Arc::new(loaded.clone()),
+        case: None,
+    };
+    run_unit(&unit, resolver, settings)
+}
+
+/// Runs a config or one of its cases as a trial: retries infrastructure failures, maps the
+/// outcome.
+pub fn run_unit(
+    unit: &Unit,
+    resolver: &dyn FileResolver,
+    settings: &Settings,
+) -> Result<Completion, Failed> {
     let retries = settings.infra_retries;
     let mut attempt = 0;
     let report = loop {
@@ -288,19 +363,20 @@ pub fn run_trial_with(
             settings: Some(settings.clone()),
             ..RunOptions::default()
         };
-        let report = run::run(loaded, resolver, options);
+        let report = unit.run(resolver, options);
         if report.outcome.is_infra() && attempt < retries {
             attempt += 1;
             eprintln!(
                 "note: {}: infrastructure failure, retrying ({attempt}/{retries}): {}",
-                loaded.name, report.outcome
+                unit.name(),
+                report.outcome
             );
             continue;
         }
         break report;
     };
     announce_notes(&report);
-    let report = recorded(report, loaded);
+    let report = recorded(report, &unit.loaded);
     match &report.outcome {
         Outcome::Pass => Ok(Completion::Completed),
         Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),

@@ -61,6 +61,9 @@ pub struct ResultRecord {
     /// Why the vCPUs could not be read, when they were wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpu_error: Option<String>,
+    /// Facts about the setup (accelerator fallback, a saved state used or why not).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// `[crash]`: a crash block of the console.
@@ -254,7 +257,7 @@ impl ResultRecord {
     pub fn of(report: &Report, loaded: &LoadedConfig) -> ResultRecord {
         ResultRecord {
             schema: SCHEMA,
-            test: loaded.name.clone(),
+            test: report.name.clone(),
             arch: loaded.config.arch.to_string(),
             accel: report.accel.map(|a| a.to_string()),
             outcome: Label::of(&report.outcome),
@@ -291,6 +294,7 @@ impl ResultRecord {
                 Some(Err(why)) => Some(why.clone()),
                 _ => None,
             },
+            notes: report.notes.iter().map(ToString::to_string).collect(),
         }
     }
 

@@ -1,0 +1,500 @@
+//! Running one `[[case]]`: from the config's state saved at `[ready]` where that works, else
+//! by booting cold. Either way the case's steps are judged like any run, with the same
+//! panic patterns and deadlines, and its report says which way it started.
+//!
+//! The first case that needs a state boots to `[ready]` under the state's lock, stops the VM,
+//! freezes the disk, saves, and then restores from it like every other case: the state is
+//! proven by its first use. After a restore the guest must answer `ready.probe` (by default
+//! after a sleep, so its timer is exercised) before the case's steps start; a state whose
+//! restore fails is marked unusable and the case boots cold, so a bad state never decides a
+//! verdict.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
+
+use super::{
+    launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
+};
+use crate::config::{CaseSpec, LoadedConfig, ReadySection};
+use crate::console::{Line, ReadEvent, Session};
+use crate::outcome::{Outcome, Report};
+use crate::plan::{deadline_after, CasePart};
+use crate::qemu::{self, Qmp};
+use crate::settings::Settings;
+use crate::states::{self, Method, SavedState, StateError, StateKey, StateMeta, StateStore};
+
+/// How long saving or loading a state may take before scaling (a 512M guest takes ~0.3 s).
+const MIGRATION_LIMIT: Duration = Duration::from_secs(60);
+/// How long a restored guest has to answer the probe before scaling.
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The trial name of `case` in config `config`: `config::case`.
+pub fn case_trial_name(config: &str, case: &str) -> String {
+    format!("{config}::{case}")
+}
+
+/// Runs `case` of `loaded` to a verdict, logging like [`super::run`] under the trial name.
+pub fn run_case(
+    loaded: &LoadedConfig,
+    case: &str,
+    resolver: &dyn FileResolver,
+    options: RunOptions,
+) -> Report {
+    let name = case_trial_name(&loaded.name, case);
+    logged(&name, options, |options, settings, log_dir, started| {
+        let context = Context {
+            loaded,
+            name: &name,
+            resolver,
+            settings,
+            log_dir,
+            started,
+        };
+        context.run(case, options)
+    })
+}
+
+/// What every attempt of one case run shares.
+struct Context<'a> {
+    loaded: &'a LoadedConfig,
+    name: &'a str,
+    resolver: &'a dyn FileResolver,
+    settings: &'a Settings,
+    log_dir: &'a Path,
+    started: Instant,
+}
+
+/// How a case starts.
+enum Start {
+    /// From this state.
+    Saved(SavedState),
+    /// By booting, for this reason.
+    Cold(String),
+    /// Booting to `[ready]` failed: the report says how (every case would fail alike).
+    BootFailed(Box<Report>),
+}
+
+impl Context<'_> {
+    fn report(&self, dir: &Path) -> Report {
+        Report::new(self.name, dir.join("console.log"))
+    }
+
+    fn prepare(&self, options: &RunOptions) -> Result<Prepared, Box<Report>> {
+        let prepared = prepare_with(
+            self.loaded,
+            self.resolver,
+            options,
+            self.settings,
+            self.log_dir,
+        );
+        prepared.map_err(|outcome| {
+            let mut report = self.report(self.log_dir);
+            report.booted = self.resolver.booted();
+            Box::new(report.ended(outcome, self.started.elapsed()))
+        })
+    }
+
+    fn run(&self, case_name: &str, mut options: RunOptions) -> Report {
+        if options.remote.is_none() {
+            options.remote = self.settings.remote.clone();
+        }
+        let config = &self.loaded.config;
+        let (Some(case), Some(ready)) = (
+            config.cases.iter().find(|case| case.name == case_name),
+            config.ready.as_ref(),
+        ) else {
+            let err = RunError::NoSuchCase(case_name.to_string());
+            return self
+                .report(self.log_dir)
+                .ended(err.into(), self.started.elapsed());
+        };
+        let mut prepared = match self.prepare(&options) {
+            Ok(prepared) => prepared,
+            Err(report) => return *report,
+        };
+        let mut notes = Vec::new();
+        let start = self.start(&mut prepared, ready, &mut options, &mut notes);
+        let state = match start {
+            Start::BootFailed(mut report) => {
+                report.notes.extend(notes);
+                return *report;
+            }
+            Start::Cold(why) => {
+                notes.push(Note::ColdBoot(why));
+                return self.cold(prepared, case, &mut options, notes);
+            }
+            Start::Saved(state) => state,
+        };
+        match self.restored(
+            &mut prepared,
+            &state,
+            ready,
+            case,
+            &mut options,
+            notes.clone(),
+        ) {
+            Ok(report) => report,
+            Err(why) => {
+                StateStore::mark_unusable(&state, &why);
+                move_aside(self.log_dir, "restore-failed");
+                notes.push(Note::ColdBoot(format!(
+                    "restoring the saved state failed ({why}); it is marked unusable and its cases boot cold (logs in restore-failed/)"
+                )));
+                // The save boot wrote to this run's disk: start from a freshly built one.
+                drop(prepared);
+                match self.prepare(&options) {
+                    Ok(prepared) => self.cold(prepared, case, &mut options, notes),
+                    Err(report) => *report,
+                }
+            }
+        }
+    }
+
+    /// Boots and runs the case without a saved state.
+    fn cold(
+        &self,
+        mut prepared: Prepared,
+        case: &CaseSpec,
+        options: &mut RunOptions,
+        notes: Vec<Note>,
+    ) -> Report {
+        prepared.expectations = prepared
+            .plan
+            .case_expectations(prepared.spec.accel, CasePart::Cold(case));
+        prepared.notes.extend(notes);
+        let report = self.report(self.log_dir);
+        let hooks = Hooks::default();
+        launch(
+            report,
+            &prepared,
+            options,
+            self.settings,
+            self.started,
+            hooks,
+        )
+    }
+
+    /// Finds this config's saved state, or makes it; or says why the case boots cold.
+    fn start(
+        &self,
+        prepared: &mut Prepared,
+        ready: &ReadySection,
+        options: &mut RunOptions,
+        notes: &mut Vec<Note>,
+    ) -> Start {
+        if options.remote.is_some() {
+            return Start::Cold("QEMU runs on a remote host, where states are not saved".into());
+        }
+        if !self.settings.saved_states {
+            return Start::Cold("VMHARNESS_SAVED_STATES=off".into());
+        }
+        if !ready.save {
+            return Start::Cold("the config sets `ready.save = false`".into());
+        }
+        if prepared.spec.qmp.is_none() {
+            return Start::Cold("no QMP socket (the temp dir's path is too long for one)".into());
+        }
+        let version = match qemu::version(&prepared.spec.binary) {
+            Ok(version) => version,
+            Err(err) => return Start::Cold(chain(&err)),
+        };
+        let method = match states::support(prepared.plan.arch, &version) {
+            Ok(method) => method,
+            Err(why) => return Start::Cold(why),
+        };
+        let boot = prepared
+            .plan
+            .case_expectations(prepared.spec.accel, CasePart::Boot);
+        let key = match StateKey::of(&prepared.spec, &version, method, &boot) {
+            Ok(key) => key,
+            Err(err) => return Start::Cold(chain(&err)),
+        };
+        let store = StateStore::new(self.settings.states_dir());
+        // Concurrent cases (one process each under nextest) wait here while one saves.
+        let _lock = match store.lock(&key) {
+            Ok(lock) => lock,
+            Err(err) => return Start::Cold(chain(&err)),
+        };
+        match store.open(&key) {
+            Ok(Some(state)) => match &state.unusable {
+                Some(why) => Start::Cold(format!(
+                    "restoring the saved state {} failed before: {why}",
+                    key.short()
+                )),
+                None => Start::Saved(state),
+            },
+            Ok(None) => self.save(prepared, &store, &key, method, boot, options, notes),
+            Err(err) => {
+                notes.push(Note::StateDiscarded(chain(&err)));
+                store.discard(&key);
+                self.save(prepared, &store, &key, method, boot, options, notes)
+            }
+        }
+    }
+
+    /// Boots to `[ready]`, stops the VM there, freezes its disk and saves its state.
+    #[allow(clippy::too_many_arguments)]
+    fn save(
+        &self,
+        prepared: &mut Prepared,
+        store: &StateStore,
+        key: &StateKey,
+        method: Method,
+        boot: crate::run::Expectations,
+        options: &mut RunOptions,
+        notes: &mut Vec<Note>,
+    ) -> Start {
+        let new = match store.begin(key) {
+            Ok(new) => new,
+            Err(err) => return Start::Cold(chain(&err)),
+        };
+        let save_dir = self.log_dir.join("save");
+        if let Err(err) = std::fs::create_dir_all(&save_dir) {
+            return Start::Cold(format!("cannot create {}: {err}", save_dir.display()));
+        }
+        let socket = prepared.spec.qmp.clone().unwrap_or_default();
+        let disk = prepared.spec.disk.as_ref().map(|disk| disk.image.clone());
+        let limit = prepared
+            .plan
+            .deadlines
+            .scaled(MIGRATION_LIMIT, prepared.spec.accel);
+        let case_expectations = std::mem::replace(&mut prepared.expectations, boot);
+        let mut frozen: Option<String> = None;
+        let saving_failed = Cell::new(false);
+        let hook = |_: &mut Session| -> Result<(), Outcome> {
+            let result = save_state(&socket, disk.as_deref(), &new, method, limit);
+            match result {
+                Ok(disk_sha256) => {
+                    frozen = disk_sha256;
+                    Ok(())
+                }
+                Err(err) => {
+                    saving_failed.set(true);
+                    Err(RunError::from(err).into())
+                }
+            }
+        };
+        let hooks = Hooks {
+            after_spawn: None,
+            after_pass: Some(Box::new(hook)),
+        };
+        let report = launch(
+            self.report(&save_dir),
+            prepared,
+            options,
+            self.settings,
+            self.started,
+            hooks,
+        );
+        prepared.expectations = case_expectations;
+        if !report.outcome.is_pass() {
+            let _ = std::fs::remove_dir_all(&new);
+            return match saving_failed.get() {
+                true => Start::Cold(format!(
+                    "saving the state failed: {} (logs in save/)",
+                    report.outcome
+                )),
+                false => Start::BootFailed(Box::new(self.boot_failed(report))),
+            };
+        }
+        let state_bytes = std::fs::metadata(StateStore::state_in(&new)).map_or(0, |m| m.len());
+        let meta = StateMeta {
+            key: key.hex.clone(),
+            method,
+            state_bytes,
+            disk_sha256: frozen,
+            saved_at: now_secs(),
+            boot_secs: report.elapsed.as_secs_f64(),
+            inputs: key.inputs.clone(),
+        };
+        match store.commit(&new, meta) {
+            Ok(state) => {
+                notes.push(Note::StateSaved {
+                    key: key.short().to_string(),
+                    bytes: state_bytes,
+                    boot: report.elapsed,
+                });
+                Start::Saved(state)
+            }
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&new);
+                Start::Cold(chain(&err))
+            }
+        }
+    }
+
+    /// The save boot's report as the case's: it failed before `[ready]`.
+    fn boot_failed(&self, mut report: Report) -> Report {
+        report.notes.push(Note::ColdBoot(
+            "this run booted to [ready] to save the guest's state and failed before (logs in save/)"
+                .into(),
+        ));
+        report
+    }
+
+    /// Runs the case from `state`; `Err` says why the restore failed (not the case).
+    fn restored(
+        &self,
+        prepared: &mut Prepared,
+        state: &SavedState,
+        ready: &ReadySection,
+        case: &CaseSpec,
+        options: &mut RunOptions,
+        notes: Vec<Note>,
+    ) -> Result<Report, String> {
+        let accel = prepared.spec.accel;
+        let method = state.meta.method;
+        prepared.expectations = prepared
+            .plan
+            .case_expectations(accel, CasePart::Restored(case));
+        prepared.spec.incoming = Some(states::incoming(method, &state.state()));
+        if let (Some(disk), Some(frozen)) = (prepared.spec.disk.as_mut(), state.disk()) {
+            disk.image = frozen;
+            prepared.spec.disk_overlay_dir = Some(prepared.temp.path().to_path_buf());
+        }
+        prepared.notes.extend(notes);
+        let socket = prepared.spec.qmp.clone().unwrap_or_default();
+        let limit = prepared.plan.deadlines.scaled(MIGRATION_LIMIT, accel);
+        let probe_limit = prepared.plan.deadlines.scaled(PROBE_LIMIT, accel);
+        let line_ending = prepared.expectations.line_ending.clone();
+        let mut failure: Option<String> = None;
+        let mut took = Duration::ZERO;
+        let hook = |session: &mut Session| -> Result<(), Outcome> {
+            let result = restore_state(&socket, method, &state.state(), limit)
+                .and_then(|()| probe(session, ready, &line_ending, probe_limit));
+            took = session.started().elapsed();
+            result.map_err(|err| {
+                failure = Some(chain(&err));
+                Outcome::from(err)
+            })
+        };
+        let hooks = Hooks {
+            after_spawn: Some(Box::new(hook)),
+            after_pass: None,
+        };
+        let mut report = launch(
+            self.report(self.log_dir),
+            prepared,
+            options,
+            self.settings,
+            self.started,
+            hooks,
+        );
+        if let Some(why) = failure {
+            return Err(why);
+        }
+        let age = Duration::from_secs(now_secs().saturating_sub(state.meta.saved_at));
+        report.notes.push(Note::StateRestored {
+            key: state.meta.key[..16].to_string(),
+            method: method.name(),
+            age,
+            took,
+        });
+        Ok(report)
+    }
+}
+
+/// Stops the VM, freezes its disk into `new` and saves its state there; the frozen disk's
+/// sha256 when there is a disk.
+fn save_state(
+    socket: &Path,
+    disk: Option<&Path>,
+    new: &Path,
+    method: Method,
+    limit: Duration,
+) -> Result<Option<String>, StateError> {
+    let mut qmp = Qmp::connect(socket)?;
+    qmp.execute("stop", serde_json::json!({}))?;
+    // `stop` drains and flushes every disk, so the image holds what the guest wrote.
+    let frozen = match disk {
+        Some(disk) => Some(StateStore::freeze_disk(new, disk)?),
+        None => None,
+    };
+    states::save(&mut qmp, method, &StateStore::state_in(new), limit)?;
+    Ok(frozen)
+}
+
+fn restore_state(
+    socket: &Path,
+    method: Method,
+    state: &Path,
+    limit: Duration,
+) -> Result<(), RunError> {
+    let mut qmp = states::wait_for_qmp(socket, Instant::now() + limit)?;
+    states::restore(&mut qmp, method, state, limit)?;
+    Ok(())
+}
+
+/// Sends `ready.probe` with a fresh token and waits for a console line matching its answer.
+fn probe(
+    session: &mut Session,
+    ready: &ReadySection,
+    line_ending: &str,
+    limit: Duration,
+) -> Result<(), RunError> {
+    let token = token();
+    let line = ready.probe.replace("{token}", &token);
+    let answer = ready.answer.replace("{token}", &token);
+    let no_answer = || RunError::NoAnswer {
+        probe: line.clone(),
+        answer: answer.clone(),
+        within: limit,
+    };
+    let pattern = Regex::new(&answer).map_err(|_| no_answer())?;
+    session
+        .send(format!("{line}{line_ending}").as_bytes())
+        .map_err(RunError::ConsoleWrite)?;
+    let deadline = deadline_after(Instant::now(), limit);
+    let mut lines: Vec<Line> = Vec::new();
+    while Instant::now() < deadline {
+        lines.clear();
+        let event = session.read(deadline, &mut lines);
+        if lines.iter().any(|l| pattern.is_match(l.text.trim_end())) {
+            return Ok(());
+        }
+        if matches!(event, ReadEvent::Closed) {
+            break;
+        }
+    }
+    Err(no_answer())
+}
+
+/// 64 random bits in hex, from the OS's hasher seeds (no extra dependency for one token).
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("vmh{:016x}", hasher.finish())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// An error with its causes, on one line.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    for cause in super::causes(err) {
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Moves a failed attempt's logs into `<dir>/<name>/`.
+fn move_aside(dir: &Path, name: &str) {
+    let aside: PathBuf = dir.join(name);
+    let _ = std::fs::create_dir_all(&aside);
+    for file in ["console.log", "qemu-stderr.log", "qemu-command.sh"] {
+        let _ = std::fs::rename(dir.join(file), aside.join(file));
+    }
+}

@@ -1,0 +1,338 @@
+//! The state store: one directory per key, made under an flock and renamed into place whole,
+//! checked against its metadata before every use.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Method, StateError, StateKey};
+
+const META: &str = "meta.toml";
+const STATE: &str = "state";
+const DISK: &str = "disk.img";
+const UNUSABLE: &str = "unusable";
+
+/// The states under one directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+/// Held while a state is looked up or made; other processes wait for it.
+pub struct StateLock {
+    _flock: Flock<File>,
+}
+
+/// What `meta.toml` records about a state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The key.
+    pub key: String,
+    /// How it was written.
+    pub method: Method,
+    /// The migration stream's size in bytes.
+    pub state_bytes: u64,
+    /// The frozen disk's sha256, if the VM has a disk.
+    pub disk_sha256: Option<String>,
+    /// When it was saved (seconds since the epoch): the guest's wall clock lags by its age.
+    pub saved_at: u64,
+    /// How long booting to `[ready]` took, in seconds.
+    pub boot_secs: f64,
+    /// What the key covers.
+    pub inputs: Vec<String>,
+}
+
+/// A state found in the store and checked.
+#[derive(Debug, Clone)]
+pub struct SavedState {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its metadata.
+    pub meta: StateMeta,
+    /// Why restoring it failed before, if it did: its cases boot cold.
+    pub unusable: Option<String>,
+}
+
+impl SavedState {
+    /// The migration stream.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join(STATE)
+    }
+
+    /// The frozen disk, if the VM has one.
+    pub fn disk(&self) -> Option<PathBuf> {
+        self.meta.disk_sha256.as_ref().map(|_| self.dir.join(DISK))
+    }
+}
+
+impl StateStore {
+    /// The store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> StateStore {
+        StateStore { dir: dir.into() }
+    }
+
+    fn io<'p>(
+        what: &'static str,
+        path: &'p Path,
+    ) -> impl FnOnce(std::io::Error) -> StateError + 'p {
+        move |source| StateError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Takes `key`'s lock, waiting while another process holds it.
+    pub fn lock(&self, key: &StateKey) -> Result<StateLock, StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(Self::io("creating", &self.dir))?;
+        let path = self.dir.join(format!("{}.lock", key.hex));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Self::io("opening", &path))?;
+        let flock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Io {
+                what: "locking",
+                path: path.clone(),
+                source: errno.into(),
+            })?;
+        Ok(StateLock { _flock: flock })
+    }
+
+    /// `key`'s state: `None` when there is none, an error when it is damaged (its files do
+    /// not match its metadata; the caller discards it).
+    pub fn open(&self, key: &StateKey) -> Result<Option<SavedState>, StateError> {
+        let dir = self.dir.join(&key.hex);
+        let meta_path = dir.join(META);
+        let text = match std::fs::read_to_string(&meta_path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !dir.exists() => {
+                return Ok(None)
+            }
+            Err(err) => {
+                return Err(StateError::Damaged {
+                    dir,
+                    why: format!("{META}: {err}"),
+                })
+            }
+        };
+        let damaged = |why: String| StateError::Damaged {
+            dir: dir.clone(),
+            why,
+        };
+        let meta: StateMeta =
+            toml::from_str(&text).map_err(|err| damaged(format!("{META}: {err}")))?;
+        if meta.key != key.hex {
+            return Err(damaged(format!("{META} is for key {}", meta.key)));
+        }
+        let state = dir.join(STATE);
+        let bytes = std::fs::metadata(&state).map(|m| m.len());
+        if bytes.as_ref().ok() != Some(&meta.state_bytes) {
+            return Err(damaged(format!(
+                "{STATE} is {} bytes, {META} says {}",
+                bytes.map_or_else(|e| e.to_string(), |b| b.to_string()),
+                meta.state_bytes
+            )));
+        }
+        if let Some(expected) = &meta.disk_sha256 {
+            // A state restored onto other disk bytes reads stale data without any error.
+            let disk = dir.join(DISK);
+            let found =
+                super::key::sha256_file(&disk).map_err(|err| damaged(format!("{DISK}: {err}")))?;
+            if &found != expected {
+                return Err(damaged(format!(
+                    "{DISK} has sha256 {found}, the state was saved with {expected}"
+                )));
+            }
+        }
+        let unusable = std::fs::read_to_string(dir.join(UNUSABLE)).ok();
+        Ok(Some(SavedState {
+            dir,
+            meta,
+            unusable,
+        }))
+    }
+
+    /// A fresh private directory to make `key`'s state in.
+    pub fn begin(&self, key: &StateKey) -> Result<PathBuf, StateError> {
+        let dir = self
+            .dir
+            .join(format!(".new-{}-{}", key.short(), std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(Self::io("creating", &dir))?;
+        Ok(dir)
+    }
+
+    /// Where a state being made in `new` keeps its stream.
+    pub fn state_in(new: &Path) -> PathBuf {
+        new.join(STATE)
+    }
+
+    /// Copies the VM's (stopped) disk into the state being made in `new`, sparse and
+    /// read-only; returns its sha256.
+    pub fn freeze_disk(new: &Path, disk: &Path) -> Result<String, StateError> {
+        let target = new.join(DISK);
+        let hex = sparse_copy(disk, &target)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o400))
+            .map_err(Self::io("protecting", &target))?;
+        Ok(hex)
+    }
+
+    /// Writes `meta` into `new` and renames it into place as `key`'s state.
+    pub fn commit(&self, new: &Path, meta: StateMeta) -> Result<SavedState, StateError> {
+        let meta_path = new.join(META);
+        let text = toml::to_string(&meta).map_err(|err| StateError::Damaged {
+            dir: new.to_path_buf(),
+            why: format!("cannot write {META}: {err}"),
+        })?;
+        std::fs::write(&meta_path, text).map_err(Self::io("writing", &meta_path))?;
+        let dir = self.dir.join(&meta.key);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(new, &dir).map_err(Self::io("renaming into place", &dir))?;
+        Ok(SavedState {
+            dir,
+            meta,
+            unusable: None,
+        })
+    }
+
+    /// Removes `key`'s state (damaged, or made by a run that failed).
+    pub fn discard(&self, key: &StateKey) {
+        let _ = std::fs::remove_dir_all(self.dir.join(&key.hex));
+    }
+
+    /// Records that restoring `state` failed, so its cases boot cold from now on.
+    pub fn mark_unusable(state: &SavedState, why: &str) {
+        let _ = std::fs::write(state.dir.join(UNUSABLE), why);
+    }
+}
+
+/// Copies `from` to `to` leaving holes where `from` has zeros; returns the sha256 of the bytes.
+fn sparse_copy(from: &Path, to: &Path) -> Result<String, StateError> {
+    let mut input = File::open(from).map_err(StateStore::io("opening", from))?;
+    let mut output = File::create(to).map_err(StateStore::io("creating", to))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut length = 0u64;
+    loop {
+        let n = read_full(&mut input, &mut buf).map_err(StateStore::io("reading", from))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        length += n as u64;
+        if buf[..n].iter().all(|b| *b == 0) {
+            output
+                .seek(SeekFrom::Current(n as i64))
+                .map_err(StateStore::io("writing", to))?;
+        } else {
+            output
+                .write_all(&buf[..n])
+                .map_err(StateStore::io("writing", to))?;
+        }
+    }
+    output
+        .set_len(length)
+        .map_err(StateStore::io("writing", to))?;
+    output.sync_all().map_err(StateStore::io("writing", to))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> StateKey {
+        StateKey {
+            hex: "ab".repeat(32),
+            inputs: vec!["test".into()],
+        }
+    }
+
+    fn made(store: &StateStore, disk: &[u8]) -> SavedState {
+        let new = store.begin(&key()).unwrap();
+        std::fs::write(StateStore::state_in(&new), b"stream").unwrap();
+        let source = new.join("source.img");
+        std::fs::write(&source, disk).unwrap();
+        let disk_sha256 = StateStore::freeze_disk(&new, &source).unwrap();
+        std::fs::remove_file(&source).unwrap();
+        let meta = StateMeta {
+            key: key().hex,
+            method: Method::Exec,
+            state_bytes: 6,
+            disk_sha256: Some(disk_sha256),
+            saved_at: 0,
+            boot_secs: 1.0,
+            inputs: key().inputs,
+        };
+        store.commit(&new, meta).unwrap()
+    }
+
+    #[test]
+    fn a_state_is_found_whole_and_any_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        assert!(store.open(&key()).unwrap().is_none());
+        let mut disk = vec![0u8; 1 << 20];
+        disk[300_000] = 7;
+        let state = made(&store, &disk);
+        let found = store.open(&key()).unwrap().unwrap();
+        assert_eq!(std::fs::read(found.disk().unwrap()).unwrap(), disk);
+        assert!(found.unusable.is_none());
+
+        // Every way the files can disagree with the metadata is damage, never a state.
+        let disk_path = state.disk().unwrap();
+        std::fs::set_permissions(&disk_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
+        let damage: [Damage; 4] = [
+            (
+                "sha256",
+                Box::new(|| std::fs::write(&disk_path, [1u8; 16]).unwrap()),
+            ),
+            (
+                "bytes",
+                Box::new(|| std::fs::write(state.state(), b"short").unwrap()),
+            ),
+            (
+                "bytes",
+                Box::new(|| std::fs::remove_file(state.state()).unwrap()),
+            ),
+            (
+                META,
+                Box::new(|| std::fs::write(state.dir.join(META), "key = 1").unwrap()),
+            ),
+        ];
+        for (what, damage) in damage {
+            made(&store, &disk);
+            std::fs::set_permissions(&disk_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            damage();
+            let err = store.open(&key()).unwrap_err().to_string();
+            assert!(
+                err.contains("damaged") && err.contains(what),
+                "{what}: {err}"
+            );
+        }
+        made(&store, &disk);
+        StateStore::mark_unusable(&state, "guard timed out");
+        let found = store.open(&key()).unwrap().unwrap();
+        assert_eq!(found.unusable.as_deref(), Some("guard timed out"));
+    }
+}
