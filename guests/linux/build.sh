@@ -128,7 +128,9 @@ bb=$(find "$work/busybox/bin" "$work/busybox/usr/bin" -maxdepth 1 -type f -name 
 [ -n "$bb" ] || die "no busybox binary in $busybox_deb"
 cp "$bb" "$root/bin/busybox"
 # Symlinks for the applets /init uses; everything else via `busybox <applet>`.
-for applet in sh mount umount insmod sleep cat echo poweroff sync test ls mkdir; do
+# The shell mode's cases use a few more.
+for applet in sh mount umount insmod sleep cat echo poweroff sync test ls mkdir \
+    rm cksum wc md5sum head grep date uname dd; do
     ln -s busybox "$root/bin/$applet"
 done
 cp "$here/init" "$root/init"
