@@ -1,8 +1,11 @@
-//! `cargo test --test nimbos`: the NimbOS suite (`vm-configs/nimbos-*.toml`), one trial per arch.
+//! `cargo test --test nimbos`: the NimbOS suite (`vm-configs/nimbos-*.toml`).
 //!
-//! Each trial boots the hypervisor named by `VMHARNESS_HYPERVISOR_<ARCH>` with NimbOS on a FAT32
-//! disk and runs NimbOS's usertests. Without the hypervisor image or the NimbOS downloads the
-//! trials are ignored with the reason (failures with `VMHARNESS_REQUIRE_ARTIFACTS=1` or in CI).
+//! `nimbos-<arch>` boots the hypervisor named by `VMHARNESS_HYPERVISOR_<ARCH>` with NimbOS on a
+//! FAT32 disk; each usertest program is its own trial (`nimbos-<arch>::<program>`), run by name
+//! at the shell prompt from the state saved there. `nimbos-standalone-<arch>` boots NimbOS alone
+//! and runs `usertests`, one sub-result per program. Without the hypervisor image or the NimbOS
+//! downloads the trials are ignored with the reason (failures with
+//! `VMHARNESS_REQUIRE_ARTIFACTS=1` or in CI).
 
 use vmharness::run::{FileResolver, Resolver};
 
