@@ -112,17 +112,19 @@ fn hash_partitions_cover_every_test_exactly_once() -> Result<()> {
     let second = listed(Some("hash:2/2"))?;
     // The full list really is the trial list: one boot trial per VM config, plus these tests.
     for config in vmharness::suite::config_files(&root().join("vm-configs"))? {
-        let name = vmharness::config::test_name(&config);
-        // tests/nimbos.rs owns the nimbos-* configs, tests/boot.rs every other one.
-        let binary = if name.starts_with("nimbos-") {
-            "nimbos"
-        } else {
-            "boot"
-        };
-        ensure!(
-            full.contains(&format!("vmharness-tests::{binary} {name}")),
-            "config {name} is not a listed trial: {full:?}"
-        );
+        // tests/nimbos.rs owns the nimbos-* configs, tests/boot.rs every other one; a config
+        // with [[case]]s is one trial per case.
+        for name in vmharness::suite::trial_names(&config) {
+            let binary = if name.starts_with("nimbos-") {
+                "nimbos"
+            } else {
+                "boot"
+            };
+            ensure!(
+                full.contains(&format!("vmharness-tests::{binary} {name}")),
+                "trial {name} is not listed: {full:?}"
+            );
+        }
     }
     ensure!(
         full.contains("vmharness-tests::nextest hash_partitions_cover_every_test_exactly_once"),
@@ -173,12 +175,19 @@ fn archived_boot_binary_runs_from_a_remapped_workspace() -> Result<()> {
     let x86 = std::fs::read_to_string(root().join("vm-configs/selftest-x86_64.toml"))?;
     std::fs::write(copy.join("vm-configs/remapped-only.toml"), x86)?;
     let mut configs: BTreeSet<String> = BTreeSet::new();
+    let mut with_states = 0;
     for config in vmharness::suite::config_files(&copy.join("vm-configs"))? {
         let name = vmharness::config::test_name(&config);
         // The NimbOS configs belong to the nimbos binary, not the boot binary run here.
-        if !name.starts_with("nimbos-") {
-            configs.insert(name);
+        if name.starts_with("nimbos-") {
+            continue;
         }
+        let names = vmharness::suite::trial_names(&config);
+        // Cases of the configs whose arch restores saved states work for share one state.
+        if names[0].contains("::") && !vmharness::suite::arch_matches(&config, "riscv64") {
+            with_states += 1;
+        }
+        configs.extend(names);
     }
 
     // Guest artifacts come from this checkout's cache, as CI points VMHARNESS_CACHE at them.
@@ -210,6 +219,18 @@ fn archived_boot_binary_runs_from_a_remapped_workspace() -> Result<()> {
             "{name} ran the original config, not the copy's: {config_line}"
         );
     }
+    // One process per case, one saved state per config: the first case saved it under the
+    // state's lock, every other process found it.
+    let states: Vec<_> = std::fs::read_dir(copy.join("target/vmharness/states"))
+        .context("no saved states under the remapped root")?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("meta.toml").is_file())
+        .collect();
+    ensure!(
+        states.len() == with_states,
+        "{} saved states for {with_states} configs with cases: {states:?}",
+        states.len()
+    );
     let junit = std::fs::read_to_string(copy.join("target/nextest/ci/junit.xml"))
         .context("no JUnit report under the remapped root")?;
     for name in &configs {

@@ -218,6 +218,21 @@ pub fn arch_matches(path: &Path, arch: &str) -> bool {
     }
 }
 
+/// The names of the trials one config file becomes: its own, or `<config>::<case>` for each of
+/// its `[[case]]`s (a config that does not load is one failing trial under its own name).
+pub fn trial_names(path: &Path) -> Vec<String> {
+    let name = config::test_name(path);
+    match config::load(path) {
+        Ok(loaded) if !loaded.config.cases.is_empty() => loaded
+            .config
+            .cases
+            .iter()
+            .map(|case| run::case_trial_name(&name, &case.name))
+            .collect(),
+        _ => vec![name],
+    }
+}
+
 /// The trials of one config file: the config itself, or one per `[[case]]`
 /// (`<config>::<case>`).
 fn config_trials<R>(
