@@ -185,3 +185,45 @@ fn several_name_filters_select_the_union() {
     );
     assert!(!all.contains("test later"), "{all}");
 }
+
+/// A config with `[[case]]`s lists one trial per case (`<config>::<case>`) and none for
+/// itself; a config without cases is one trial as before.
+#[test]
+fn the_suite_lists_one_trial_per_case() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    let output = command
+        .args([
+            "test", "-q", "--test", "boot", "--", "--list", "--format", "terse",
+        ])
+        .env_remove("VMHARNESS_ROOT")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo test --test boot -- --list");
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    for arch in ["x86_64", "aarch64", "riscv64"] {
+        for case in [
+            "fat-listing",
+            "long-name",
+            "run-script",
+            "checksum",
+            "write",
+            "no-leak",
+        ] {
+            let trial = format!("linux-{arch}::{case}: test");
+            assert!(lines.contains(&trial.as_str()), "{trial} not in {stdout}");
+        }
+        for case in ["fatls", "fatload", "crc32"] {
+            let trial = format!("uboot-{arch}::{case}: test");
+            assert!(lines.contains(&trial.as_str()), "{trial} not in {stdout}");
+        }
+        assert!(
+            !lines.contains(&format!("linux-{arch}: test").as_str()),
+            "{stdout}"
+        );
+    }
+    assert!(lines.contains(&"uboot-mbr-riscv64: test"), "{stdout}");
+}

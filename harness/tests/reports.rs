@@ -38,6 +38,14 @@ fn snapshot(name: &str, dir: &Path, text: &str) {
             (r"= 0x[0-9a-f]+ is ([a-z_]+) \(([^:]+):\d+\)", "= [addr] is $1 ($2:[line])"),
             (r"-qmp '?unix:[^ ']*qmp\.sock,server=on,wait=off'?", "-qmp unix:[tmp]/qmp.sock,server=on,wait=off"),
             (r"(?m)^    \| OpenSBI.*\n", ""),
+            (r"state [0-9a-f]{16}", "state [key]"),
+            (r"states/[0-9a-f]{64}", "states/[key]"),
+            (r"in \d+\.\d+ s \(state", "in [secs] (state"),
+            (r"after a \d+\.\d+ s boot", "after a [secs] boot"),
+            (r"\d+\.\d MB", "[size] MB"),
+            (r"saved \d+ s ago", "saved [n] s ago"),
+            (r"\[key\], (exec|file|mapped-ram);", "[key], [method];"),
+            (r"echo: vmh[0-9a-f]{16}", "echo: [token]"),
         ],
         prepend_module_to_snapshot => false,
     }, {
@@ -193,4 +201,34 @@ fn report_of_a_pass_then_a_hang() {
     let report = run_config(&path);
     assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
     snapshot("pass-then-hang", dir.path(), &report.to_string());
+}
+
+/// A case that fails after starting from the state saved at `[ready]`: the report says where
+/// it started, and the failure is the case's own.
+#[test]
+fn report_of_a_failing_case_from_a_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = r#"[console]
+banner = ["vmharness selftest aarch64"]
+[ready]
+expect = "^echo: ready$"
+probe = "{token}"
+answer = "^echo: {token}$"
+[[case]]
+name = "wrong"
+steps = [{ send_line = "four" }, { expect = "^echo: five$", timeout = "1s" }]
+"#;
+    let path = selftest_config(dir.path(), "echo", Arch::Aarch64, "echo", rest);
+    let mut settings = support::settings();
+    settings.target_dir = dir.path().join("target");
+    let loaded = vmharness::config::load(&path).unwrap();
+    let options = vmharness::run::RunOptions {
+        settings: Some(settings.clone()),
+        log_dir: Some(dir.path().join("logs").join("wrong")),
+        ..Default::default()
+    };
+    let resolver = vmharness::run::Resolver::from_settings(&settings);
+    let report = vmharness::run::run_case(&loaded, "wrong", &resolver, options);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    snapshot("case-from-saved-state", dir.path(), &report.to_string());
 }

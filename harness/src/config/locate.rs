@@ -4,12 +4,16 @@ use std::ops::Range;
 
 use toml_edit::{ImDocument, Item};
 
-/// The byte span of the value at `keys` (`["qemu", "cpu"]`), if the text has it.
+/// The byte span of the value at `keys` (`["qemu", "cpu"]`; a number indexes an array or an
+/// array of tables, `["case", "1", "name"]`), if the text has it.
 pub fn span(text: &str, keys: &[&str]) -> Option<Range<usize>> {
     let document = ImDocument::parse(text).ok()?;
     let mut item: &Item = document.as_item();
     for key in keys {
-        item = item.get(key)?;
+        item = match key.parse::<usize>() {
+            Ok(index) => item.get(index)?,
+            Err(_) => item.get(key)?,
+        };
     }
     item.span()
 }
@@ -28,5 +32,10 @@ mod tests {
             "\"1G\""
         );
         assert!(span(text, &["qemu", "smp"]).is_none());
+        let cases = "[[case]]\nname = \"a\"\n[[case]]\nname = \"b\"\n";
+        assert_eq!(
+            &cases[span(cases, &["case", "1", "name"]).unwrap()],
+            "\"b\""
+        );
     }
 }

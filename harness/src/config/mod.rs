@@ -293,7 +293,7 @@ fn validate_cases(path: &Path, text: &str, config: &VmConfig) -> Result<(), Conf
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    for case in &config.cases {
+    for (index, case) in config.cases.iter().enumerate() {
         let problem = if config.ready.is_none() {
             Some("`[[case]]` needs a `[ready]` section: the point where cases start".to_string())
         } else if !valid_test_name(&case.name) {
@@ -316,7 +316,7 @@ fn validate_cases(path: &Path, text: &str, config: &VmConfig) -> Result<(), Conf
             None
         };
         if let Some(message) = problem {
-            return Err(fail(&["case"], message));
+            return Err(fail(&["case", &index.to_string(), "name"], message));
         }
     }
     Ok(())
@@ -496,6 +496,30 @@ mod tests {
             (
                 "host cpu under tcg",
                 "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\ncpu = \"host\"\n",
+            ),
+            (
+                "case without ready",
+                "arch = \"x86_64\"\n[[case]]\nname = \"a\"\nsteps = [{ expect = \"x\" }]\n",
+            ),
+            (
+                "case defined twice",
+                "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\n[[case]]\nname = \"a\"\nsteps = [{ expect = \"x\" }]\n[[case]]\nname = \"a\"\nsteps = [{ expect = \"y\" }]\n",
+            ),
+            (
+                "case that cannot fail",
+                "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\n[[case]]\nname = \"a\"\nsteps = [{ send_line = \"ls\" }]\n",
+            ),
+            (
+                "case name with a slash",
+                "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\n[[case]]\nname = \"a/b\"\nsteps = [{ expect = \"x\" }]\n",
+            ),
+            (
+                "probe without a token",
+                "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobe = \"echo hi\"\n",
+            ),
+            (
+                "misspelled ready key",
+                "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobes = \"{token}\"\n",
             ),
         ];
         let dir = tempfile::tempdir().unwrap();

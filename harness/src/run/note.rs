@@ -53,9 +53,9 @@ impl fmt::Display for Note {
             Note::LogIncomplete(why) => write!(f, "the console log is incomplete: {why}"),
             Note::StateSaved { key, bytes, boot } => write!(
                 f,
-                "saved the guest's state at [ready] after a {:.1} s boot (state {key}, {} MB)",
+                "saved the guest's state at [ready] after a {:.2} s boot (state {key}, {:.1} MB; that boot's logs are in save/)",
                 boot.as_secs_f64(),
-                bytes / 1_000_000
+                *bytes as f64 / 1e6
             ),
             Note::StateRestored {
                 key,

@@ -1,0 +1,289 @@
+//! Boot once, test many, with real QEMU and the selftest guest's echo scenario: `[[case]]`s
+//! start from one state saved at `[ready]`, and nothing about a state (damaged, unloadable,
+//! a guest that does not answer, an arch where restores are broken) can decide a verdict:
+//! each of those ends with the case booted cold and judged on its own.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{selftest_config, settings};
+use vmharness::arch::Arch;
+use vmharness::outcome::Report;
+use vmharness::run::{self, Note, Resolver, RunOptions};
+use vmharness::settings::Settings;
+
+/// An echo-scenario config with three cases and `extra` appended.
+fn echo_config(dir: &Path, arch: Arch, extra: &str) -> PathBuf {
+    let rest = format!(
+        r#"[console]
+banner = ["vmharness selftest {arch}"]
+[ready]
+expect = "^echo: ready$"
+probe = "{{token}}"
+answer = "^echo: {{token}}$"
+[[case]]
+name = "one"
+steps = [{{ send_line = "one" }}, {{ expect = "^echo: one$" }}]
+[[case]]
+name = "two"
+steps = [{{ send_line = "two" }}, {{ expect = "^echo: two$" }}]
+[[case]]
+name = "three"
+steps = [{{ send_line = "three" }}, {{ expect = "^echo: three$" }}]
+[timeouts]
+total = "30s"
+step = "10s"
+{extra}"#
+    );
+    selftest_config(dir, "echo", arch, "echo", &rest)
+}
+
+/// Settings whose logs, temp dirs and saved states live under `dir`.
+fn isolated(dir: &Path) -> Settings {
+    let mut settings = settings();
+    settings.target_dir = dir.join("target");
+    settings
+}
+
+fn run_case(config: &Path, case: &str, settings: &Settings) -> Report {
+    let loaded = vmharness::config::load(config).expect("config loads");
+    let resolver = Resolver::from_settings(settings);
+    let options = RunOptions {
+        settings: Some(settings.clone()),
+        ..RunOptions::default()
+    };
+    run::run_case(&loaded, case, &resolver, options)
+}
+
+/// The saved states (complete ones) under `settings`.
+fn states(settings: &Settings) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(settings.states_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join("meta.toml").is_file())
+        .collect()
+}
+
+fn saved(report: &Report) -> bool {
+    report
+        .notes
+        .iter()
+        .any(|note| matches!(note, Note::StateSaved { .. }))
+}
+
+fn restored(report: &Report) -> bool {
+    report
+        .notes
+        .iter()
+        .any(|note| matches!(note, Note::StateRestored { .. }))
+}
+
+fn cold_because(report: &Report) -> Option<String> {
+    report.notes.iter().find_map(|note| match note {
+        Note::ColdBoot(why) => Some(why.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn concurrent_cases_share_one_saved_state_and_an_input_change_makes_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let disk = "[disk]\nsize = \"40M\"\n[[disk.entries]]\ndest = \"/a.txt\"\ntext = \"first\"\n";
+    let config = echo_config(dir.path(), Arch::Aarch64, disk);
+    let reports: Vec<Report> = std::thread::scope(|scope| {
+        let runs: Vec<_> = ["one", "two", "three"]
+            .into_iter()
+            .map(|case| scope.spawn(|| run_case(&config, case, &settings)))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for report in &reports {
+        assert!(report.outcome.is_pass(), "{report}");
+        assert!(restored(report), "{report}");
+        assert!(report.name.starts_with("echo::"), "{report}");
+    }
+    assert_eq!(reports.iter().filter(|r| saved(r)).count(), 1);
+    assert_eq!(states(&settings).len(), 1);
+    let text = reports[0].to_string();
+    assert!(
+        text.contains("started from the state saved at [ready]"),
+        "{text}"
+    );
+
+    // Other disk bytes are another state: a state never meets a disk it was not saved with.
+    let config = echo_config(
+        dir.path(),
+        Arch::Aarch64,
+        &disk.replace("\"first\"", "\"second\""),
+    );
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass() && saved(&report), "{report}");
+    assert_eq!(states(&settings).len(), 2);
+}
+
+#[test]
+fn a_damaged_state_is_discarded_and_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = echo_config(
+        dir.path(),
+        Arch::X86_64,
+        "[disk]\nsize = \"40M\"\n[[disk.entries]]\ndest = \"/a.txt\"\ntext = \"a\"\n",
+    );
+    let first = run_case(&config, "one", &settings);
+    assert!(first.outcome.is_pass() && saved(&first), "{first}");
+    let state = states(&settings).pop().unwrap();
+    let damages: [(&str, &dyn Fn(&Path)); 3] = [
+        ("truncated stream", &|s| {
+            std::fs::write(s.join("state"), b"short").unwrap();
+        }),
+        ("changed frozen disk", &|s| {
+            let disk = s.join("disk.img");
+            let mut perms = std::fs::metadata(&disk).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+            std::fs::set_permissions(&disk, perms).unwrap();
+            let mut bytes = std::fs::read(&disk).unwrap();
+            bytes[4096] ^= 0xff;
+            std::fs::write(&disk, bytes).unwrap();
+        }),
+        ("garbled metadata", &|s| {
+            std::fs::write(s.join("meta.toml"), "not = [toml").unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        damage(&state);
+        let report = run_case(&config, "two", &settings);
+        assert!(report.outcome.is_pass(), "{what}: {report}");
+        let discarded = report
+            .notes
+            .iter()
+            .any(|note| matches!(note, Note::StateDiscarded(why) if why.contains("damaged")));
+        assert!(
+            discarded && saved(&report) && restored(&report),
+            "{what}: {report}"
+        );
+        assert_eq!(states(&settings), [state.clone()], "{what}");
+    }
+}
+
+#[test]
+fn a_state_that_does_not_load_is_marked_unusable_and_its_cases_boot_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = echo_config(dir.path(), Arch::Aarch64, "");
+    assert!(run_case(&config, "one", &settings).outcome.is_pass());
+    // Same size, other bytes: the metadata check passes, QEMU refuses the stream.
+    let state = states(&settings).pop().unwrap().join("state");
+    let size = std::fs::metadata(&state).unwrap().len() as usize;
+    std::fs::write(&state, vec![0x5a; size]).unwrap();
+    let report = run_case(&config, "two", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(
+        why.contains("restoring the saved state failed") && why.contains("marked unusable"),
+        "{report}"
+    );
+    let aside = report.log_path.parent().unwrap().join("restore-failed");
+    assert!(aside.join("console.log").is_file(), "{}", aside.display());
+    // From now on its cases boot cold at once, saying why.
+    let report = run_case(&config, "three", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(why.contains("failed before"), "{report}");
+}
+
+#[test]
+fn a_restored_guest_that_does_not_answer_is_never_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "answer = \"^echo: {token}$\"",
+        "answer = \"^never {token}$\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(why.contains("did not answer"), "{report}");
+}
+
+#[test]
+fn cases_boot_cold_where_states_are_off_or_known_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    settings.saved_states = false;
+    let config = echo_config(dir.path(), Arch::Aarch64, "");
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    assert_eq!(
+        cold_because(&report).as_deref(),
+        Some("VMHARNESS_SAVED_STATES=off")
+    );
+    // riscv64's timer state does not survive a restore in the QEMU releases we know.
+    settings.saved_states = true;
+    let config = echo_config(dir.path(), Arch::Riscv64, "");
+    let report = run_case(&config, "two", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(why.contains("riscv64") && why.contains("timer"), "{report}");
+    assert!(states(&settings).is_empty());
+}
+
+#[test]
+fn a_failing_case_fails_on_its_own_from_the_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let extra = r#"[[case]]
+name = "wrong"
+steps = [{ send_line = "four" }, { expect = "^echo: five$", timeout = "1s" }]
+[[case]]
+name = "panics"
+steps = [{ send_line = "panicked at x" }, { expect = "^echo: never$" }]
+"#;
+    let config = echo_config(dir.path(), Arch::Aarch64, extra);
+    let report = run_case(&config, "wrong", &settings);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    assert!(restored(&report), "{report}");
+    assert!(report.expected.contains("/^echo: five$/"), "{report}");
+    let report = run_case(&config, "panics", &settings);
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    assert!(
+        report.outcome.detail().contains("panic pattern"),
+        "{report}"
+    );
+    // The other cases are untouched by the failures.
+    assert!(run_case(&config, "one", &settings).outcome.is_pass());
+}
+
+#[test]
+fn a_boot_that_never_gets_ready_fails_the_case_and_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "expect = \"^echo: ready$\"",
+        "expect = \"^never ready$\"\ntimeout = \"2s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let report = run_case(&config, "one", &settings);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    assert!(report.expected.contains("never ready"), "{report}");
+    assert!(states(&settings).is_empty());
+    let text = report.to_string();
+    assert!(text.contains("to save the guest's state"), "{text}");
+}
+
+#[test]
+fn an_unknown_case_is_a_definition_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    let report = run_case(&config, "nosuch", &isolated(dir.path()));
+    assert_eq!(report.outcome.label(), "FAIL", "{report}");
+    assert!(report.to_string().contains("no case `nosuch`"), "{report}");
+}
