@@ -471,3 +471,47 @@ fn huge_durations_and_scales_exit_with_a_message_not_a_panic() -> Result<()> {
     }
     Ok(())
 }
+
+/// `--case` runs one case from the saved state, then leaves the console to the user.
+#[test]
+fn a_case_runs_interactively_from_the_saved_state() -> Result<()> {
+    let marker = unique_marker("interactive-case");
+    let config = support::root().join("vm-configs/selftest-echo-x86_64.toml");
+    let mut args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "--case".into(),
+        "hello".into(),
+        "--accel".into(),
+        "tcg".into(),
+    ];
+    args.extend(marker_args(&marker));
+    let mut session = spawn_interactive(&args)?;
+    let before = expect_settings(&mut session, "before")?;
+    session.exp_string("echo: hello")?;
+    session.exp_string("[vmharness] verdict: PASS")?;
+    session.send("more\r")?;
+    session.flush()?;
+    session.exp_string("echo: more")?;
+    session.send_control(']')?;
+    session.exp_string("PASS selftest-echo-x86_64::hello")?;
+    session.exp_string("started from the state saved at [ready]")?;
+    session.exp_string("rc=0")?;
+    expect_restored_and_qemu_gone(&mut session, &before, &marker, "after the escape key")?;
+    session.exp_eof()?;
+
+    let output = check(&[
+        "--config",
+        &config.display().to_string(),
+        "--case",
+        "nosuch",
+        "--check",
+    ])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(code_of(&output) != 0, "{output:?}");
+    ensure!(
+        stderr.contains("no case `nosuch` (its cases: hello, two-lines, exit)"),
+        "{stderr}"
+    );
+    Ok(())
+}

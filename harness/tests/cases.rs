@@ -138,7 +138,8 @@ fn a_damaged_state_is_discarded_and_made_again() {
     let first = run_case(&config, "one", &settings);
     assert!(first.outcome.is_pass() && saved(&first), "{first}");
     let state = states(&settings).pop().unwrap();
-    let damages: [(&str, &dyn Fn(&Path)); 3] = [
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 3] = [
         ("truncated stream", &|s| {
             std::fs::write(s.join("state"), b"short").unwrap();
         }),
@@ -167,7 +168,7 @@ fn a_damaged_state_is_discarded_and_made_again() {
             discarded && saved(&report) && restored(&report),
             "{what}: {report}"
         );
-        assert_eq!(states(&settings), [state.clone()], "{what}");
+        assert_eq!(states(&settings), std::slice::from_ref(&state), "{what}");
     }
 }
 

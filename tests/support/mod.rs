@@ -48,3 +48,8 @@ pub fn selftest_elf(arch: Arch) -> PathBuf {
         .artifact(&reference)
         .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
 }
+
+/// The workspace root (this package's directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -39,6 +39,10 @@ pub struct QemuArgs {
     /// A VM config to boot instead of the arch's default.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Run this `[[case]]` of the config, from the state saved at `[ready]` (booting there
+    /// and saving it first when there is none); its steps run, then the console stays yours.
+    #[arg(long, value_name = "NAME")]
+    pub case: Option<String>,
     /// Accelerator: auto, kvm or tcg.
     #[arg(long)]
     pub accel: Option<AccelChoice>,
@@ -82,6 +86,24 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
     };
     let loaded = vmharness::config::load_with_overrides(&config_path, &args.overrides)
         .with_context(|| format!("loading {}", config_path.display()))?;
+    if let Some(case) = &args.case {
+        let cases: Vec<&str> = loaded
+            .config
+            .cases
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        anyhow::ensure!(
+            cases.contains(&case.as_str()),
+            "{} has no case `{case}` (its cases: {})",
+            config_path.display(),
+            if cases.is_empty() {
+                "none".to_string()
+            } else {
+                cases.join(", ")
+            }
+        );
+    }
     let resolver = Resolver::from_settings(&settings);
     let remote = match args.remote.as_deref() {
         Some(spec) => Some(settings.remote_at(spec)?),
@@ -144,7 +166,10 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         }
         RawMode::enter()?
     };
-    let report = run::run(&loaded, &resolver, options);
+    let report = match &args.case {
+        Some(case) => run::run_case(&loaded, case, &resolver, options),
+        None => run::run(&loaded, &resolver, options),
+    };
     drop(raw);
     terminal::restore();
     eprintln!("\n{report}");

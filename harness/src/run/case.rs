@@ -28,6 +28,8 @@ use crate::states::{self, Method, SavedState, StateError, StateKey, StateMeta, S
 
 /// How long saving or loading a state may take before scaling (a 512M guest takes ~0.3 s).
 const MIGRATION_LIMIT: Duration = Duration::from_secs(60);
+/// How many saved states are kept (the least recently used go first).
+const KEEP_STATES: usize = 16;
 /// How long a restored guest has to answer the probe before scaling.
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -281,10 +283,19 @@ impl Context<'_> {
             after_spawn: None,
             after_pass: Some(Box::new(hook)),
         };
+        // The save boot is not the user's: a terminal gets the case's run only.
+        let mut quiet = RunOptions {
+            settings: options.settings.clone(),
+            accel: options.accel,
+            extra_args: options.extra_args.clone(),
+            append: options.append.clone(),
+            no_timeouts: options.no_timeouts,
+            ..RunOptions::default()
+        };
         let report = launch(
             self.report(&save_dir),
             prepared,
-            options,
+            &mut quiet,
             self.settings,
             self.started,
             hooks,
@@ -312,6 +323,7 @@ impl Context<'_> {
         };
         match store.commit(&new, meta) {
             Ok(state) => {
+                store.prune(KEEP_STATES);
                 notes.push(Note::StateSaved {
                     key: key.short().to_string(),
                     bytes: state_bytes,

@@ -2,7 +2,7 @@
 //! the QEMU spec, boot, and judge the console until a verdict.
 
 mod case;
-mod cleanup;
+pub(crate) mod cleanup;
 mod crash;
 mod drive;
 mod error;
@@ -246,15 +246,19 @@ pub(crate) fn launch(
             return report.ended(err.into(), setup_started.elapsed());
         }
     };
-    if let Some(tee) = options.tee.take() {
-        session.set_tee(tee);
-    }
-    if let Some(input) = options.input.take() {
-        session.set_input(input);
-    }
-    let mut ended = match hooks.after_spawn.as_mut().map(|hook| hook(&mut session)) {
+    // A failed hook leaves the terminal's tee and input to the attempt that follows.
+    let hooked = hooks.after_spawn.as_mut().map(|hook| hook(&mut session));
+    let mut ended = match hooked {
         Some(Err(outcome)) => drive::Ended::before_drive(outcome, session.started().elapsed()),
-        _ => drive::drive(&mut session, prepared, &stderr_path),
+        _ => {
+            if let Some(tee) = options.tee.take() {
+                session.set_tee(tee);
+            }
+            if let Some(input) = options.input.take() {
+                session.set_input(input);
+            }
+            drive::drive(&mut session, prepared, &stderr_path)
+        }
     };
     if let (true, Some(hook)) = (ended.outcome.is_pass(), hooks.after_pass.as_mut()) {
         if let Err(outcome) = hook(&mut session) {

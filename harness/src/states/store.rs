@@ -153,6 +153,8 @@ impl StateStore {
             }
         }
         let unusable = std::fs::read_to_string(dir.join(UNUSABLE)).ok();
+        // Its last use, for pruning: the least recently used states go first.
+        let _ = File::open(&meta_path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         Ok(Some(SavedState {
             dir,
             meta,
@@ -201,6 +203,42 @@ impl StateStore {
             meta,
             unusable: None,
         })
+    }
+
+    /// Removes all but the `keep` most recently used states, and what dead processes left
+    /// half made. A state whose lock another process holds is left alone.
+    pub fn prune(&self, keep: usize) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut states: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(".new-") {
+                let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+                if pid.is_some_and(|pid| !crate::run::cleanup::alive(pid)) {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            } else if path.is_dir() {
+                let used = std::fs::metadata(path.join(META))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                states.push((used, path));
+            }
+        }
+        states.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+        for (_, path) in states.into_iter().skip(keep) {
+            let lock = path.with_extension("lock");
+            let Ok(file) = OpenOptions::new().write(true).open(&lock) else {
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            };
+            if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                let _ = std::fs::remove_dir_all(&path);
+                let _ = std::fs::remove_file(&lock);
+            }
+        }
     }
 
     /// Removes `key`'s state (damaged, or made by a run that failed).
@@ -284,6 +322,28 @@ mod tests {
             inputs: key().inputs,
         };
         store.commit(&new, meta).unwrap()
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        for (i, age) in [30u64, 10, 20].into_iter().enumerate() {
+            let state = dir.path().join(format!("{i:064}"));
+            std::fs::create_dir(&state).unwrap();
+            let meta = File::create(state.join(META)).unwrap();
+            let used = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            meta.set_modified(used).unwrap();
+        }
+        let dead = dir.path().join(".new-0123456789abcdef-999999999");
+        std::fs::create_dir(&dead).unwrap();
+        store.prune(2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [format!("{:064}", 1), format!("{:064}", 2)]);
     }
 
     #[test]
