@@ -288,3 +288,54 @@ fn an_unknown_case_is_a_definition_failure() {
     assert_eq!(report.outcome.label(), "FAIL", "{report}");
     assert!(report.to_string().contains("no case `nosuch`"), "{report}");
 }
+
+/// A restored guest's wall clock lags by the state's age; a probe with `{epoch}` sets it.
+/// Real guest: Debian's arm64 kernel with busybox (`date -s @...` in the Linux configs' probe).
+#[test]
+fn the_probe_sets_the_restored_guests_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = vmharness::paths::workspace_root().join("vm-configs/linux-aarch64.toml");
+    let clock = r#"case = [{ name = "clock", steps = [{ send_line = "echo now=$(date +%s)" }, { expect = "^now=[0-9]{10}$" }] }]"#;
+    let without = r#"ready.probe = "sleep 0.1; echo {token}""#;
+    let run = |overrides: &[&str]| {
+        let overrides: Vec<String> = overrides.iter().map(|o| o.to_string()).collect();
+        let loaded = vmharness::config::load_with_overrides(&config, &overrides).unwrap();
+        let options = RunOptions {
+            settings: Some(settings.clone()),
+            ..RunOptions::default()
+        };
+        let report = run::run_case(
+            &loaded,
+            "clock",
+            &Resolver::from_settings(&settings),
+            options,
+        );
+        assert!(report.outcome.is_pass() && restored(&report), "{report}");
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let log = std::fs::read_to_string(&report.log_path).unwrap();
+        let guest: i64 = log
+            .lines()
+            // Log lines are `[   0.600581] text`.
+            .find_map(|l| l.split_once("] ")?.1.strip_prefix("now="))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no now= line in {log}"));
+        host - guest
+    };
+    run(&[clock]);
+    // The state is now at least this old.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let lag = run(&[clock]);
+    assert!(
+        (-1..=2).contains(&lag),
+        "the clock was set, yet lags {lag} s"
+    );
+    let lag = run(&[clock, without]);
+    assert!(
+        lag >= 5,
+        "without {{epoch}} the clock should lag by the state's age: {lag} s"
+    );
+}

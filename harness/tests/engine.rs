@@ -836,3 +836,23 @@ fn a_crash_block_survives_a_guest_that_exited() {
     );
     assert!(report.vcpus.is_none(), "{report}");
 }
+
+/// A verdict on the unfinished last line (a prompt) used to leave that line out of
+/// `console.log` and the report's tail: QEMU was killed before the line ended, and the
+/// unfinished bytes were dropped with it.
+#[test]
+fn the_unfinished_line_a_verdict_matched_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = "[console]\nsuccess = \"^login-prompt> $\"\n[timeouts]\ntotal = \"30s\"\n";
+    let body = "printf 'booted\\nlogin-prompt> '; sleep 20";
+    let config = support::fake_qemu_config(dir.path(), "prompt", body, rest);
+    let report = run_config(&config);
+    assert!(report.outcome.is_pass(), "{report}");
+    let log = std::fs::read_to_string(&report.log_path).unwrap();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.ends_with("] login-prompt> "), "{log}");
+    assert_eq!(
+        report.tail.last().map(String::as_str),
+        Some("login-prompt> ")
+    );
+}

@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
 //! own module; all logic is in the `vmharness` library.
 
+mod bench_cases;
 mod bench_console;
 mod bench_disk;
 mod bench_suite;
@@ -55,6 +56,8 @@ enum Bench {
     Disk(bench_disk::BenchDiskArgs),
     /// The `boot` suite's wall time with several threads against one (trials longest first).
     Suite(bench_suite::BenchSuiteArgs),
+    /// Ten `[[case]]`s of each Linux guest: saved states against cold boots, side by side.
+    Cases(bench_cases::BenchCasesArgs),
     /// Console engine: read-to-verdict latency, wall time vs a raw pipe reader, panic verdict
     /// time, peak RSS under a flood (selftest guests, TCG; use a release build).
     Console(bench_console::BenchConsoleArgs),
@@ -99,6 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Bench::Disk(args) => bench_disk::run(args)?,
                 Bench::Suite(args) => bench_suite::run(args)?,
                 Bench::Console(args) => bench_console::run(args)?,
+                Bench::Cases(args) => bench_cases::run(args)?,
             }
             0
         }

@@ -60,7 +60,9 @@ pub struct ReadySection {
     #[serde(default = "default_true")]
     pub save: bool,
     /// The line sent after a restore to prove the guest answers; `{token}` is replaced by a
-    /// fresh random token. The default sleeps first, so the guest's timer is exercised.
+    /// fresh random token and `{epoch}` by the host's time in seconds (to set the guest's
+    /// clock, which lags by the state's age). The default sleeps first, so the guest's timer
+    /// is exercised.
     #[serde(default = "default_probe")]
     pub probe: String,
     /// The answer to `probe`: a regex a whole console line must match, `{token}` replaced

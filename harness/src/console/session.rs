@@ -297,10 +297,15 @@ impl Session {
         self.process.wait_timeout(grace)
     }
 
-    /// Kills QEMU (its whole process group) and flushes the log. Returns QEMU's exit status.
+    /// Kills QEMU (its whole process group) and flushes the log, with the unfinished last
+    /// line (a prompt a verdict matched) kept in it and in the tail. Returns QEMU's exit status.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        self.log.flush();
-        self.process.kill()
+        let status = self.process.kill();
+        if !self.closed {
+            let mut lines = Vec::new();
+            self.close(&mut lines);
+        }
+        status
     }
 
     /// Completes the log (the kept tail of a capped log, the flush) and returns the first

@@ -265,9 +265,12 @@ impl Context<'_> {
             .scaled(MIGRATION_LIMIT, prepared.spec.accel);
         let case_expectations = std::mem::replace(&mut prepared.expectations, boot);
         let mut frozen: Option<String> = None;
+        let mut save_took = Duration::ZERO;
         let saving_failed = Cell::new(false);
         let hook = |_: &mut Session| -> Result<(), Outcome> {
+            let started = Instant::now();
             let result = save_state(&socket, disk.as_deref(), &new, method, limit);
+            save_took = started.elapsed();
             match result {
                 Ok(disk_sha256) => {
                     frozen = disk_sha256;
@@ -311,7 +314,10 @@ impl Context<'_> {
                 false => Start::BootFailed(Box::new(self.boot_failed(report))),
             };
         }
-        let state_bytes = std::fs::metadata(StateStore::state_in(&new)).map_or(0, |m| m.len());
+        let stream = std::fs::metadata(StateStore::state_in(&new));
+        let state_bytes = stream.as_ref().map_or(0, |m| m.len());
+        // A mapped-ram stream is sparse: what it takes on disk is what matters.
+        let allocated = stream.map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
         let meta = StateMeta {
             key: key.hex.clone(),
             method,
@@ -326,8 +332,9 @@ impl Context<'_> {
                 store.prune(KEEP_STATES);
                 notes.push(Note::StateSaved {
                     key: key.short().to_string(),
-                    bytes: state_bytes,
+                    bytes: allocated.min(state_bytes),
                     boot: report.elapsed,
+                    save: save_took,
                 });
                 Start::Saved(state)
             }
@@ -374,9 +381,12 @@ impl Context<'_> {
         let line_ending = prepared.expectations.line_ending.clone();
         let mut failure: Option<String> = None;
         let mut took = Duration::ZERO;
+        let mut resumed = Duration::ZERO;
         let hook = |session: &mut Session| -> Result<(), Outcome> {
-            let result = restore_state(&socket, method, &state.state(), limit)
-                .and_then(|()| probe(session, ready, &line_ending, probe_limit));
+            let result = restore_state(&socket, method, &state.state(), limit).and_then(|()| {
+                resumed = session.started().elapsed();
+                probe(session, ready, &line_ending, probe_limit)
+            });
             took = session.started().elapsed();
             result.map_err(|err| {
                 failure = Some(chain(&err));
@@ -403,6 +413,7 @@ impl Context<'_> {
             key: state.meta.key[..16].to_string(),
             method: method.name(),
             age,
+            resumed,
             took,
         });
         Ok(report)
@@ -440,7 +451,7 @@ fn restore_state(
     Ok(())
 }
 
-/// Sends `ready.probe` with a fresh token and waits for a console line matching its answer.
+/// Sends `ready.probe` with a fresh token (and the host's time for `{epoch}`) and waits for a console line matching its answer.
 fn probe(
     session: &mut Session,
     ready: &ReadySection,
@@ -448,7 +459,11 @@ fn probe(
     limit: Duration,
 ) -> Result<(), RunError> {
     let token = token();
-    let line = ready.probe.replace("{token}", &token);
+    // `{epoch}` lets the probe set the guest's clock, which lags by the state's age.
+    let line = ready
+        .probe
+        .replace("{token}", &token)
+        .replace("{epoch}", &now_secs().to_string());
     let answer = ready.answer.replace("{token}", &token);
     let no_answer = || RunError::NoAnswer {
         probe: line.clone(),
@@ -465,6 +480,7 @@ fn probe(
         lines.clear();
         let event = session.read(deadline, &mut lines);
         if lines.iter().any(|l| pattern.is_match(l.text.trim_end())) {
+            settle(session, deadline);
             return Ok(());
         }
         if matches!(event, ReadEvent::Closed) {
@@ -472,6 +488,22 @@ fn probe(
         }
     }
     Err(no_answer())
+}
+
+/// How long the console must be quiet after the probe's answer before the case starts.
+const SETTLED: Duration = Duration::from_millis(20);
+
+/// Reads until the console has been quiet for [`SETTLED`] (or `deadline`), so the case starts
+/// where a cold boot's would: after the prompt that follows the answer, not in the middle of it.
+fn settle(session: &mut Session, deadline: Instant) {
+    let mut lines = Vec::new();
+    loop {
+        let quiet = (Instant::now() + SETTLED).min(deadline);
+        match session.read(quiet, &mut lines) {
+            ReadEvent::Output if Instant::now() < deadline => lines.clear(),
+            _ => return,
+        }
+    }
 }
 
 /// 64 random bits in hex, from the OS's hasher seeds (no extra dependency for one token).

@@ -20,6 +20,8 @@ pub enum Note {
         bytes: u64,
         /// How long the boot to `[ready]` took.
         boot: Duration,
+        /// How long stopping, freezing the disk and saving took.
+        save: Duration,
     },
     /// The case started from a saved state instead of booting.
     StateRestored {
@@ -29,6 +31,8 @@ pub enum Note {
         method: &'static str,
         /// How old the state is: the guest's wall clock lags by this much.
         age: Duration,
+        /// QEMU's start to the VM running again (loaded and continued).
+        resumed: Duration,
         /// QEMU's start to the guest's answer to the probe.
         took: Duration,
     },
@@ -51,20 +55,28 @@ impl fmt::Display for Note {
             Note::AccelFallback(reason) => write!(f, "accel auto: using TCG because {reason}"),
             Note::TimeoutsScaled(scale) => write!(f, "timeouts scaled by {scale}"),
             Note::LogIncomplete(why) => write!(f, "the console log is incomplete: {why}"),
-            Note::StateSaved { key, bytes, boot } => write!(
+            Note::StateSaved {
+                key,
+                bytes,
+                boot,
+                save,
+            } => write!(
                 f,
-                "saved the guest's state at [ready] after a {:.2} s boot (state {key}, {:.1} MB; that boot's logs are in save/)",
+                "saved the guest's state at [ready] after a {:.2} s boot, in {:.2} s (state {key}, {:.1} MB; that boot's logs are in save/)",
                 boot.as_secs_f64(),
+                save.as_secs_f64(),
                 *bytes as f64 / 1e6
             ),
             Note::StateRestored {
                 key,
                 method,
                 age,
+                resumed,
                 took,
             } => write!(
                 f,
-                "started from the state saved at [ready] in {:.2} s (state {key}, {method}; saved {} s ago, so the guest's wall clock lags by that)",
+                "started from the state saved at [ready]: running after {:.2} s, answering after {:.2} s (state {key}, {method}; saved {} s ago, so the guest's wall clock lags by that)",
+                resumed.as_secs_f64(),
                 took.as_secs_f64(),
                 age.as_secs()
             ),

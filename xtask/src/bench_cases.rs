@@ -1,0 +1,230 @@
+//! `cargo xtask bench cases`: each arch's Linux guest with ten `[[case]]`s, the suite's wall
+//! time with saved states against booting every case cold, side by side in one run (the two
+//! modes interleaved, medians of `--runs`), for each QEMU given (`--qemu-dir`, default the one
+//! on `PATH`). Every saved run starts with an empty state store, so its time includes the one
+//! boot to `[ready]` and the save.
+//!
+//! The probe is `echo {token}` here (the configs' default sleeps 0.1 s first to exercise the
+//! timer), so "first answer" is the restore's own cost.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use clap::Args;
+use vmharness::arch::Arch;
+use vmharness::outcome::Report;
+use vmharness::run::{self, Note, Resolver, RunOptions};
+use vmharness::settings::Settings;
+
+/// Arguments of `bench cases`.
+#[derive(Args)]
+pub struct BenchCasesArgs {
+    /// Runs per mode (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Guest arches (riscv64 boots cold in both modes: its restores are known broken).
+    #[arg(long, value_delimiter = ',', default_value = "x86_64,aarch64")]
+    arch: Vec<Arch>,
+    /// A directory with `qemu-system-<arch>` binaries to measure (repeatable; default: `PATH`).
+    #[arg(long = "qemu-dir")]
+    qemu_dirs: Vec<PathBuf>,
+}
+
+/// Cases of the benchmark config: each reads the FAT32 disk once.
+const CASES: usize = 10;
+
+/// One mode's run of the ten cases.
+struct Sample {
+    wall: Duration,
+    /// Restores: (QEMU start → running, → first answer).
+    restores: Vec<(Duration, Duration)>,
+    /// Per restored case: outside QEMU (plan, disk, key, logs), and the case's own steps.
+    overheads: Vec<(Duration, Duration)>,
+    boot: Option<Duration>,
+    save: Option<Duration>,
+    state_bytes: Option<u64>,
+    method: Option<&'static str>,
+}
+
+/// The benchmark config: `vm-configs/linux-<arch>.toml` with ten cases and `binary`.
+fn config(root: &Path, dir: &Path, arch: Arch, binary: &str) -> anyhow::Result<PathBuf> {
+    let source = root.join(format!("vm-configs/linux-{arch}.toml"));
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
+    let mut table: toml::Table = toml::from_str(&text)?;
+    let cases: Vec<toml::Value> = (0..CASES)
+        .map(|i| {
+            toml::Value::try_from(toml::toml! {
+                name = (format!("read-{i}"))
+                steps = [
+                    { send_line = (format!("cat /mnt/run.sh | wc -l; echo case-{i}")) },
+                    { expect = (format!("^case-{i}$")) },
+                ]
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    table.insert("case".into(), toml::Value::Array(cases));
+    let ready = table
+        .get_mut("ready")
+        .and_then(toml::Value::as_table_mut)
+        .context("the Linux config has no [ready]")?;
+    ready.insert("probe".into(), "echo {token}".into());
+    table
+        .get_mut("qemu")
+        .and_then(toml::Value::as_table_mut)
+        .context("the Linux config has no [qemu]")?
+        .insert("binary".into(), binary.into());
+    let path = dir.join(format!("bench-linux-{arch}.toml"));
+    std::fs::write(&path, toml::to_string(&table)?)?;
+    Ok(path)
+}
+
+fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
+    let loaded = vmharness::config::load(config)?;
+    let resolver = Resolver::from_settings(settings);
+    let mut sample = Sample {
+        wall: Duration::ZERO,
+        restores: Vec::new(),
+        overheads: Vec::new(),
+        boot: None,
+        save: None,
+        state_bytes: None,
+        method: None,
+    };
+    let started = Instant::now();
+    for case in &loaded.config.cases {
+        let options = RunOptions {
+            settings: Some(settings.clone()),
+            ..RunOptions::default()
+        };
+        let case_started = Instant::now();
+        let report: Report = run::run_case(&loaded, &case.name, &resolver, options);
+        let case_wall = case_started.elapsed();
+        ensure!(report.outcome.is_pass(), "{report}");
+        for note in &report.notes {
+            match note {
+                Note::StateSaved {
+                    bytes, boot, save, ..
+                } => {
+                    sample.boot = Some(*boot);
+                    sample.save = Some(*save);
+                    sample.state_bytes = Some(*bytes);
+                }
+                Note::StateRestored {
+                    method,
+                    resumed,
+                    took,
+                    ..
+                } => {
+                    sample.method = Some(method);
+                    sample.restores.push((*resumed, *took));
+                    if !report
+                        .notes
+                        .iter()
+                        .any(|n| matches!(n, Note::StateSaved { .. }))
+                    {
+                        sample.overheads.push((
+                            case_wall.saturating_sub(report.elapsed),
+                            report.elapsed.saturating_sub(*took),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    sample.wall = started.elapsed();
+    Ok(sample)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn secs(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    let base = Settings::from_env()?;
+    let scratch = tempfile::tempdir()?;
+    let qemus: Vec<Option<PathBuf>> = match args.qemu_dirs.is_empty() {
+        true => vec![None],
+        false => args.qemu_dirs.iter().cloned().map(Some).collect(),
+    };
+    println!("| arch | QEMU | method | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: outside QEMU | per case: its steps | state on disk | target: 1 boot + {CASES} × 0.3 s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for qemu in &qemus {
+        for &arch in &args.arch {
+            let name = arch.spec().qemu_binary;
+            let binary = match qemu {
+                Some(dir) => dir.join(name).display().to_string(),
+                None => name.to_string(),
+            };
+            let found = vmharness::qemu::find_binary(&binary)?;
+            let version = vmharness::qemu::version(&found)?;
+            let config = config(&base.root, scratch.path(), arch, &binary)?;
+            let (mut cold, mut saved) = (Vec::new(), Vec::new());
+            for run in 0..args.runs {
+                eprintln!(
+                    "bench cases: {arch} on QEMU {version}, run {}/{}",
+                    run + 1,
+                    args.runs
+                );
+                let dir = scratch.path().join(format!("{arch}-{version}-{run}"));
+                let mut settings = base.clone();
+                settings.target_dir = dir.join("saved");
+                saved.push(run_cases(&config, &settings)?);
+                settings.target_dir = dir.join("cold");
+                settings.saved_states = false;
+                cold.push(run_cases(&config, &settings)?);
+            }
+            let cold_wall = median(cold.iter().map(|s| s.wall).collect());
+            let saved_wall = median(saved.iter().map(|s| s.wall).collect());
+            let restores: Vec<(Duration, Duration)> =
+                saved.iter().flat_map(|s| s.restores.clone()).collect();
+            let boot = median(saved.iter().filter_map(|s| s.boot).collect());
+            let save = median(saved.iter().filter_map(|s| s.save).collect());
+            let running = median(restores.iter().map(|r| r.0).collect());
+            let answer = median(restores.iter().map(|r| r.1).collect());
+            let outside = median(
+                saved
+                    .iter()
+                    .flat_map(|s| s.overheads.iter().map(|o| o.0))
+                    .collect(),
+            );
+            let steps = median(
+                saved
+                    .iter()
+                    .flat_map(|s| s.overheads.iter().map(|o| o.1))
+                    .collect(),
+            );
+            let bytes = saved
+                .iter()
+                .filter_map(|s| s.state_bytes)
+                .max()
+                .unwrap_or(0);
+            let method = saved.iter().find_map(|s| s.method).unwrap_or("none (cold)");
+            let target = boot + Duration::from_millis(300) * CASES as u32;
+            println!(
+                "| {arch} | {version} | {method} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {:.0} MB | {} ({}) |",
+                secs(cold_wall),
+                secs(saved_wall),
+                saved_wall.as_secs_f64() / cold_wall.as_secs_f64(),
+                secs(boot),
+                secs(save),
+                secs(running),
+                secs(answer),
+                secs(outside),
+                secs(steps),
+                bytes as f64 / 1e6,
+                secs(target),
+                if saved_wall <= target { "met" } else { "missed" },
+            );
+        }
+    }
+    Ok(())
+}
