@@ -283,14 +283,16 @@ fn child_runs_the_config() {
     );
 }
 
-/// The `nimbos-*` configs' own `[results.cases]`, applied to real NimbOS v0.7 consoles: every
-/// usertest becomes a passing sub-result (`stack_overflow` by its intended -1).
+/// The `nimbos-standalone-*` configs' own `[results.cases]`, applied to real NimbOS v0.7
+/// consoles: every usertest becomes a passing sub-result (`stack_overflow` by its intended -1).
+/// The `nimbos-<arch>` configs declare one `[[case]]` per usertest of that console, each
+/// expecting the shell's exit line in the format the console shows.
 #[test]
 fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
     use vmharness::console::{AnsiStripper, LineSplitter};
     let root = vmharness::paths::workspace_root();
     for arch in ["x86_64", "aarch64", "riscv64"] {
-        let loaded = load(&root.join(format!("vm-configs/nimbos-{arch}.toml")));
+        let loaded = load(&root.join(format!("vm-configs/nimbos-standalone-{arch}.toml")));
         let section = loaded
             .config
             .results
@@ -311,5 +313,37 @@ fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
         let results = collector.finish();
         assert_eq!(results.cases.len(), 13, "{arch}: {results:#?}");
         assert_eq!(results.failure_reason(), None, "{arch}");
+
+        let hosted = load(&root.join(format!("vm-configs/nimbos-{arch}.toml")));
+        let mut programs: Vec<String> = results
+            .cases
+            .iter()
+            .map(|c| c.name.trim().to_string())
+            .collect();
+        let mut cases: Vec<String> = hosted.config.cases.iter().map(|c| c.name.clone()).collect();
+        programs.sort();
+        cases.sort();
+        assert_eq!(cases, programs, "{arch}: one case per usertest program");
+        let exit_line = pieces
+            .iter()
+            .map(|p| p.text.clone())
+            .find(|t| t.starts_with("Shell: Process"))
+            .expect("the console has the shell's exit line");
+        for case in &hosted.config.cases {
+            let expect = case.steps.iter().find_map(|step| match step {
+                vmharness::config::Step::Expect { pattern, .. } => Some(pattern),
+                _ => None,
+            });
+            let pattern = expect.expect("a case expects the exit line");
+            let shown = match case.name.as_str() {
+                "stack_overflow" => exit_line.replace("code 0", "code -1"),
+                _ => exit_line.clone(),
+            };
+            assert!(
+                pattern.0.is_match(&shown),
+                "{arch} {}: {pattern} vs `{shown}`",
+                case.name
+            );
+        }
     }
 }

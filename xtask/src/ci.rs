@@ -393,15 +393,15 @@ impl Ci {
         rows.unwrap_or_default()
     }
 
-    /// The test names of the configs this run covers.
+    /// The trial names this run covers: a config's, or one per `[[case]]` (`config::case`).
     fn selected_tests(&self, arch: Option<&str>) -> Vec<String> {
         vmharness::suite::config_files(&self.root.join("vm-configs"))
             .unwrap_or_default()
             .iter()
             .filter(|path| arch.is_none_or(|arch| vmharness::suite::arch_matches(path, arch)))
-            .map(|path| config::test_name(path))
+            .flat_map(|path| vmharness::suite::trial_names(path))
             // A name that is not a directory (`..`) names no results: never touch those paths.
-            .filter(|name| config::valid_test_name(name))
+            .filter(|name| name.split("::").all(config::valid_test_name))
             .collect()
     }
 
