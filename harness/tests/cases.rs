@@ -339,3 +339,44 @@ fn the_probe_sets_the_restored_guests_clock() {
         "without {{epoch}} the clock should lag by the state's age: {lag} s"
     );
 }
+
+/// A device QEMU cannot migrate (ivshmem in peer mode) makes saving fail: the case boots cold,
+/// saying why, and nothing half made is left in the store.
+#[test]
+fn a_vm_that_cannot_be_saved_boots_its_cases_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "args = [\"-fw_cfg\", ",
+        "args = [\"-object\", \"memory-backend-ram,id=hm,size=1M\", \"-device\", \"ivshmem-plain,memdev=hm\", \"-fw_cfg\", ",
+    );
+    std::fs::write(&config, text).unwrap();
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(
+        why.contains("saving the state failed") && why.contains("Migration is disabled"),
+        "{report}"
+    );
+    assert!(states(&settings).is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(settings.states_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The Linux guest on riscv64 runs its cases by booting each cold, and says so.
+#[test]
+fn linux_on_riscv64_boots_each_case_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = isolated(dir.path());
+    let config = vmharness::paths::workspace_root().join("vm-configs/linux-riscv64.toml");
+    let report = run_case(&config, "long-name", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let why = cold_because(&report).unwrap_or_default();
+    assert!(why.contains("riscv64") && why.contains("timer"), "{report}");
+    assert!(states(&settings).is_empty());
+}

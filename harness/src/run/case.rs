@@ -9,7 +9,6 @@
 //! restore fails is marked unusable and the case boots cold, so a bad state never decides a
 //! verdict.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -266,7 +265,7 @@ impl Context<'_> {
         let case_expectations = std::mem::replace(&mut prepared.expectations, boot);
         let mut frozen: Option<String> = None;
         let mut save_took = Duration::ZERO;
-        let saving_failed = Cell::new(false);
+        let mut save_failure: Option<String> = None;
         let hook = |_: &mut Session| -> Result<(), Outcome> {
             let started = Instant::now();
             let result = save_state(&socket, disk.as_deref(), &new, method, limit);
@@ -277,8 +276,9 @@ impl Context<'_> {
                     Ok(())
                 }
                 Err(err) => {
-                    saving_failed.set(true);
-                    Err(RunError::from(err).into())
+                    let err = RunError::from(err);
+                    save_failure = Some(chain(&err));
+                    Err(err.into())
                 }
             }
         };
@@ -306,12 +306,9 @@ impl Context<'_> {
         prepared.expectations = case_expectations;
         if !report.outcome.is_pass() {
             let _ = std::fs::remove_dir_all(&new);
-            return match saving_failed.get() {
-                true => Start::Cold(format!(
-                    "saving the state failed: {} (logs in save/)",
-                    report.outcome
-                )),
-                false => Start::BootFailed(Box::new(self.boot_failed(report))),
+            return match save_failure {
+                Some(why) => Start::Cold(format!("saving the state failed ({why}; logs in save/)")),
+                None => Start::BootFailed(Box::new(self.boot_failed(report))),
             };
         }
         let stream = std::fs::metadata(StateStore::state_in(&new));

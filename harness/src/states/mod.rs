@@ -106,7 +106,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The QMP conversation.
-    #[error("QMP")]
+    #[error(transparent)]
     Qmp(#[from] QmpError),
     /// The QEMU version could not be told.
     #[error("QEMU version")]
