@@ -68,6 +68,18 @@ fn states(settings: &Settings) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Command lines of live processes that name `path` (QEMU and its `exec:cat` name the state).
+fn processes_naming(path: &Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(&needle))
+        .collect()
+}
+
 fn saved(report: &Report) -> bool {
     report
         .notes
@@ -109,6 +121,9 @@ fn concurrent_cases_share_one_saved_state_and_an_input_change_makes_a_new_one() 
     }
     assert_eq!(reports.iter().filter(|r| saved(r)).count(), 1);
     assert_eq!(states(&settings).len(), 1);
+    // No QEMU, and no `cat` it fed a state through, outlives its case.
+    let left = processes_naming(dir.path());
+    assert!(left.is_empty(), "still running: {left:?}");
     let text = reports[0].to_string();
     assert!(
         text.contains("started from the state saved at [ready]"),
