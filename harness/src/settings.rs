@@ -24,7 +24,7 @@
 //! | `VMHARNESS_DOWNLOAD_MAX_BYTES` | `artifacts.download.max_bytes` | one download's size cap |
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
-//! | `VMHARNESS_SAVED_STATES` | `saved_states` | `auto` (default): `[[case]]`s start from a saved state where that is known to work; `off`: every case boots cold |
+//! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`: that way (to compare them) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
 //! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
@@ -96,6 +96,8 @@ pub struct Settings {
     pub console_log_limit: u64,
     /// Whether `[[case]]`s may start from saved states (`VMHARNESS_SAVED_STATES`).
     pub saved_states: bool,
+    /// How states are saved, instead of the best the QEMU version offers.
+    pub state_method: Option<crate::states::Method>,
     vars: BTreeMap<String, OsString>,
 }
 
@@ -122,6 +124,7 @@ impl Settings {
             nextest: false,
             console_log_limit: crate::console::DEFAULT_LOG_LIMIT,
             saved_states: true,
+            state_method: None,
             vars: BTreeMap::new(),
         }
     }
@@ -208,7 +211,13 @@ impl Settings {
         match reader.text("VMHARNESS_SAVED_STATES").as_deref() {
             None | Some("auto") => {}
             Some("off") => settings.saved_states = false,
-            Some(_) => reader.reject("VMHARNESS_SAVED_STATES", "auto or off"),
+            Some(method) => match method.parse() {
+                Ok(method) => settings.state_method = Some(method),
+                Err(_) => reader.reject(
+                    "VMHARNESS_SAVED_STATES",
+                    "auto, off, exec, file or mapped-ram",
+                ),
+            },
         }
         settings.nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
             .iter()
@@ -476,6 +485,26 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("VMHARNESS_ACCEL=`kmv`: expected auto, kvm or tcg"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn saved_states_take_auto_off_or_a_method() {
+        use crate::states::Method;
+        let auto = from(&[("VMHARNESS_SAVED_STATES", "auto")]).unwrap();
+        assert!(auto.saved_states && auto.state_method.is_none());
+        assert!(
+            !from(&[("VMHARNESS_SAVED_STATES", "off")])
+                .unwrap()
+                .saved_states
+        );
+        let file = from(&[("VMHARNESS_SAVED_STATES", "file")]).unwrap();
+        assert_eq!(file.state_method, Some(Method::File));
+        let err = from(&[("VMHARNESS_SAVED_STATES", "sometimes")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected auto, off, exec, file or mapped-ram"),
             "{err}"
         );
     }

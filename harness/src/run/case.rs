@@ -202,7 +202,8 @@ impl Context<'_> {
             Ok(version) => version,
             Err(err) => return Start::Cold(chain(&err)),
         };
-        let method = match states::support(prepared.plan.arch, &version) {
+        let forced = self.settings.state_method;
+        let method = match states::support(prepared.plan.arch, &version, forced) {
             Ok(method) => method,
             Err(why) => return Start::Cold(why),
         };

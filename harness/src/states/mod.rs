@@ -60,6 +60,33 @@ impl Method {
             Method::MappedRam => "mapped-ram",
         }
     }
+
+    /// Whether `version` has it; `Err` names the first release that does.
+    pub fn available(self, version: &QemuVersion) -> Result<(), String> {
+        let (major, minor) = match self {
+            Method::Exec => return Ok(()),
+            Method::File => (8, 2),
+            Method::MappedRam => (9, 0),
+        };
+        match version.at_least(major, minor) {
+            true => Ok(()),
+            false => Err(format!(
+                "saving with `{}` needs QEMU {major}.{minor} or later; this is {version}",
+                self.name()
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Method::Exec, Method::File, Method::MappedRam]
+            .into_iter()
+            .find(|method| method.name() == text.trim())
+            .ok_or_else(|| format!("unknown method `{text}` (exec, file or mapped-ram)"))
+    }
 }
 
 /// (arch, first QEMU version) where restores were measured to work: 70 of 70 restores
@@ -73,8 +100,13 @@ const KNOWN_BAD: &[(Arch, &str)] = &[(
      at their first sleep (fixed upstream in late 2025, not in a release tested here)",
 )];
 
-/// The method saved states use for `arch` on `version`, or why they are not used there.
-pub fn support(arch: Arch, version: &QemuVersion) -> Result<Method, String> {
+/// The method saved states use for `arch` on `version` (`forced`, if the version has it, else
+/// the best it offers), or why they are not used there.
+pub fn support(
+    arch: Arch,
+    version: &QemuVersion,
+    forced: Option<Method>,
+) -> Result<Method, String> {
     if let Some((_, why)) = KNOWN_BAD.iter().find(|(bad, _)| *bad == arch) {
         return Err(format!(
             "saved states are not used for {arch} on QEMU {version}: {why}"
@@ -83,9 +115,10 @@ pub fn support(arch: Arch, version: &QemuVersion) -> Result<Method, String> {
     let good = KNOWN_GOOD
         .iter()
         .any(|(good, (major, minor))| *good == arch && version.at_least(*major, *minor));
-    match good {
-        true => Ok(Method::for_version(version)),
-        false => Err(format!(
+    match (good, forced) {
+        (true, Some(method)) => method.available(version).map(|()| method),
+        (true, None) => Ok(Method::for_version(version)),
+        (false, _) => Err(format!(
             "saved states are not known to work for {arch} on QEMU {version}"
         )),
     }
@@ -158,12 +191,26 @@ mod tests {
             (Arch::Riscv64, "7.2.19", Err("riscv timer state")),
             (Arch::Riscv64, "10.0.2", Err("riscv timer state")),
         ] {
-            let got = support(arch, &version(text));
+            let got = support(arch, &version(text), None);
             match (got, expected) {
                 (Ok(method), Ok(want)) => assert_eq!(method, want, "{arch} {text}"),
                 (Err(why), Err(want)) => assert!(why.contains(want), "{arch} {text}: {why}"),
                 (got, want) => panic!("{arch} {text}: {got:?}, expected {want:?}"),
             }
         }
+        // A forced method is used where the release has it, and refused with why elsewhere.
+        let v10 = version("10.0.2");
+        for method in [Method::Exec, Method::File, Method::MappedRam] {
+            assert_eq!(support(Arch::X86_64, &v10, Some(method)), Ok(method));
+            assert_eq!(method.name().parse::<Method>(), Ok(method));
+        }
+        let err = support(Arch::X86_64, &version("7.2.19"), Some(Method::File)).unwrap_err();
+        assert!(
+            err.contains("needs QEMU 8.2 or later; this is 7.2.19"),
+            "{err}"
+        );
+        let err = support(Arch::Aarch64, &version("8.2.2"), Some(Method::MappedRam)).unwrap_err();
+        assert!(err.contains("needs QEMU 9.0"), "{err}");
+        assert!(support(Arch::Riscv64, &v10, Some(Method::Exec)).is_err());
     }
 }
