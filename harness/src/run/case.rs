@@ -12,15 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use regex::Regex;
-
 use super::{
     launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
 };
 use crate::config::{CaseSpec, LoadedConfig, ReadySection};
-use crate::console::{Line, ReadEvent, Session};
+use crate::console::Session;
 use crate::outcome::{Outcome, Report};
-use crate::plan::{deadline_after, CasePart};
+use crate::plan::CasePart;
 use crate::qemu::{self, Qmp};
 use crate::settings::Settings;
 use crate::states::{self, Method, SavedState, StateError, StateKey, StateMeta, StateStore};
@@ -383,7 +381,7 @@ impl Context<'_> {
         let hook = |session: &mut Session| -> Result<(), Outcome> {
             let result = restore_state(&socket, method, &state.state(), limit).and_then(|()| {
                 resumed = session.started().elapsed();
-                probe(session, ready, &line_ending, probe_limit)
+                super::probe::probe(session, ready, &line_ending, probe_limit)
             });
             took = session.started().elapsed();
             result.map_err(|err| {
@@ -449,74 +447,7 @@ fn restore_state(
     Ok(())
 }
 
-/// Sends `ready.probe` with a fresh token (and the host's time for `{epoch}`) and waits for a console line matching its answer.
-fn probe(
-    session: &mut Session,
-    ready: &ReadySection,
-    line_ending: &str,
-    limit: Duration,
-) -> Result<(), RunError> {
-    let token = token();
-    // `{epoch}` lets the probe set the guest's clock, which lags by the state's age.
-    let line = ready
-        .probe
-        .replace("{token}", &token)
-        .replace("{epoch}", &now_secs().to_string());
-    let answer = ready.answer.replace("{token}", &token);
-    let no_answer = || RunError::NoAnswer {
-        probe: line.clone(),
-        answer: answer.clone(),
-        within: limit,
-    };
-    let pattern = Regex::new(&answer).map_err(|_| no_answer())?;
-    session
-        .send(format!("{line}{line_ending}").as_bytes())
-        .map_err(RunError::ConsoleWrite)?;
-    let deadline = deadline_after(Instant::now(), limit);
-    let mut lines: Vec<Line> = Vec::new();
-    while Instant::now() < deadline {
-        lines.clear();
-        let event = session.read(deadline, &mut lines);
-        if lines.iter().any(|l| pattern.is_match(l.text.trim_end())) {
-            settle(session, deadline);
-            return Ok(());
-        }
-        if matches!(event, ReadEvent::Closed) {
-            break;
-        }
-    }
-    Err(no_answer())
-}
-
-/// How long the console must be quiet after the probe's answer before the case starts.
-const SETTLED: Duration = Duration::from_millis(20);
-
-/// Reads until the console has been quiet for [`SETTLED`] (or `deadline`), so the case starts
-/// where a cold boot's would: after the prompt that follows the answer, not in the middle of it.
-fn settle(session: &mut Session, deadline: Instant) {
-    let mut lines = Vec::new();
-    loop {
-        let quiet = (Instant::now() + SETTLED).min(deadline);
-        match session.read(quiet, &mut lines) {
-            ReadEvent::Output if Instant::now() < deadline => lines.clear(),
-            _ => return,
-        }
-    }
-}
-
-/// 64 random bits in hex, from the OS's hasher seeds (no extra dependency for one token).
-fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("vmh{:016x}", hasher.finish())
-}
-
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -10,6 +10,7 @@ mod interactive;
 pub mod judge;
 pub mod logs;
 mod note;
+mod probe;
 mod resolve;
 mod symbols;
 pub mod vcpu;
