@@ -411,6 +411,7 @@ impl Context<'_> {
             age,
             resumed,
             took,
+            clock_set: ready.probe.contains("{epoch}"),
         });
         Ok(report)
     }

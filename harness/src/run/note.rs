@@ -35,6 +35,8 @@ pub enum Note {
         resumed: Duration,
         /// QEMU's start to the guest's answer to the probe.
         took: Duration,
+        /// The probe set the guest's clock (`{epoch}`), which otherwise lags by `age`.
+        clock_set: bool,
     },
     /// The case booted cold, and why no saved state was used.
     ColdBoot(String),
@@ -73,12 +75,17 @@ impl fmt::Display for Note {
                 age,
                 resumed,
                 took,
+                clock_set,
             } => write!(
                 f,
-                "started from the state saved at [ready]: running after {:.2} s, answering after {:.2} s (state {key}, {method}; saved {} s ago, so the guest's wall clock lags by that)",
+                "started from the state saved at [ready]: running after {:.2} s, answering after {:.2} s (state {key}, {method}; saved {} s ago, {})",
                 resumed.as_secs_f64(),
                 took.as_secs_f64(),
-                age.as_secs()
+                age.as_secs(),
+                match clock_set {
+                    true => "the probe set the guest's clock",
+                    false => "so the guest's wall clock lags by that",
+                }
             ),
             Note::ColdBoot(why) => write!(f, "booted cold: {why}"),
             Note::StateDiscarded(why) => write!(f, "discarded a saved state: {why}"),
@@ -86,5 +93,48 @@ impl fmt::Display for Note {
                 write!(f, "remote: QEMU runs on {destination} in {dir}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the report's `note:` lines say, pinned: a change is a reviewed diff.
+    #[test]
+    fn notes_read_well() {
+        let notes = [
+            Note::AccelFallback("the guest is aarch64 and the host is x86_64".into()),
+            Note::TimeoutsScaled(2.0),
+            Note::StateSaved {
+                key: "49040a6d67bd4900".into(),
+                bytes: 88_393_813,
+                boot: Duration::from_millis(7530),
+                save: Duration::from_millis(460),
+            },
+            Note::StateRestored {
+                key: "49040a6d67bd4900".into(),
+                method: "exec",
+                age: Duration::from_secs(95),
+                resumed: Duration::from_millis(200),
+                took: Duration::from_millis(300),
+                clock_set: false,
+            },
+            Note::StateRestored {
+                key: "ee39facc8a51c5ac".into(),
+                method: "mapped-ram",
+                age: Duration::from_secs(3600),
+                resumed: Duration::from_millis(160),
+                took: Duration::from_millis(280),
+                clock_set: true,
+            },
+            Note::ColdBoot("VMHARNESS_SAVED_STATES=off".into()),
+            Note::StateDiscarded(
+                "saved state /s/49040a6d is damaged: state is 5 bytes, meta.toml says 88393813"
+                    .into(),
+            ),
+        ];
+        let text: Vec<String> = notes.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(text.join("\n"));
     }
 }
