@@ -14,6 +14,7 @@ pub mod arch;
 pub mod artifact;
 pub mod config;
 pub mod console;
+pub mod digest;
 pub mod disk;
 pub mod fileref;
 pub mod nested_cargo;

@@ -1,7 +1,6 @@
 //! Content hashes: sha256 of files and the recipe keys that decide whether a cached build is current.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,21 +10,9 @@ use super::debian::ResolvedPackage;
 use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
 use super::ArtifactError;
 
-/// Hex sha256 of a file's contents.
+/// Hex sha256 of a file's contents (hashed once per process while the file is unchanged).
 pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
-    let mut file = std::fs::File::open(path).map_err(|e| ArtifactError::io("open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| ArtifactError::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    crate::digest::file_sha256(path).map_err(|e| ArtifactError::io("read", path, e))
 }
 
 /// Hex sha256 of bytes in memory.

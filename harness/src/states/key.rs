@@ -1,11 +1,8 @@
 //! The content address of a saved state: everything that decides what the guest's state at
 //! `[ready]` is, with every file by its sha256.
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -91,44 +88,11 @@ fn describe(step: &Step) -> String {
     }
 }
 
-/// Hex sha256 of a file, remembered per (path, size, mtime, inode) within the process.
+/// Hex sha256 of a file (hashed once per process while the file is unchanged).
 pub fn sha256_file(path: &Path) -> Result<String, StateError> {
-    type Seen = HashMap<(PathBuf, u64, i64, i64, u64), String>;
-    static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
-    let io = |what, source| StateError::Io {
-        what,
+    crate::digest::file_sha256(path).map_err(|source| StateError::Io {
+        what: "reading",
         path: path.to_path_buf(),
         source,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| io("reading", e))?;
-    let id = (
-        path.to_path_buf(),
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino(),
-    );
-    if let Some(hex) = SEEN
-        .lock()
-        .ok()
-        .and_then(|seen| seen.as_ref()?.get(&id).cloned())
-    {
-        return Ok(hex);
-    }
-    let mut file = std::fs::File::open(path).map_err(|e| io("opening", e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| io("reading", e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let hex = hex::encode(hasher.finalize());
-    if let Ok(mut seen) = SEEN.lock() {
-        seen.get_or_insert_with(HashMap::new)
-            .insert(id, hex.clone());
-    }
-    Ok(hex)
+    })
 }
