@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{
-    launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
+    error::one_line, launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError,
+    RunOptions,
 };
 use crate::config::{CaseSpec, LoadedConfig, ReadySection};
 use crate::console::Session;
@@ -198,7 +199,7 @@ impl Context<'_> {
         }
         let version = match qemu::version(&prepared.spec.binary) {
             Ok(version) => version,
-            Err(err) => return Start::Cold(chain(&err)),
+            Err(err) => return Start::Cold(one_line(&err)),
         };
         let forced = self.settings.state_method;
         let method = match states::support(prepared.plan.arch, &version, forced) {
@@ -210,13 +211,13 @@ impl Context<'_> {
             .case_expectations(prepared.spec.accel, CasePart::Boot);
         let key = match StateKey::of(&prepared.spec, &version, method, &boot) {
             Ok(key) => key,
-            Err(err) => return Start::Cold(chain(&err)),
+            Err(err) => return Start::Cold(one_line(&err)),
         };
         let store = StateStore::new(self.settings.states_dir());
         // Concurrent cases (one process each under nextest) wait here while one saves.
         let _lock = match store.lock(&key) {
             Ok(lock) => lock,
-            Err(err) => return Start::Cold(chain(&err)),
+            Err(err) => return Start::Cold(one_line(&err)),
         };
         match store.open(&key) {
             Ok(Some(state)) => match &state.unusable {
@@ -228,7 +229,7 @@ impl Context<'_> {
             },
             Ok(None) => self.save(prepared, &store, &key, method, boot, options, notes),
             Err(err) => {
-                notes.push(Note::StateDiscarded(chain(&err)));
+                notes.push(Note::StateDiscarded(one_line(&err)));
                 store.discard(&key);
                 self.save(prepared, &store, &key, method, boot, options, notes)
             }
@@ -249,7 +250,7 @@ impl Context<'_> {
     ) -> Start {
         let new = match store.begin(key) {
             Ok(new) => new,
-            Err(err) => return Start::Cold(chain(&err)),
+            Err(err) => return Start::Cold(one_line(&err)),
         };
         let save_dir = self.log_dir.join("save");
         if let Err(err) = std::fs::create_dir_all(&save_dir) {
@@ -276,7 +277,7 @@ impl Context<'_> {
                 }
                 Err(err) => {
                     let err = RunError::from(err);
-                    save_failure = Some(chain(&err));
+                    save_failure = Some(one_line(&err));
                     Err(err.into())
                 }
             }
@@ -336,7 +337,7 @@ impl Context<'_> {
             }
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&new);
-                Start::Cold(chain(&err))
+                Start::Cold(one_line(&err))
             }
         }
     }
@@ -385,7 +386,7 @@ impl Context<'_> {
             });
             took = session.started().elapsed();
             result.map_err(|err| {
-                failure = Some(chain(&err));
+                failure = Some(one_line(&err));
                 Outcome::from(err)
             })
         };
@@ -452,16 +453,6 @@ pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// An error with its causes, on one line.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    for cause in super::causes(err) {
-        text.push_str(": ");
-        text.push_str(&cause);
-    }
-    text
 }
 
 /// Moves a failed attempt's logs into `<dir>/<name>/`.

@@ -240,6 +240,16 @@ impl RunError {
     }
 }
 
+/// An error with its causes on one line, `message: cause: cause`.
+pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in causes(error) {
+        text.push_str(": ");
+        text.push_str(&cause);
+    }
+    text
+}
+
 /// The causes below an error, outermost first, without repeating a message a transparent
 /// wrapper already showed.
 pub fn causes(error: &(dyn std::error::Error + 'static)) -> Vec<String> {

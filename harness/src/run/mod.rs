@@ -332,14 +332,7 @@ fn vcpu_state(
     symbols: Option<&Symbols>,
 ) -> Option<Result<Vec<vcpu::CpuState>, String>> {
     let socket = prepared.spec.qmp.as_ref()?;
-    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| {
-        let mut text = err.to_string();
-        for cause in causes(&err) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        text
-    }))
+    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| error::one_line(&err)))
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
