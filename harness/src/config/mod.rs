@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, LoaderSpec, Pattern,
-    QemuSection, ReadySection, ResultsSection, Step, TimeoutSection, Unfinished, VmConfig,
+    memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, CpuSince, LoaderSpec,
+    Pattern, QemuSection, ReadySection, ResultsSection, Step, TimeoutSection, Unfinished, VmConfig,
     MAX_DURATION,
 };
 

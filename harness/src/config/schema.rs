@@ -24,6 +24,10 @@ pub struct VmConfig {
     /// When set, the trial is listed but ignored, with this reason.
     #[serde(default)]
     pub ignore: Option<String>,
+    /// The guest needs KVM, for this reason (e.g. a hypervisor that needs VMX): where KVM is
+    /// not usable the trial is ignored, saying why, instead of failing under TCG.
+    #[serde(default)]
+    pub needs_kvm: Option<String>,
     /// How QEMU is started.
     #[serde(default)]
     pub qemu: QemuSection,
@@ -183,6 +187,10 @@ pub struct QemuSection {
     pub machine: Option<String>,
     /// `-cpu` model; `host` is only allowed with KVM.
     pub cpu: Option<String>,
+    /// `-cpu` models for newer QEMU releases, `{ "8.0" = "max,sstc=on" }`: from QEMU 8.0 on
+    /// that model, before it `cpu` (the newest entry the running QEMU has reached wins).
+    #[serde(default, deserialize_with = "de_cpu_since")]
+    pub cpu_since: Vec<CpuSince>,
     /// `-m` memory size, e.g. `512M`.
     #[serde(default, deserialize_with = "de_memory")]
     pub memory: Option<String>,
@@ -464,6 +472,36 @@ fn de_scale<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error>
             "`tcg_scale = {scale}` must be a positive number up to {max}"
         )))
     }
+}
+
+/// A `-cpu` model used from a QEMU release on (`[qemu] cpu_since`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSince {
+    /// The first release (major, minor) that gets `cpu`.
+    pub since: (u32, u32),
+    /// The `-cpu` value.
+    pub cpu: String,
+}
+
+/// `{ "MAJOR.MINOR" = "model" }`, sorted oldest first.
+fn de_cpu_since<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<CpuSince>, D::Error> {
+    let table = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+    let mut entries = table
+        .into_iter()
+        .map(|(version, cpu)| {
+            let since = version
+                .split_once('.')
+                .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "`cpu_since` keys are QEMU releases like \"8.0\", not `{version}`"
+                    ))
+                })?;
+            Ok(CpuSince { since, cpu })
+        })
+        .collect::<Result<Vec<_>, D::Error>>()?;
+    entries.sort_by_key(|entry| entry.since);
+    Ok(entries)
 }
 
 fn de_smp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {

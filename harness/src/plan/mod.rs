@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use crate::arch::{Arch, ExitDevice};
 use regex::Regex;
 
-use crate::config::{AccelChoice, CaseSpec, LoadedConfig, Location, Step};
+use crate::config::{AccelChoice, CaseSpec, CpuSince, LoadedConfig, Location, Step};
 use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
-use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, HOST_CPU};
+use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, QemuVersion, HOST_CPU};
 use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
 use crate::settings::Settings;
 
@@ -93,6 +93,8 @@ pub struct QemuPlan {
     pub machine: String,
     /// `-cpu` as configured; unset takes the arch's default for the accelerator.
     pub cpu: Option<String>,
+    /// `-cpu` for newer QEMU releases (`[qemu] cpu_since`), oldest first.
+    pub cpu_since: Vec<CpuSince>,
     /// `-m`.
     pub memory: String,
     /// `-smp`.
@@ -192,6 +194,7 @@ impl Plan {
                     .clone()
                     .unwrap_or_else(|| spec.machine.to_string()),
                 cpu: qemu.cpu.clone(),
+                cpu_since: qemu.cpu_since.clone(),
                 memory: qemu
                     .memory
                     .clone()
@@ -237,8 +240,24 @@ impl Plan {
         Ok(())
     }
 
-    /// The CPU model for `accel`.
+    /// The CPU model for `accel`, for a QEMU whose version is not known.
     pub fn cpu(&self, accel: Accel) -> String {
+        self.cpu_for(accel, None)
+    }
+
+    /// The CPU model for `accel` on QEMU `version`: the newest `cpu_since` entry that version
+    /// has reached, else the configured or default model.
+    pub fn cpu_for(&self, accel: Accel, version: Option<&QemuVersion>) -> String {
+        let newer = version.and_then(|version| {
+            self.qemu
+                .cpu_since
+                .iter()
+                .rev()
+                .find(|entry| version.at_least(entry.since.0, entry.since.1))
+        });
+        if let Some(entry) = newer {
+            return entry.cpu.clone();
+        }
         let spec = self.arch.spec();
         match (&self.qemu.cpu, accel) {
             (Some(cpu), _) => cpu.clone(),
@@ -322,6 +341,7 @@ impl Plan {
         &self,
         binary: PathBuf,
         accel: Accel,
+        version: Option<&QemuVersion>,
         path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
         disk_image: Option<PathBuf>,
     ) -> QemuSpec {
@@ -329,7 +349,7 @@ impl Plan {
             binary,
             &self.qemu.machine,
             accel,
-            &self.cpu(accel),
+            &self.cpu_for(accel, version),
             &self.qemu.memory,
         );
         spec.smp = self.qemu.smp;
@@ -420,5 +440,50 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--accel = tcg"));
+    }
+
+    #[test]
+    fn cpu_since_picks_the_newest_release_the_qemu_has_reached() {
+        let plan = Plan::new(
+            &loaded(
+                "arch = \"riscv64\"\n[qemu]\ncpu = \"rv64\"\ncpu_since = { \"9.1\" = \"newest\", \"8.0\" = \"max,sstc=on\" }\n",
+            ),
+            &Settings::defaults("/w"),
+        )
+        .unwrap();
+        let on = |line: &str| {
+            let version = QemuVersion::parse(line).unwrap();
+            plan.cpu_for(Accel::Tcg, Some(&version))
+        };
+        assert_eq!(on("QEMU emulator version 7.2.19 (Debian)"), "rv64");
+        assert_eq!(on("QEMU emulator version 8.0.0"), "max,sstc=on");
+        assert_eq!(on("QEMU emulator version 9.0.2"), "max,sstc=on");
+        assert_eq!(on("QEMU emulator version 10.0.2 (Debian)"), "newest");
+        assert_eq!(plan.cpu_for(Accel::Tcg, None), "rv64", "version unknown");
+        let default = Plan::new(
+            &loaded("arch = \"riscv64\"\n[qemu]\ncpu_since = { \"8.0\" = \"max\" }\n"),
+            &Settings::defaults("/w"),
+        )
+        .unwrap();
+        let old = QemuVersion::parse("QEMU emulator version 7.2.0").unwrap();
+        assert_eq!(
+            default.cpu_for(Accel::Tcg, Some(&old)),
+            "rv64",
+            "the arch default"
+        );
+    }
+
+    #[test]
+    fn cpu_since_keys_must_be_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        for key in ["8", "latest", "8.x", "", "8.0.1"] {
+            let text =
+                format!("arch = \"riscv64\"\n[qemu]\ncpu_since = {{ \"{key}\" = \"max\" }}\n");
+            std::fs::write(&path, text).unwrap();
+            let err = crate::config::load(&path).unwrap_err().to_string();
+            assert!(err.contains("t.toml:3:"), "{key:?}: {err}");
+            assert!(err.contains("QEMU releases like \"8.0\""), "{key:?}: {err}");
+        }
     }
 }

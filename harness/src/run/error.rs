@@ -98,6 +98,14 @@ pub enum MissingInput {
         /// The artifact name.
         artifact: String,
     },
+    /// The config needs KVM (`needs_kvm`) and this run would be TCG.
+    #[error("needs KVM ({why}), and KVM is not usable here: {reason}")]
+    NoKvm {
+        /// The config's reason for needing KVM.
+        why: String,
+        /// Why this run cannot have it.
+        reason: String,
+    },
 }
 
 /// Everything that ends a run before the guest could be judged, or that the run observed
@@ -155,6 +163,9 @@ pub enum RunError {
     /// The run's `result.toml` could not be written.
     #[error("cannot record the result")]
     Record(#[from] crate::suite::record::RecordError),
+    /// `[qemu] cpu_since` needs the QEMU release, and the binary did not tell it.
+    #[error("`qemu.cpu_since` needs the QEMU release")]
+    QemuVersion(#[source] crate::qemu::VersionError),
     /// Writing to the guest's console failed.
     #[error("cannot write to the guest console")]
     ConsoleWrite(#[source] std::io::Error),
@@ -232,6 +243,7 @@ impl RunError {
             | RunError::Spawn(_)
             | RunError::ConsoleWrite(_)
             | RunError::Record(_)
+            | RunError::QemuVersion(_)
             | RunError::AccelFailure { .. }
             | RunError::State(_)
             | RunError::NoAnswer { .. }

@@ -409,6 +409,15 @@ fn prepare_with(
             accel::choose(plan.accel, plan.arch, &probe).map_err(RunError::from)?
         }
     };
+    if let (Some(why), Accel::Tcg) = (&loaded.config.needs_kvm, decision.accel) {
+        return Err(Outcome::from(RunError::MissingInputs(vec![MissingInput::NoKvm {
+            why: why.clone(),
+            reason: decision
+                .fallback
+                .clone()
+                .unwrap_or_else(|| format!("the accelerator is TCG ({})", plan.accel_source)),
+        }])));
+    }
     let mut notes: Vec<Note> = Vec::new();
     if let Some(reason) = &decision.fallback {
         plan.check_cpu(Accel::Tcg, &format!("accel auto: {reason}"))
@@ -418,7 +427,20 @@ fn prepare_with(
 
     let files = resolve::inputs(&plan, resolver, settings)?;
     let disk_image = resolve::build_disk(&plan, &files, settings, temp.path())?;
-    let mut spec = plan.qemu_spec(binary, decision.accel, &|used| files.path(used), disk_image);
+    // `cpu_since` needs the local QEMU's release; on a remote host the configured `cpu` applies.
+    let version = match options.remote {
+        None if !plan.qemu.cpu_since.is_empty() => {
+            Some(qemu::version(&binary).map_err(RunError::QemuVersion)?)
+        }
+        _ => None,
+    };
+    let mut spec = plan.qemu_spec(
+        binary,
+        decision.accel,
+        version.as_ref(),
+        &|used| files.path(used),
+        disk_image,
+    );
     // QMP for failure reports, local runs only; a unix socket path must fit sun_path.
     let socket = temp.path().join("qmp.sock");
     if options.remote.is_none() && socket.as_os_str().len() < 100 {

@@ -5,11 +5,13 @@
 //! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
 //! has no materialized cache entry. The run path still verifies everything.
 
+use crate::accel::{self, Accel, ProbeSpec};
+use crate::arch::Arch;
 use crate::artifact::cache::{read_sums, Cache};
 use crate::artifact::debian::{self, Refresh};
 use crate::artifact::key::recipe_key;
 use crate::artifact::{Catalog, Network, Source};
-use crate::config::LoadedConfig;
+use crate::config::{AccelChoice, LoadedConfig};
 use crate::fileref::FileRef;
 use crate::plan::Plan;
 use crate::settings::Settings;
@@ -47,6 +49,7 @@ impl Check {
         let Ok(plan) = Plan::new(loaded, &self.settings) else {
             return Vec::new();
         };
+        let no_kvm = self.no_kvm(&plan);
         plan.inputs
             .iter()
             .filter_map(|input| {
@@ -71,7 +74,39 @@ impl Check {
                     FileRef::Path(_) => None,
                 }
             })
+            .chain(no_kvm)
             .collect()
+    }
+
+    /// A config that `needs_kvm` on a run that would be TCG: decided without a probe boot when
+    /// TCG is forced or the arches differ (local runs); under nextest (which must know at listing time) the
+    /// accelerator probe answers, cached as for runs.
+    fn no_kvm(&self, plan: &Plan) -> Option<Unavailable> {
+        let why = plan.loaded.config.needs_kvm.clone()?;
+        let reason = match plan.accel {
+            AccelChoice::Tcg => format!("the accelerator is TCG ({})", plan.accel_source),
+            // The remote host's own probe decides when the run starts.
+            _ if self.settings.remote.is_some() => return None,
+            _ if Arch::host() != Some(plan.arch) => {
+                let host = Arch::host().map_or(std::env::consts::ARCH, Arch::name);
+                format!("the guest is {} and the host is {host}", plan.arch)
+            }
+            _ if !self.settings.nextest => return None,
+            _ => {
+                let binary = crate::qemu::find_binary(&plan.qemu.binary).ok()?;
+                let temp_dir = self.settings.state_dir().join("tmp");
+                let probe = ProbeSpec {
+                    qemu: &binary,
+                    machine: &plan.qemu.machine,
+                    cpu: &plan.cpu(Accel::Kvm),
+                    cache_dir: &self.settings.state_dir().join("kvm-probe"),
+                    temp_dir: &temp_dir,
+                    timeout: self.settings.kvm_probe_timeout,
+                };
+                accel::kvm_usable(plan.arch, &probe).err()?
+            }
+        };
+        Some(Unavailable::NoKvm { why, reason })
     }
 
     /// Whether `missing` makes the config ignored. An unset variable always does; an uncached
@@ -81,7 +116,7 @@ impl Check {
         let count_downloads =
             self.settings.nextest || self.settings.artifacts.network == Network::Offline;
         missing.iter().any(|reason| match reason {
-            Unavailable::EnvUnset { .. } => true,
+            Unavailable::EnvUnset { .. } | Unavailable::NoKvm { .. } => true,
             Unavailable::NotCached { .. } => count_downloads,
         })
     }
