@@ -410,13 +410,15 @@ fn prepare_with(
         }
     };
     if let (Some(why), Accel::Tcg) = (&loaded.config.needs_kvm, decision.accel) {
-        return Err(Outcome::from(RunError::MissingInputs(vec![MissingInput::NoKvm {
-            why: why.clone(),
-            reason: decision
-                .fallback
-                .clone()
-                .unwrap_or_else(|| format!("the accelerator is TCG ({})", plan.accel_source)),
-        }])));
+        return Err(Outcome::from(RunError::MissingInputs(vec![
+            MissingInput::NoKvm {
+                why: why.clone(),
+                reason: decision
+                    .fallback
+                    .clone()
+                    .unwrap_or_else(|| format!("the accelerator is TCG ({})", plan.accel_source)),
+            },
+        ])));
     }
     let mut notes: Vec<Note> = Vec::new();
     if let Some(reason) = &decision.fallback {
