@@ -54,3 +54,64 @@ fn guests_list_shows_packages_and_locked_inputs() {
         "{stdout}"
     );
 }
+
+/// `guests import --local-build` records a stand-in for a release that cannot be downloaded:
+/// `fetch` uses it offline and says so, `list` shows it, `lock` never pins it, strict refuses it.
+#[test]
+fn a_local_build_is_used_labelled_and_never_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    std::fs::create_dir(&guests).unwrap();
+    std::fs::write(
+        guests.join("blob.toml"),
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/v1/blob.bin\"\n\n\
+         [fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+    )
+    .unwrap();
+    std::fs::write(guests.join("fw.bin"), "FIRMWARE").unwrap();
+    let built = tmp.path().join("built-from-source.bin");
+    std::fs::write(&built, "BUILT FROM SOURCE").unwrap();
+    let xtask = |args: &[&str]| {
+        let output = Command::new(support::xtask())
+            .args(["guests", "--guests-dir"])
+            .arg(&guests)
+            .args(args)
+            .env("VMHARNESS_CACHE", tmp.path().join("cache"))
+            .env("VMHARNESS_OFFLINE", "1")
+            .env_remove("CI")
+            .env_remove("VMHARNESS_LOCKED")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{args:?}: {text}");
+        text
+    };
+    xtask(&["lock"]);
+    let lock = std::fs::read(guests.join("guests.lock")).unwrap();
+
+    let text = xtask(&["import", "--local-build", "blob", built.to_str().unwrap()]);
+    assert!(text.contains("local build, not the release"), "{text}");
+    assert!(text.contains("never pinned"), "{text}");
+    let text = xtask(&["fetch", "blob"]);
+    assert!(
+        text.contains("local build, not the release") && text.contains("built-from-source.bin"),
+        "{text}"
+    );
+    let text = xtask(&["list"]);
+    assert!(text.contains("local build"), "{text}");
+    xtask(&["lock"]);
+    assert_eq!(
+        std::fs::read(guests.join("guests.lock")).unwrap(),
+        lock,
+        "guests lock must not pin a local build"
+    );
+    let text = xtask(&["--locked=strict", "fetch", "blob"]);
+    assert!(
+        text.contains("unavailable") && text.contains("strict"),
+        "{text}"
+    );
+}

@@ -47,9 +47,13 @@ enum GuestsCommand {
     /// Put a file obtained elsewhere into the cache as the download of a `url` artifact,
     /// verified against guests.lock (or pinned there when the lock has no entry).
     Import {
+        /// The file is not the release but a build from source that stands in for it when the
+        /// release cannot be downloaded; recorded in the cache, never pinned in guests.lock.
+        #[arg(long)]
+        local_build: bool,
         /// The artifact name.
         name: String,
-        /// The downloaded file.
+        /// The downloaded file (or, with --local-build, the file built from source).
         file: PathBuf,
     },
     /// Remove the artifact cache.
@@ -82,7 +86,7 @@ pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
     }
     let catalog = Catalog::load(&guests_dir)?;
     match args.command {
-        GuestsCommand::List => list(&catalog),
+        GuestsCommand::List => list(&catalog, &options),
         GuestsCommand::Fetch { names } => resolve_kind(&catalog, &names, &options, required, |s| {
             !matches!(s, Source::Command(_))
         }),
@@ -94,7 +98,16 @@ pub fn run(args: GuestsArgs) -> anyhow::Result<()> {
             resolve_kind(&catalog, &[], &options, required, |_| true)
         }
         GuestsCommand::Lock { update } => lock(&catalog, options, update),
-        GuestsCommand::Import { name, file } => import(&catalog, &name, &file, &options),
+        GuestsCommand::Import {
+            local_build: true,
+            name,
+            file,
+        } => import_local_build(&catalog, &name, &file, &options),
+        GuestsCommand::Import {
+            local_build: false,
+            name,
+            file,
+        } => import(&catalog, &name, &file, &options),
         GuestsCommand::Clean => Ok(()),
     }
 }
@@ -107,7 +120,7 @@ fn kind(source: &Source) -> &'static str {
     }
 }
 
-fn list(catalog: &Catalog) -> anyhow::Result<()> {
+fn list(catalog: &Catalog, options: &ResolveOptions) -> anyhow::Result<()> {
     for name in catalog.names() {
         let recipe = catalog.recipe(name)?;
         let entry = catalog.lock().get(name);
@@ -139,6 +152,14 @@ fn list(catalog: &Catalog) -> anyhow::Result<()> {
         for (input, value) in entry.map(|e| &e.inputs).into_iter().flatten() {
             println!("    locked {input} = {value}");
         }
+        if let Some(local) = catalog.local_build(name, options)? {
+            println!(
+                "    local build (stands in when the release is unavailable; not pinned): sha256 {} from {}, imported {}",
+                local.sha256,
+                local.from.display(),
+                local.imported
+            );
+        }
     }
     Ok(())
 }
@@ -163,6 +184,29 @@ fn import(
         lock.save()?;
         println!("{name:<28} pinned on import in {}", lock.path().display());
     }
+    Ok(())
+}
+
+fn import_local_build(
+    catalog: &Catalog,
+    name: &str,
+    file: &std::path::Path,
+    options: &ResolveOptions,
+) -> anyhow::Result<()> {
+    let resolved = catalog
+        .import_local_build(name, file, options)
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+    println!(
+        "{name:<28} {} -> {}",
+        resolved.status.describe(),
+        resolved.dir.display()
+    );
+    println!(
+        "{name:<28} recorded in {}; used only when the release cannot be downloaded, never pinned in guests.lock",
+        vmharness::artifact::cache::Cache::new(&options.cache_dir)
+            .local_build_record(name)
+            .display()
+    );
     Ok(())
 }
 
@@ -191,6 +235,7 @@ fn resolve_kind(
                     LockStatus::Locked => "verified".to_string(),
                     LockStatus::NewKey { .. } => resolved.status.describe(),
                     LockStatus::Unlocked { reason } => format!("NOT LOCKED ({reason})"),
+                    LockStatus::LocalBuild { .. } => resolved.status.describe(),
                 };
                 println!(
                     "{name:<28} {:?} {state} {}",

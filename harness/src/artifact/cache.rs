@@ -6,6 +6,7 @@
 //! <cache>/<name>/<key>/             a materialized artifact (outputs + .vmharness.sha256)
 //! <cache>/<name>/.tmp-*             staging dirs; renamed into place only once verified
 //! <cache>/locks/<name>.lock         flock(2) held while producing <name>
+//! <cache>/local-builds/<name>.toml  a local build standing in for a release (see `local_build`)
 //! ```
 //!
 //! The lock is an OS `flock`: it dies with its holder, so a killed process never leaves a lock
@@ -55,6 +56,45 @@ impl Cache {
     /// Path of the object with this sha256.
     pub fn object_path(&self, sha256: &str) -> PathBuf {
         self.objects_dir().join(sha256)
+    }
+
+    /// The record of the local build imported for `name`.
+    pub fn local_build_record(&self, name: &str) -> PathBuf {
+        self.root.join("local-builds").join(format!("{name}.toml"))
+    }
+
+    /// Copies `file`, whose sha256 the caller computed, into the object store (unless a good
+    /// object of that sha256 is already there; a changed one is moved aside) and returns the
+    /// object's path. The copy is hashed again, so a file that changed while it was copied is
+    /// refused.
+    pub fn store_copy(&self, file: &Path, sha256: &str) -> Result<PathBuf, ArtifactError> {
+        let objects = self.objects_dir();
+        create_dir_all(&objects)?;
+        let object = self.object_path(sha256);
+        if object.is_file() {
+            if super::key::sha256_file(&object)? == sha256 {
+                return Ok(object);
+            }
+            self.quarantine(&object, &format!("object-{sha256}"))?;
+        }
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-import-")
+            .tempfile_in(&objects)
+            .map_err(|e| ArtifactError::io("create temp file in", &objects, e))?;
+        std::fs::copy(file, temp.path()).map_err(|e| ArtifactError::io("copy", file, e))?;
+        if super::key::sha256_file(temp.path())? != sha256 {
+            return Err(ArtifactError::Io {
+                action: "copy (it changed while being imported)",
+                path: file.to_path_buf(),
+                source: std::io::Error::other("content changed"),
+            });
+        }
+        let path = temp
+            .into_temp_path()
+            .keep()
+            .map_err(|e| ArtifactError::io("keep", &objects, e.error))?;
+        store_object(&path, &object)?;
+        Ok(object)
     }
 
     /// Directory holding all materializations of one artifact.

@@ -136,6 +136,33 @@ pub enum ArtifactError {
         /// Missing entry, or recipe key changed.
         reason: String,
     },
+    /// The record of a local build in the cache (`<cache>/local-builds/<name>.toml`) cannot be
+    /// read as one.
+    #[error("{}: not a local build record: {message}", file.display())]
+    LocalBuildRecord {
+        /// The record file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The release of a `url` artifact is unavailable and a local build is recorded, but the
+    /// mode accepts only what `guests.lock` pins (`VMHARNESS_LOCKED=strict`). Counts as
+    /// unavailable: nothing acceptable can be obtained here.
+    #[error(
+        "artifact `{artifact}`: the release is unavailable and strict mode (VMHARNESS_LOCKED=strict) refuses the local build standing in for it (sha256 {sha256}, imported from {})",
+        from.display()
+    )]
+    LocalBuildRefused {
+        /// Artifact name.
+        artifact: String,
+        /// sha256 of the local build.
+        sha256: String,
+        /// Where it was imported from.
+        from: PathBuf,
+        /// Why the release could not be obtained.
+        #[source]
+        release: Box<ArtifactError>,
+    },
     /// A download failed with an HTTP error status (after retries, for transient statuses).
     #[error("artifact `{artifact}`: GET {url} returned HTTP {status}")]
     HttpStatus {
@@ -233,7 +260,10 @@ impl ArtifactError {
     /// True if the artifact could not be obtained here (offline, missing tool): an
     /// infrastructure condition, not a defect in the artifact.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, ArtifactError::Unavailable { .. })
+        matches!(
+            self,
+            ArtifactError::Unavailable { .. } | ArtifactError::LocalBuildRefused { .. }
+        )
     }
 
     pub(crate) fn io(

@@ -188,6 +188,15 @@ fn url_key(recipe: &UrlRecipe) -> String {
     hasher.finish()
 }
 
+/// Key under which a local build of a `url` artifact is materialized: the release key mixed
+/// with "local build" and the build's sha256, so it can never be taken for the release.
+pub fn local_build_key(release_key: &str, sha256: &str) -> String {
+    let mut hasher = KeyHasher::new("vmharness local build v1");
+    hasher.field("release-key", release_key.as_bytes());
+    hasher.field("sha256", sha256.as_bytes());
+    hasher.finish()
+}
+
 /// Key of a path recipe: the path and output name. The file's contents are checked against the
 /// lock on every resolution, so a changed file is a changed output (an error), not a new key.
 fn path_key(recipe: &PathRecipe) -> String {

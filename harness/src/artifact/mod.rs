@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Resolution checks the cache first, then downloads or builds under a per-artifact `flock`,
-//! verifies every byte against the lock and only then renames the result into place.
+//! verifies every byte against the lock and only then renames the result into place. When a
+//! `url` artifact's release is unavailable, a recorded [`LocalBuild`] stands in for it.
 
 mod build;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod debian;
 mod error;
 pub mod fetch;
 pub mod key;
+pub mod local_build;
 pub mod lock;
 pub mod recipe;
 mod reference;
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 pub use debian::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use error::{ArtifactError, CacheCorruption};
 pub use fetch::{DownloadLimits, Progress, RetryPolicy};
+pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::{ArtifactRef, PREFIX as ARTIFACT_PREFIX};
@@ -206,14 +209,55 @@ impl Catalog {
         imported: Option<&str>,
     ) -> Result<Resolved, ArtifactError> {
         let recipe = self.recipe(name)?;
-        resolve::resolve(&resolve::Request {
+        resolve::resolve(&self.request(recipe, options, imported))
+    }
+
+    fn request<'a>(
+        &'a self,
+        recipe: &'a Recipe,
+        options: &'a ResolveOptions,
+        imported: Option<&'a str>,
+    ) -> resolve::Request<'a> {
+        resolve::Request {
             recipe,
             guests_dir: &self.guests_dir,
-            locked: self.lock.get(name),
+            locked: self.lock.get(&recipe.name),
             lock_file: self.lock.path(),
             options,
             imported,
-        })
+        }
+    }
+
+    /// Records a file built from source elsewhere as the local build of a `url` artifact: a
+    /// stand-in used only when the release download cannot be obtained, never pinned in
+    /// `guests.lock` (see [`LocalBuild`]).
+    ///
+    /// The file is copied into the cache's object store, unpacked once like the release would
+    /// be (so a wrong archive is reported now), and `<cache>/local-builds/<name>.toml` is
+    /// written; an earlier record for the artifact is replaced.
+    pub fn import_local_build(
+        &self,
+        name: &str,
+        file: &Path,
+        options: &ResolveOptions,
+    ) -> Result<Resolved, ArtifactError> {
+        let recipe = self.recipe(name)?;
+        let request = self.request(recipe, options, None);
+        let Source::Url(_) = &recipe.source else {
+            return Err(local_build::not_url(&request));
+        };
+        let sha256 = key::sha256_file(file)?;
+        cache::Cache::new(&options.cache_dir).store_copy(file, &sha256)?;
+        local_build::import(&request, file, &sha256)
+    }
+
+    /// The local build recorded for `name` in the options' cache, if any.
+    pub fn local_build(
+        &self,
+        name: &str,
+        options: &ResolveOptions,
+    ) -> Result<Option<LocalBuild>, ArtifactError> {
+        LocalBuild::load(&cache::Cache::new(&options.cache_dir), name)
     }
 
     /// Puts a file obtained elsewhere (behind a firewall, from a mirror) into the cache as the
@@ -228,13 +272,9 @@ impl Catalog {
         options: &ResolveOptions,
     ) -> Result<Resolved, ArtifactError> {
         let recipe = self.recipe(name)?;
+        let request = self.request(recipe, options, None);
         let Source::Url(_) = &recipe.source else {
-            return Err(ArtifactError::Recipe {
-                file: recipe.file.clone(),
-                message: format!(
-                    "artifact `{name}` is not a `url` artifact; only downloads can be imported"
-                ),
-            });
+            return Err(local_build::not_url(&request));
         };
         let actual = key::sha256_file(file)?;
         match self.lock.get(name).and_then(|e| e.download.as_deref()) {
@@ -257,29 +297,7 @@ impl Catalog {
             }
             None => {}
         }
-        let cache = cache::Cache::new(&options.cache_dir);
-        let objects = cache.objects_dir();
-        cache::create_dir_all(&objects)?;
-        let object = cache.object_path(&actual);
-        if !object.is_file() {
-            let temp = tempfile::Builder::new()
-                .prefix(".tmp-import-")
-                .tempfile_in(&objects)
-                .map_err(|e| ArtifactError::io("create temp file in", &objects, e))?;
-            std::fs::copy(file, temp.path()).map_err(|e| ArtifactError::io("copy", file, e))?;
-            if key::sha256_file(temp.path())? != actual {
-                return Err(ArtifactError::Io {
-                    action: "copy (it changed while being imported)",
-                    path: file.to_path_buf(),
-                    source: std::io::Error::other("content changed"),
-                });
-            }
-            let path = temp
-                .into_temp_path()
-                .keep()
-                .map_err(|e| ArtifactError::io("keep", &objects, e.error))?;
-            cache::store_object(&path, &object)?;
-        }
+        cache::Cache::new(&options.cache_dir).store_copy(file, &actual)?;
         let import_options = ResolveOptions {
             network: Network::Offline,
             lock_mode: match options.lock_mode {

@@ -53,6 +53,8 @@ pub struct Provenance {
     pub lock: String,
     /// Whether the lock had not recorded this key (inputs moved).
     pub new_key: bool,
+    /// Whether a local build stood in for the release ([`LockStatus::LocalBuild`]).
+    pub local_build: bool,
 }
 
 impl Provenance {
@@ -78,6 +80,7 @@ impl Resolved {
             packages: self.packages.iter().map(ToString::to_string).collect(),
             lock: self.status.describe(),
             new_key: matches!(self.status, LockStatus::NewKey { .. }),
+            local_build: matches!(self.status, LockStatus::LocalBuild { .. }),
         }
     }
 }
@@ -101,10 +104,19 @@ pub enum LockStatus {
         /// Why the lock did not apply.
         reason: String,
     },
+    /// The release of a `url` artifact was unavailable and the local build imported with
+    /// `guests import --local-build` stood in for it. Never pinned; see [`super::LocalBuild`].
+    LocalBuild {
+        /// sha256 of the imported file.
+        sha256: String,
+        /// Where it was imported from.
+        from: PathBuf,
+    },
 }
 
 impl LockStatus {
-    /// One line for people: `locked`, `new key (package kernel: A -> B)`, `not locked (why)`.
+    /// One line for people: `locked`, `new key (package kernel: A -> B)`, `not locked (why)`,
+    /// `local build, not the release (sha256 0c4157d0690b…, imported from /x/a.zip)`.
     pub fn describe(&self) -> String {
         match self {
             LockStatus::Locked => "locked".into(),
@@ -115,6 +127,11 @@ impl LockStatus {
                 format!("new key, inputs moved: {}", changes.join("; "))
             }
             LockStatus::Unlocked { reason } => format!("not locked ({reason})"),
+            LockStatus::LocalBuild { sha256, from } => format!(
+                "local build, not the release (sha256 {}…, imported from {})",
+                sha256.get(..12).unwrap_or(sha256),
+                from.display()
+            ),
         }
     }
 }
@@ -124,7 +141,7 @@ impl LockStatus {
 pub enum Origin {
     /// Already materialized in the cache.
     Cached,
-    /// Downloaded (or unpacked from a cached download) just now.
+    /// Downloaded (or unpacked from a cached download or local build) just now.
     Fetched,
     /// Built by the recipe's command just now.
     Built,
@@ -133,7 +150,7 @@ pub enum Origin {
 }
 
 /// Outcome of checking a materialized directory.
-enum CacheCheck {
+pub(super) enum CacheCheck {
     Valid(BTreeMap<String, PathBuf>),
     /// Nothing usable there (missing, incomplete, or recorded for other bytes than the lock's).
     Absent,
@@ -142,7 +159,7 @@ enum CacheCheck {
 }
 
 #[derive(Debug, Clone)]
-struct Corruption {
+pub(super) struct Corruption {
     file: PathBuf,
     expected: String,
     actual: String,
@@ -161,12 +178,22 @@ pub(super) struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.recipe.name
     }
 }
 
+/// Resolves the artifact; a `url` artifact whose release is unavailable may get the local build
+/// recorded for it instead.
 pub(super) fn resolve(request: &Request<'_>) -> Result<Resolved, ArtifactError> {
+    match resolve_release(request) {
+        Err(error) if error.is_unavailable() => super::local_build::stand_in(request, error),
+        other => other,
+    }
+}
+
+/// Resolves the artifact as its recipe and the lock define it (never a local build).
+fn resolve_release(request: &Request<'_>) -> Result<Resolved, ArtifactError> {
     match resolve_with(request, Refresh::IfStale) {
         // A package the lists name may have vanished from the archive: refresh and retry once.
         Err(error)
@@ -295,7 +322,7 @@ fn lock_policy<'a>(
             lock_mode: LockMode::Record,
             ..request.options.clone()
         };
-        resolve(&Request {
+        resolve_release(&Request {
             options: &probe_options,
             ..*request
         })?;
@@ -389,7 +416,7 @@ pub(super) fn offline(artifact: &str) -> ArtifactError {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(super) fn finish(
     recipe: &Recipe,
     dir: PathBuf,
     files: BTreeMap<String, PathBuf>,
@@ -426,7 +453,7 @@ fn finish(
 /// Inside a materialized url artifact: the sha256 of the download it came from.
 const DOWNLOAD_NOTE: &str = ".vmharness.download";
 
-fn output_paths(recipe: &Recipe, dir: &Path) -> BTreeMap<String, PathBuf> {
+pub(super) fn output_paths(recipe: &Recipe, dir: &Path) -> BTreeMap<String, PathBuf> {
     recipe
         .outputs()
         .into_iter()
@@ -436,7 +463,7 @@ fn output_paths(recipe: &Recipe, dir: &Path) -> BTreeMap<String, PathBuf> {
 
 /// Re-hashes a materialized directory against its checksum file and the lock. With `cache`
 /// (the caller holds the artifact's lock), a corrupt directory is moved aside and reported.
-fn check_cached(
+pub(super) fn check_cached(
     recipe: &Recipe,
     dir: &Path,
     expected: Option<&LockEntry>,
@@ -485,7 +512,7 @@ fn check_cached(
 }
 
 /// Hashes the produced outputs; with a lock entry, they must match it exactly.
-fn verify_outputs(
+pub(super) fn verify_outputs(
     recipe: &Recipe,
     dir: &Path,
     expected: Option<&LockEntry>,
@@ -533,26 +560,40 @@ fn fetch_into(
     cache: &Cache,
     lock: &CacheLock,
 ) -> Result<(), ArtifactError> {
-    let recipe = request.recipe;
     let object = obtain_download(request, url, expected, cache)?;
     let sha = object
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    materialize(request, url, &object, &sha, out, cache, lock)
+}
+
+/// Copies or unpacks a verified download (or local build) `object` into `out` as the recipe's
+/// outputs, noting its sha256.
+pub(super) fn materialize(
+    request: &Request<'_>,
+    url: &UrlRecipe,
+    object: &Path,
+    sha: &str,
+    out: &Path,
+    cache: &Cache,
+    lock: &CacheLock,
+) -> Result<(), ArtifactError> {
+    let recipe = request.recipe;
     let note = out.join(DOWNLOAD_NOTE);
     std::fs::write(&note, format!("{sha}\n")).map_err(|e| ArtifactError::io("write", &note, e))?;
     let Some(format) = url.archive else {
         let target = out.join(url.output_name());
-        return copy_file(&object, &target);
+        return copy_file(object, &target);
     };
     let unpacked = cache.staging_dir(&recipe.name, lock)?;
-    unpack::unpack(&object, format, unpacked.path(), &request.options.unpack).map_err(
-        |source| ArtifactError::Unpack {
+    unpack::unpack(object, format, unpacked.path(), &request.options.unpack).map_err(|source| {
+        ArtifactError::Unpack {
             artifact: recipe.name.clone(),
-            archive: object.clone(),
+            archive: object.to_path_buf(),
             source,
-        },
-    )?;
+        }
+    })?;
     for (output, inner) in &url.files {
         let inner_path = Path::new(inner);
         let source = unpacked.path().join(inner_path);

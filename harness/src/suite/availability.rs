@@ -3,14 +3,15 @@
 //! Cheap by design (no hashing, no network): an `env:` reference whose variable is unset, or an
 //! `artifact:` whose recipe needs the network (`kind = "url"`, a command with `network = true`
 //! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
-//! has no materialized cache entry. The run path still verifies everything.
+//! has no materialized cache entry (a `url` artifact with a recorded local build counts as
+//! cached). The run path still verifies everything.
 
 use crate::accel::{self, Accel, ProbeSpec};
 use crate::arch::Arch;
 use crate::artifact::cache::{read_sums, Cache};
 use crate::artifact::debian::{self, Refresh};
 use crate::artifact::key::recipe_key;
-use crate::artifact::{Catalog, Network, Source};
+use crate::artifact::{Catalog, LocalBuild, LockMode, Network, Source};
 use crate::config::{AccelChoice, LoadedConfig};
 use crate::fileref::FileRef;
 use crate::plan::Plan;
@@ -121,6 +122,16 @@ impl Check {
         })
     }
 
+    /// Whether a local build that may stand in for the release is recorded and in the cache
+    /// (strict mode refuses local builds, so there it does not count).
+    fn has_local_build(&self, cache: &Cache, name: &str) -> bool {
+        self.settings.artifacts.lock_mode != LockMode::Strict
+            && LocalBuild::load(cache, name)
+                .ok()
+                .flatten()
+                .is_some_and(|local| cache.object_path(&local.sha256).is_file())
+    }
+
     /// True if the artifact's recipe needs the network and its cache entry is missing.
     fn needs_download(&self, name: &str) -> bool {
         let Some(catalog) = &self.catalog else {
@@ -139,6 +150,9 @@ impl Check {
             return false;
         }
         let cache = Cache::new(&self.settings.artifacts.cache_dir);
+        if matches!(recipe.source, Source::Url(_)) && self.has_local_build(&cache, name) {
+            return false;
+        }
         // The package lists at hand, never refreshed here: listing stays fast and offline.
         let packages = match &recipe.source {
             Source::Command(c) if !c.packages.is_empty() => match debian::resolve_all(

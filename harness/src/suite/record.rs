@@ -198,6 +198,10 @@ pub struct Booted {
     pub lock: String,
     /// Whether the lock had not recorded this key (the inputs moved).
     pub new_key: bool,
+    /// Whether a local build stood in for the release download (never pinned; `lock` says
+    /// which file).
+    #[serde(default)]
+    pub local_build: bool,
     /// Debian packages consumed, `name version arch sha256:...`.
     #[serde(default)]
     pub packages: Vec<String>,
@@ -213,6 +217,7 @@ impl From<&Provenance> for Booted {
             key: p.key.clone(),
             lock: p.lock.clone(),
             new_key: p.new_key,
+            local_build: p.local_build,
             packages: p.packages.clone(),
             outputs: p.outputs.clone(),
         }
