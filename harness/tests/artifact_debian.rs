@@ -292,3 +292,39 @@ fn an_unverified_source_is_only_accepted_for_file_mirrors() {
         "{err}"
     );
 }
+
+/// A cached package whose bytes changed cannot be fetched again offline: INFRA (the corruption,
+/// with the bytes kept), on the first attempt and every retry, never "unavailable".
+#[test]
+fn a_corrupt_cached_package_offline_is_an_infrastructure_error_on_every_retry() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    publish(&repo, 1);
+    let guests = guests_dir(tmp.path());
+    let online = options(tmp.path(), &repo, LockMode::Lenient);
+    let first = resolve(&guests, &online).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    let deb = tmp
+        .path()
+        .join("cache/objects")
+        .join(&first.packages[0].sha256);
+    std::fs::set_permissions(&deb, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&deb, b"bit rot").unwrap();
+    let mut offline = online.clone();
+    offline.network = Network::Offline;
+    for attempt in 0..3 {
+        let err = resolve(&guests, &offline).unwrap_err();
+        let ArtifactError::CorruptCache(corruption) = &err else {
+            panic!("attempt {attempt}: expected CorruptCache: {err}");
+        };
+        assert_eq!(corruption.expected, first.packages[0].sha256);
+        assert!(!err.is_unavailable());
+    }
+    assert!(files_below(&tmp.path().join("cache/quarantine"))
+        .iter()
+        .any(|p| std::fs::read(p).is_ok_and(|b| b == b"bit rot")));
+    // Online, the package is fetched again and the corruption is over.
+    assert_eq!(resolve(&guests, &online).unwrap().entry, first.entry);
+    assert_eq!(resolve(&guests, &offline).unwrap().origin, Origin::Cached);
+}

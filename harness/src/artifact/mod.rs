@@ -247,7 +247,7 @@ impl Catalog {
             return Err(local_build::not_url(&request));
         };
         let sha256 = key::sha256_file(file)?;
-        cache::Cache::new(&options.cache_dir).store_copy(file, &sha256)?;
+        cache::Cache::new(&options.cache_dir).store_copy(name, file, &sha256)?;
         local_build::import(&request, file, &sha256)
     }
 
@@ -297,7 +297,7 @@ impl Catalog {
             }
             None => {}
         }
-        cache::Cache::new(&options.cache_dir).store_copy(file, &actual)?;
+        cache::Cache::new(&options.cache_dir).store_copy(name, file, &actual)?;
         let import_options = ResolveOptions {
             network: Network::Offline,
             lock_mode: match options.lock_mode {

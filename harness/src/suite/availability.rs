@@ -4,7 +4,8 @@
 //! `artifact:` whose recipe needs the network (`kind = "url"`, a command with `network = true`
 //! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
 //! has no materialized cache entry (a `url` artifact with a recorded local build counts as
-//! cached). The run path still verifies everything.
+//! cached, and one found corrupt and quarantined is left to the run, which reports it). The run
+//! path still verifies everything.
 
 use crate::artifact::cache::{read_sums, Cache};
 use crate::artifact::debian::{self, Refresh};
@@ -116,6 +117,10 @@ impl Check {
         }
         let cache = Cache::new(&self.settings.artifacts.cache_dir);
         if matches!(recipe.source, Source::Url(_)) && self.has_local_build(&cache, name) {
+            return false;
+        }
+        // Found corrupt and not produced again: the run reports that (INFRA), not a skip.
+        if cache.has_quarantined(name) {
             return false;
         }
         // The package lists at hand, never refreshed here: listing stays fast and offline.
