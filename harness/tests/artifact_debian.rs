@@ -328,3 +328,43 @@ fn a_corrupt_cached_package_offline_is_an_infrastructure_error_on_every_retry() 
     assert_eq!(resolve(&guests, &online).unwrap().entry, first.entry);
     assert_eq!(resolve(&guests, &offline).unwrap().origin, Origin::Cached);
 }
+
+/// Offline, a built guest that is gone but whose packages are cached can be rebuilt, so the
+/// listing-time check must not ignore its trial; without the packages it must.
+#[test]
+fn offline_listing_counts_a_guest_rebuildable_from_cached_packages_as_available() {
+    use vmharness::suite::availability::Check;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    publish(&repo, 1);
+    let guests = guests_dir(tmp.path());
+    let config = write(
+        tmp.path(),
+        "vm-configs/guest.toml",
+        "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:guest/out.txt\"\n",
+    );
+    let loaded = vmharness::config::load(&config).unwrap();
+    let online = options(tmp.path(), &repo, LockMode::Lenient);
+    let mut offline = online.clone();
+    offline.network = Network::Offline;
+    let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+    settings.artifacts = offline.clone();
+    let ignored = || {
+        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        let missing = check.missing_inputs(&loaded);
+        check.ignores(&missing)
+    };
+    let built = resolve(&guests, &online).unwrap();
+    assert!(!ignored(), "built and cached");
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    assert!(
+        !ignored(),
+        "the packages are cached: `guests build` rebuilds it offline, so the trial must run"
+    );
+    assert_eq!(resolve(&guests, &offline).unwrap().origin, Origin::Built);
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    for package in &built.packages {
+        std::fs::remove_file(tmp.path().join("cache/objects").join(&package.sha256)).unwrap();
+    }
+    assert!(ignored(), "a package is not cached: it needs the network");
+}

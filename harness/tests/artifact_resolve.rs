@@ -577,3 +577,55 @@ fn bad_recipes_are_reported_with_file_and_location() {
     let err = Catalog::load(&guests).unwrap_err();
     assert!(err.to_string().contains("`..`"), "{err}");
 }
+
+/// `Catalog::can_produce` answers from the cache alone: a url artifact whose pinned download is
+/// cached can be unpacked again offline; an unpinned one whose files are gone cannot; a path
+/// artifact can if its file exists. Nothing is downloaded or built to find out.
+#[test]
+fn can_produce_answers_from_the_cache_without_producing() {
+    let server = Server::start();
+    server.put("guest.zip", zip_bytes(&[("kernel.bin", b"KERNEL")]));
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "net.toml",
+        &format!(
+            "[zipped]\nkind = \"url\"\nurl = \"{}\"\narchive = \"zip\"\nfiles = {{ kernel = \"kernel.bin\" }}\n\n\
+             [fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+            server.url("guest.zip")
+        ),
+    );
+    let cache = tmp.path().join("cache");
+    let mut offline = options(&cache, LockMode::Lenient);
+    offline.network = Network::Offline;
+    let can = |name: &str| {
+        Catalog::load(&guests)
+            .unwrap()
+            .can_produce(name, &offline)
+            .unwrap()
+    };
+    assert!(!can("zipped"), "nothing cached");
+    assert!(!can("fw"), "no such file");
+    write(&guests, "fw.bin", "FW");
+    assert!(can("fw"));
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve("zipped", &options(&cache, LockMode::Lenient))
+        .unwrap();
+    assert!(can("zipped"), "materialized");
+    std::fs::remove_dir_all(cache.join("zipped")).unwrap();
+    assert!(
+        !can("zipped"),
+        "unpinned: the download in the cache cannot be told from any other"
+    );
+    pin(&guests, "zipped", resolved.entry);
+    assert!(can("zipped"), "pinned and its download is cached");
+    assert_eq!(server.requests(), 1, "asking downloads nothing");
+    assert!(!cache.join("zipped").exists(), "asking unpacks nothing");
+    let again = Catalog::load(&guests)
+        .unwrap()
+        .resolve("zipped", &offline)
+        .unwrap();
+    assert_eq!(again.status, LockStatus::Locked);
+}
