@@ -518,3 +518,74 @@ fn a_corrupt_cache_offline_fails_the_trial_after_its_retries() {
         "{message}"
     );
 }
+
+/// Redirect targets that different URL parsers read differently: the host the check approves
+/// must be the host the client connects to. Each would reach 127.0.0.2 (a host the recipe does
+/// not name) if misread; it must be refused before any byte goes there. A redirect that only
+/// spells the origin's own host differently is followed.
+#[test]
+fn tricky_redirect_urls_cannot_smuggle_another_host_past_the_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Server::start();
+    let elsewhere = Server::start_at("127.0.0.2");
+    elsewhere.put("blob.bin", b"smuggled".to_vec());
+    origin.put("real.bin", b"payload".to_vec());
+    let here = origin.addr.clone();
+    let there = elsewhere.addr.clone();
+    let port = there.rsplit(':').next().unwrap().to_string();
+    let tricky = [
+        format!("http://{there}\\@{here}/blob.bin"),
+        format!("http://{there}\\\\@{here}/blob.bin"),
+        format!("http://{here}@{there}/blob.bin"),
+        format!("http://user:pw@{here}/real.bin"),
+        format!("http://%31%32%37.0.0.2:{port}/blob.bin"),
+        format!("http://127.0.0.2.:{port}/blob.bin"),
+        format!("http://2130706434:{port}/blob.bin"),
+        format!("http://0x7f.0.0.2:{port}/blob.bin"),
+        format!("\\\\{there}/blob.bin"),
+        format!("/\\{there}/blob.bin"),
+        format!("http:\\\\{there}/blob.bin"),
+    ];
+    for (index, target) in tricky.iter().enumerate() {
+        let path = format!("hop{index}");
+        origin.redirect(&path, target);
+        let guests = url_guests(&tmp.path().join(&path), &origin.url(&path), "");
+        let cache = tmp.path().join("cache").join(&path);
+        let result = Catalog::load(&guests)
+            .unwrap()
+            .resolve("fetched", &options(&cache, LockMode::Lenient));
+        assert_eq!(
+            elsewhere.requests(),
+            0,
+            "{target}: a host the check did not approve was contacted ({result:?})"
+        );
+        match result {
+            Err(ArtifactError::Download { .. }) => {}
+            Ok(resolved) if target.contains("/real.bin") => panic!(
+                "{target}: credentials in a redirect must be refused, got {:?}",
+                resolved.files
+            ),
+            other => panic!("{target}: expected a refusal, got {other:?}"),
+        }
+    }
+    // The origin's own host, percent-encoded: the same host, followed.
+    origin.redirect(
+        "same",
+        &format!(
+            "http://%31%32%37.0.0.1:{}/real.bin",
+            here.rsplit(':').next().unwrap()
+        ),
+    );
+    let guests = url_guests(&tmp.path().join("same"), &origin.url("same"), "");
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve(
+            "fetched",
+            &options(&tmp.path().join("cache/same"), LockMode::Lenient),
+        )
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&resolved.files["blob.bin"]).unwrap(),
+        b"payload"
+    );
+}
