@@ -164,6 +164,17 @@ fn parse(text: &str) -> Result<url::Url, String> {
     check_parsed(url)
 }
 
+/// Checks a download mirror prefix (`VMHARNESS_ARTIFACT_MIRROR`): an absolute http(s) URL
+/// without credentials, query or fragment, since `https://host/path` is fetched from
+/// `<prefix>/host/path`. Returns it without a trailing `/`, or what is wrong.
+pub fn mirror_prefix(text: &str) -> Result<String, String> {
+    let url = parse(text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a mirror prefix cannot have a query or fragment".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 fn check_parsed(url: url::Url) -> Result<url::Url, String> {
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err("not an http(s) URL".into());
