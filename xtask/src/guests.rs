@@ -288,7 +288,12 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
                 }
             }
             Err(error) if error.is_unavailable() => {
-                println!("{name:<28} unavailable, entry kept as is: {error}");
+                let kept = if lock.get(name).is_some() {
+                    "entry kept as is"
+                } else {
+                    "no entry, still not locked"
+                };
+                println!("{name:<28} unavailable, {kept}: {error}");
             }
             Err(error) => {
                 failures += 1;
