@@ -183,3 +183,47 @@ fn guests_lock_says_whether_an_unavailable_artifact_has_an_entry() {
     assert!(ok, "{text}");
     assert!(line(&text).contains("entry kept as is"), "{text}");
 }
+
+/// `guests list` shows what the lock pins: each output's sha256 and a download's.
+#[test]
+fn guests_list_shows_pinned_sha256s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    std::fs::create_dir(&guests).unwrap();
+    std::fs::write(
+        guests.join("blob.toml"),
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/blob.zip\"\narchive = \"zip\"\nfiles = { \"kernel.bin\" = \"k\" }\n",
+    )
+    .unwrap();
+    let zip = tmp.path().join("blob.zip");
+    std::fs::write(tmp.path().join("k"), "KERNEL").unwrap();
+    let status = Command::new("zip")
+        .current_dir(tmp.path())
+        .args(["-q", "blob.zip", "k"])
+        .status()
+        .expect("zip (package zip)");
+    assert!(status.success());
+    let cache = tmp.path().join("cache");
+    let (ok, text) = guests_offline(&guests, &cache, &["import", "blob", zip.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let lock = std::fs::read_to_string(guests.join("guests.lock")).unwrap();
+    let pinned = |field: &str| {
+        lock.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split('"').nth(3).or_else(|| l.split('"').nth(1)))
+            .unwrap()
+            .to_string()
+    };
+    let download = pinned("download = ");
+    let output = pinned("\"kernel.bin\" = ");
+    let (ok, text) = guests_offline(&guests, &cache, &["list"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("pinned download sha256 {download}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pinned kernel.bin sha256 {output}")),
+        "{text}"
+    );
+}
