@@ -115,3 +115,115 @@ fn a_local_build_is_used_labelled_and_never_pinned() {
         "{text}"
     );
 }
+
+/// Runs `cargo xtask guests --guests-dir <guests> <args>` offline with this cache; returns
+/// (success, stdout + stderr).
+fn guests_offline(
+    guests: &std::path::Path,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> (bool, String) {
+    let output = Command::new(support::xtask())
+        .args(["guests", "--guests-dir"])
+        .arg(guests)
+        .args(args)
+        .env("VMHARNESS_CACHE", cache)
+        .env("VMHARNESS_OFFLINE", "1")
+        .env_remove("CI")
+        .env_remove("VMHARNESS_LOCKED")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// `guests lock` tells an unavailable artifact with an entry (kept) from one without (nothing
+/// to keep, still not locked).
+#[test]
+fn guests_lock_says_whether_an_unavailable_artifact_has_an_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    std::fs::create_dir(&guests).unwrap();
+    std::fs::write(
+        guests.join("blob.toml"),
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/blob.bin\"\n",
+    )
+    .unwrap();
+    let line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("blob "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (ok, text) = guests_offline(&guests, &tmp.path().join("empty-cache"), &["lock"]);
+    assert!(ok, "{text}");
+    let unpinned = line(&text);
+    assert!(
+        unpinned.contains("unavailable") && unpinned.contains("no entry"),
+        "{text}"
+    );
+    assert!(
+        !unpinned.contains("kept"),
+        "there is no entry to keep: {text}"
+    );
+
+    let file = tmp.path().join("blob.bin");
+    std::fs::write(&file, "BLOB").unwrap();
+    let (ok, text) = guests_offline(
+        &guests,
+        &tmp.path().join("import-cache"),
+        &["import", "blob", file.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = guests_offline(&guests, &tmp.path().join("empty-cache"), &["lock"]);
+    assert!(ok, "{text}");
+    assert!(line(&text).contains("entry kept as is"), "{text}");
+}
+
+/// `guests list` shows what the lock pins: each output's sha256 and a download's.
+#[test]
+fn guests_list_shows_pinned_sha256s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    std::fs::create_dir(&guests).unwrap();
+    std::fs::write(
+        guests.join("blob.toml"),
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/blob.zip\"\narchive = \"zip\"\nfiles = { \"kernel.bin\" = \"k\" }\n",
+    )
+    .unwrap();
+    let zip = tmp.path().join("blob.zip");
+    std::fs::write(tmp.path().join("k"), "KERNEL").unwrap();
+    let status = Command::new("zip")
+        .current_dir(tmp.path())
+        .args(["-q", "blob.zip", "k"])
+        .status()
+        .expect("zip (package zip)");
+    assert!(status.success());
+    let cache = tmp.path().join("cache");
+    let (ok, text) = guests_offline(&guests, &cache, &["import", "blob", zip.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let lock = std::fs::read_to_string(guests.join("guests.lock")).unwrap();
+    let pinned = |field: &str| {
+        lock.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split('"').nth(3).or_else(|| l.split('"').nth(1)))
+            .unwrap()
+            .to_string()
+    };
+    let download = pinned("download = ");
+    let output = pinned("\"kernel.bin\" = ");
+    let (ok, text) = guests_offline(&guests, &cache, &["list"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("pinned download sha256 {download}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pinned kernel.bin sha256 {output}")),
+        "{text}"
+    );
+}

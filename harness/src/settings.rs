@@ -386,9 +386,15 @@ impl Reader<'_> {
         if self.flag("VMHARNESS_OFFLINE") {
             options.network = Network::Offline;
         }
-        options.mirror = self
-            .text(crate::artifact::MIRROR_ENV)
-            .map(|m| m.trim_end_matches('/').to_string());
+        let mirror = self.text(crate::artifact::MIRROR_ENV);
+        options.mirror = match mirror.as_deref().map(crate::artifact::fetch::mirror_prefix) {
+            Some(Err(why)) => {
+                let expected = format!("an absolute http(s) URL prefix ({why})");
+                self.reject(crate::artifact::MIRROR_ENV, &expected);
+                None
+            }
+            prefix => prefix.and_then(Result::ok),
+        };
         if let Some(mirror) = self.text("VMHARNESS_DEBIAN_MIRROR") {
             options.debian.mirror = mirror;
         }
@@ -506,6 +512,34 @@ mod tests {
             err.to_string()
                 .contains("expected auto, off, exec, file or mapped-ram"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_mirror_must_be_an_absolute_http_url_prefix() {
+        let mirror = |value: &str| from(&[(crate::artifact::MIRROR_ENV, value)]);
+        for bad in [
+            "notaurl",
+            "mirror.example/prefix",
+            "/srv/mirror",
+            "ftp://mirror.example/x",
+            "file:///srv/mirror",
+            "https://",
+            "https://user:pw@mirror.example/x",
+            "https://mirror.example\\x",
+            "https://mirror.example/x?token=1",
+            "https://mirror.example/x#frag",
+        ] {
+            let err = mirror(bad).expect_err(bad);
+            assert!(
+                err.to_string().contains("VMHARNESS_ARTIFACT_MIRROR"),
+                "{bad}: {err}"
+            );
+        }
+        let good = mirror("https://mirror.example/prefix/").unwrap();
+        assert_eq!(
+            good.artifacts.mirror.as_deref(),
+            Some("https://mirror.example/prefix")
         );
     }
 

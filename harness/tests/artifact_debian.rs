@@ -292,3 +292,79 @@ fn an_unverified_source_is_only_accepted_for_file_mirrors() {
         "{err}"
     );
 }
+
+/// A cached package whose bytes changed cannot be fetched again offline: INFRA (the corruption,
+/// with the bytes kept), on the first attempt and every retry, never "unavailable".
+#[test]
+fn a_corrupt_cached_package_offline_is_an_infrastructure_error_on_every_retry() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    publish(&repo, 1);
+    let guests = guests_dir(tmp.path());
+    let online = options(tmp.path(), &repo, LockMode::Lenient);
+    let first = resolve(&guests, &online).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    let deb = tmp
+        .path()
+        .join("cache/objects")
+        .join(&first.packages[0].sha256);
+    std::fs::set_permissions(&deb, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&deb, b"bit rot").unwrap();
+    let mut offline = online.clone();
+    offline.network = Network::Offline;
+    for attempt in 0..3 {
+        let err = resolve(&guests, &offline).unwrap_err();
+        let ArtifactError::CorruptCache(corruption) = &err else {
+            panic!("attempt {attempt}: expected CorruptCache: {err}");
+        };
+        assert_eq!(corruption.expected, first.packages[0].sha256);
+        assert!(!err.is_unavailable());
+    }
+    assert!(files_below(&tmp.path().join("cache/quarantine"))
+        .iter()
+        .any(|p| std::fs::read(p).is_ok_and(|b| b == b"bit rot")));
+    // Online, the package is fetched again and the corruption is over.
+    assert_eq!(resolve(&guests, &online).unwrap().entry, first.entry);
+    assert_eq!(resolve(&guests, &offline).unwrap().origin, Origin::Cached);
+}
+
+/// Offline, a built guest that is gone but whose packages are cached can be rebuilt, so the
+/// listing-time check must not ignore its trial; without the packages it must.
+#[test]
+fn offline_listing_counts_a_guest_rebuildable_from_cached_packages_as_available() {
+    use vmharness::suite::availability::Check;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    publish(&repo, 1);
+    let guests = guests_dir(tmp.path());
+    let config = write(
+        tmp.path(),
+        "vm-configs/guest.toml",
+        "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:guest/out.txt\"\n",
+    );
+    let loaded = vmharness::config::load(&config).unwrap();
+    let online = options(tmp.path(), &repo, LockMode::Lenient);
+    let mut offline = online.clone();
+    offline.network = Network::Offline;
+    let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+    settings.artifacts = offline.clone();
+    let ignored = || {
+        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        let missing = check.missing_inputs(&loaded);
+        check.ignores(&missing)
+    };
+    let built = resolve(&guests, &online).unwrap();
+    assert!(!ignored(), "built and cached");
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    assert!(
+        !ignored(),
+        "the packages are cached: `guests build` rebuilds it offline, so the trial must run"
+    );
+    assert_eq!(resolve(&guests, &offline).unwrap().origin, Origin::Built);
+    std::fs::remove_dir_all(tmp.path().join("cache/guest")).unwrap();
+    for package in &built.packages {
+        std::fs::remove_file(tmp.path().join("cache/objects").join(&package.sha256)).unwrap();
+    }
+    assert!(ignored(), "a package is not cached: it needs the network");
+}

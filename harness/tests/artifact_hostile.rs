@@ -367,3 +367,225 @@ fn import_verifies_against_the_lock_or_pins_and_the_mirror_prefix_rewrites_urls(
     );
     assert_eq!(mirror.requests(), 1);
 }
+
+/// Marks a cache file writable and overwrites it.
+fn rot(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(path, b"bit rot").unwrap();
+}
+
+/// A corruption that cannot be repaired here is INFRA on the first attempt and on every retry
+/// (the quarantined file must not turn into "not cached"), offline and with the network
+/// unreachable, for the materialized file and for the download; once produced again, the
+/// corruption is forgotten.
+#[test]
+fn a_corrupt_cache_stays_an_infrastructure_error_on_every_retry_until_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    server.put("blob.bin", b"payload".to_vec());
+    let guests = url_guests(tmp.path(), &server.url("blob.bin"), "");
+    let cache = tmp.path().join("cache");
+    let online = options(&cache, LockMode::Lenient);
+    let mut offline = online.clone();
+    offline.network = Network::Offline;
+    // Online, but every download fails as unavailable (nothing listens on port 9).
+    let mut unreachable = online.clone();
+    unreachable.mirror = Some("http://127.0.0.1:9".into());
+    let object = cache.join("objects").join(sha256_hex(b"payload"));
+    let resolve = |opts: &ResolveOptions| Catalog::load(&guests).unwrap().resolve("fetched", opts);
+
+    // Unpinned: the materialized file rots and the download is gone.
+    let file = resolve(&online).unwrap().files["blob.bin"].clone();
+    rot(&file);
+    std::fs::remove_file(&object).unwrap();
+    for (attempt, opts) in [&offline, &offline, &unreachable, &offline]
+        .iter()
+        .enumerate()
+    {
+        let err = resolve(opts).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::CorruptCache(_)),
+            "attempt {attempt}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&resolve(&online).unwrap().files["blob.bin"]).unwrap(),
+        b"payload"
+    );
+
+    // Pinned: the download rots while the materialized dir is gone.
+    let entry = resolve(&online).unwrap().entry;
+    let mut lock = Catalog::load(&guests).unwrap().lock().clone();
+    lock.insert("fetched", entry);
+    lock.save().unwrap();
+    std::fs::remove_dir_all(cache.join("fetched")).unwrap();
+    rot(&object);
+    for (attempt, opts) in [&unreachable, &offline, &offline, &unreachable]
+        .iter()
+        .enumerate()
+    {
+        let err = resolve(opts).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::CorruptCache(_)),
+            "attempt {attempt}: {err}"
+        );
+    }
+    resolve(&online).unwrap();
+
+    // Repaired: a cache emptied by hand is "not cached" again, not corrupt.
+    std::fs::remove_dir_all(cache.join("fetched")).unwrap();
+    std::fs::remove_file(&object).unwrap();
+    let err = resolve(&offline).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+}
+
+/// The listing-time check does not hide a quarantined artifact behind "not cached" in a later
+/// test process: the trial runs and reports the corruption.
+#[test]
+fn a_quarantined_artifact_is_not_ignored_at_listing() {
+    use vmharness::suite::availability::Check;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    server.put("blob.bin", b"payload".to_vec());
+    let guests = url_guests(tmp.path(), &server.url("blob.bin"), "");
+    let config = write(
+        tmp.path(),
+        "vm-configs/blob.toml",
+        "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:fetched/blob.bin\"\n",
+    );
+    let loaded = vmharness::config::load(&config).unwrap();
+    let cache = tmp.path().join("cache");
+    let mut offline = options(&cache, LockMode::Lenient);
+    offline.network = Network::Offline;
+    let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+    settings.artifacts = offline.clone();
+    let ignored = || {
+        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        check.ignores(&check.missing_inputs(&loaded))
+    };
+    assert!(ignored(), "offline and not cached");
+    let file = Catalog::load(&guests)
+        .unwrap()
+        .resolve("fetched", &options(&cache, LockMode::Lenient))
+        .unwrap()
+        .files["blob.bin"]
+        .clone();
+    assert!(!ignored(), "cached");
+    rot(&file);
+    std::fs::remove_file(cache.join("objects").join(sha256_hex(b"payload"))).unwrap();
+    let err = resolve_err(&guests, &offline);
+    assert!(matches!(err, ArtifactError::CorruptCache(_)), "{err}");
+    assert!(
+        !ignored(),
+        "a quarantined artifact must run and report the corruption"
+    );
+}
+
+/// The trial as the suite runs it: INFRA after its retries, never "ignored".
+#[test]
+fn a_corrupt_cache_offline_fails_the_trial_after_its_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    server.put("blob.bin", b"payload".to_vec());
+    let guests = url_guests(tmp.path(), &server.url("blob.bin"), "");
+    let config = write(
+        tmp.path(),
+        "vm-configs/blob.toml",
+        "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:fetched/blob.bin\"\n",
+    );
+    let cache = tmp.path().join("cache");
+    let file = Catalog::load(&guests)
+        .unwrap()
+        .resolve("fetched", &options(&cache, LockMode::Lenient))
+        .unwrap()
+        .files["blob.bin"]
+        .clone();
+    rot(&file);
+    std::fs::remove_file(cache.join("objects").join(sha256_hex(b"payload"))).unwrap();
+    let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+    settings.artifacts = options(&cache, LockMode::Lenient);
+    settings.artifacts.network = Network::Offline;
+    settings.infra_retries = 2;
+    let loaded = vmharness::config::load(&config).unwrap();
+    let resolver = vmharness::run::Resolver::from_settings(&settings);
+    let result = vmharness::suite::run_trial_with(&loaded, &resolver, &settings);
+    let Err(failed) = result else {
+        panic!("a corrupt cache must fail the trial, not ignore it");
+    };
+    let message = format!("{failed:?}");
+    assert!(
+        message.contains("INFRA") && message.contains("corrupt"),
+        "{message}"
+    );
+}
+
+/// Redirect targets that different URL parsers read differently: the host the check approves
+/// must be the host the client connects to. Each would reach 127.0.0.2 (a host the recipe does
+/// not name) if misread; it must be refused before any byte goes there. A redirect that only
+/// spells the origin's own host differently is followed.
+#[test]
+fn tricky_redirect_urls_cannot_smuggle_another_host_past_the_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = Server::start();
+    let elsewhere = Server::start_at("127.0.0.2");
+    elsewhere.put("blob.bin", b"smuggled".to_vec());
+    origin.put("real.bin", b"payload".to_vec());
+    let here = origin.addr.clone();
+    let there = elsewhere.addr.clone();
+    let port = there.rsplit(':').next().unwrap().to_string();
+    let tricky = [
+        format!("http://{there}\\@{here}/blob.bin"),
+        format!("http://{there}\\\\@{here}/blob.bin"),
+        format!("http://{here}@{there}/blob.bin"),
+        format!("http://user:pw@{here}/real.bin"),
+        format!("http://%31%32%37.0.0.2:{port}/blob.bin"),
+        format!("http://127.0.0.2.:{port}/blob.bin"),
+        format!("http://2130706434:{port}/blob.bin"),
+        format!("http://0x7f.0.0.2:{port}/blob.bin"),
+        format!("\\\\{there}/blob.bin"),
+        format!("/\\{there}/blob.bin"),
+        format!("http:\\\\{there}/blob.bin"),
+    ];
+    for (index, target) in tricky.iter().enumerate() {
+        let path = format!("hop{index}");
+        origin.redirect(&path, target);
+        let guests = url_guests(&tmp.path().join(&path), &origin.url(&path), "");
+        let cache = tmp.path().join("cache").join(&path);
+        let result = Catalog::load(&guests)
+            .unwrap()
+            .resolve("fetched", &options(&cache, LockMode::Lenient));
+        assert_eq!(
+            elsewhere.requests(),
+            0,
+            "{target}: a host the check did not approve was contacted ({result:?})"
+        );
+        match result {
+            Err(ArtifactError::Download { .. }) => {}
+            Ok(resolved) if target.contains("/real.bin") => panic!(
+                "{target}: credentials in a redirect must be refused, got {:?}",
+                resolved.files
+            ),
+            other => panic!("{target}: expected a refusal, got {other:?}"),
+        }
+    }
+    // The origin's own host, percent-encoded: the same host, followed.
+    origin.redirect(
+        "same",
+        &format!(
+            "http://%31%32%37.0.0.1:{}/real.bin",
+            here.rsplit(':').next().unwrap()
+        ),
+    );
+    let guests = url_guests(&tmp.path().join("same"), &origin.url("same"), "");
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve(
+            "fetched",
+            &options(&tmp.path().join("cache/same"), LockMode::Lenient),
+        )
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&resolved.files["blob.bin"]).unwrap(),
+        b"payload"
+    );
+}

@@ -577,3 +577,118 @@ fn bad_recipes_are_reported_with_file_and_location() {
     let err = Catalog::load(&guests).unwrap_err();
     assert!(err.to_string().contains("`..`"), "{err}");
 }
+
+/// `Catalog::can_produce` answers from the cache alone: a url artifact whose pinned download is
+/// cached can be unpacked again offline; an unpinned one whose files are gone cannot; a path
+/// artifact can if its file exists. Nothing is downloaded or built to find out.
+#[test]
+fn can_produce_answers_from_the_cache_without_producing() {
+    let server = Server::start();
+    server.put("guest.zip", zip_bytes(&[("kernel.bin", b"KERNEL")]));
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "net.toml",
+        &format!(
+            "[zipped]\nkind = \"url\"\nurl = \"{}\"\narchive = \"zip\"\nfiles = {{ kernel = \"kernel.bin\" }}\n\n\
+             [fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+            server.url("guest.zip")
+        ),
+    );
+    let cache = tmp.path().join("cache");
+    let mut offline = options(&cache, LockMode::Lenient);
+    offline.network = Network::Offline;
+    let can = |name: &str| {
+        Catalog::load(&guests)
+            .unwrap()
+            .can_produce(name, &offline)
+            .unwrap()
+    };
+    assert!(!can("zipped"), "nothing cached");
+    assert!(!can("fw"), "no such file");
+    write(&guests, "fw.bin", "FW");
+    assert!(can("fw"));
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve("zipped", &options(&cache, LockMode::Lenient))
+        .unwrap();
+    assert!(can("zipped"), "materialized");
+    std::fs::remove_dir_all(cache.join("zipped")).unwrap();
+    assert!(
+        !can("zipped"),
+        "unpinned: the download in the cache cannot be told from any other"
+    );
+    pin(&guests, "zipped", resolved.entry);
+    assert!(can("zipped"), "pinned and its download is cached");
+    assert_eq!(server.requests(), 1, "asking downloads nothing");
+    assert!(!cache.join("zipped").exists(), "asking unpacks nothing");
+    let again = Catalog::load(&guests)
+        .unwrap()
+        .resolve("zipped", &offline)
+        .unwrap();
+    assert_eq!(again.status, LockStatus::Locked);
+}
+
+/// A mistake in a recipe file (bad TOML, an unknown field, a bad value) is the definition's
+/// fault: the trial that needs the catalog fails (FAIL, not retried), it is not INFRA.
+#[test]
+fn a_malformed_recipe_fails_the_trial_as_a_definition_mistake() {
+    let cases = [
+        ("syntax", "bad.toml", "[blob\nkind = \"url\"\n"),
+        (
+            "field",
+            "bad.toml",
+            "[blob]\nkind = \"url\"\nurl = \"https://x.test/b.bin\"\nchecksum = \"x\"\n",
+        ),
+        (
+            "value",
+            "bad.toml",
+            "[blob]\nkind = \"url\"\nurl = \"ftp://x.test/b.bin\"\n",
+        ),
+        (
+            "duplicate",
+            "bad.toml",
+            "[selftest-x]\nkind = \"path\"\npath = \"/x\"\n\n[blob]\nkind = \"path\"\npath = \"/y\"\n",
+        ),
+        ("lock", "guests.lock", "<<<<<<< HEAD\nversion = 1\n"),
+    ];
+    for (what, file, text) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "guests/blob.toml",
+            "[blob]\nkind = \"path\"\npath = \"/nonexistent/b.bin\"\nfile = \"b.bin\"\n",
+        );
+        write(tmp.path(), &format!("guests/{file}"), text);
+        write(
+            tmp.path(),
+            "guests/other.toml",
+            "[selftest-x]\nkind = \"path\"\npath = \"/x\"\n",
+        );
+        let config = write(
+            tmp.path(),
+            "vm-configs/t.toml",
+            "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:blob/b.bin\"\n",
+        );
+        let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+        settings.artifacts = options(&tmp.path().join("cache"), LockMode::Lenient);
+        settings.infra_retries = 3;
+        let loaded = vmharness::config::load(&config).unwrap();
+        let resolver = vmharness::run::Resolver::from_settings(&settings);
+        let Err(failed) = vmharness::suite::run_trial_with(&loaded, &resolver, &settings) else {
+            panic!("{what}: a malformed recipe must fail the trial");
+        };
+        let message = format!("{failed:?}");
+        assert!(message.contains("FAIL t:"), "{what}: {message}");
+        assert!(
+            message.contains(file) || message.contains("other.toml"),
+            "{what}: {message}"
+        );
+        let record = std::fs::read_to_string(
+            vmharness::run::logs::latest_dir(&settings.logs_dir(), "t").join("result.toml"),
+        )
+        .unwrap();
+        assert!(record.contains("outcome = \"FAIL\""), "{what}: {record}");
+    }
+}

@@ -31,7 +31,7 @@ pub struct GuestsArgs {
 
 #[derive(Subcommand)]
 enum GuestsCommand {
-    /// List artifacts, their kind, outputs and lock state.
+    /// List artifacts, their kind, outputs, lock state and the sha256s the lock pins.
     List,
     /// Download url artifacts (all, or the named ones) and check path artifacts.
     Fetch { names: Vec<String> },
@@ -149,8 +149,16 @@ fn list(catalog: &Catalog, options: &ResolveOptions) -> anyhow::Result<()> {
                 );
             }
         }
-        for (input, value) in entry.map(|e| &e.inputs).into_iter().flatten() {
-            println!("    locked {input} = {value}");
+        if let Some(entry) = entry {
+            if let Some(download) = &entry.download {
+                println!("    pinned download sha256 {download}");
+            }
+            for (output, sha256) in &entry.outputs {
+                println!("    pinned {output} sha256 {sha256}");
+            }
+            for (input, value) in &entry.inputs {
+                println!("    locked {input} = {value}");
+            }
         }
         if let Some(local) = catalog.local_build(name, options)? {
             println!(
@@ -288,7 +296,12 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
                 }
             }
             Err(error) if error.is_unavailable() => {
-                println!("{name:<28} unavailable, entry kept as is: {error}");
+                let kept = if lock.get(name).is_some() {
+                    "entry kept as is"
+                } else {
+                    "no entry, still not locked"
+                };
+                println!("{name:<28} unavailable, {kept}: {error}");
             }
             Err(error) => {
                 failures += 1;

@@ -7,6 +7,8 @@
 //! <cache>/<name>/.tmp-*             staging dirs; renamed into place only once verified
 //! <cache>/locks/<name>.lock         flock(2) held while producing <name>
 //! <cache>/local-builds/<name>.toml  a local build standing in for a release (see `local_build`)
+//! <cache>/quarantine/<entry>-<time>  cache entries whose bytes changed, kept as evidence
+//! <cache>/quarantine/notes/<entry>.toml  what was wrong, until the entry is produced again
 //! ```
 //!
 //! The lock is an OS `flock`: it dies with its holder, so a killed process never leaves a lock
@@ -17,13 +19,81 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 
-use super::ArtifactError;
+use super::{ArtifactError, CacheCorruption};
 
 /// Name of the checksum file inside a materialized artifact directory (sha256sum format).
 pub const SUMS_FILE: &str = ".vmharness.sha256";
 
 const STAGING_PREFIX: &str = ".tmp-";
+
+/// One entry of the cache, as quarantine labels and notes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// `objects/<sha256>`.
+    Object(&'a str),
+    /// `<name>/<key>`, a materialized artifact.
+    Dir {
+        /// Artifact name.
+        name: &'a str,
+        /// Recipe key.
+        key: &'a str,
+    },
+}
+
+impl Entry<'_> {
+    fn label(&self) -> String {
+        match self {
+            Entry::Object(sha256) => format!("object-{sha256}"),
+            Entry::Dir { name, key } => format!("{name}-{key}"),
+        }
+    }
+}
+
+/// What was found wrong with a cache entry, before it is moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt {
+    /// The artifact that found it.
+    pub artifact: String,
+    /// The file whose bytes changed.
+    pub file: PathBuf,
+    /// The sha256 it should have.
+    pub expected: String,
+    /// The sha256 it has.
+    pub actual: String,
+}
+
+/// A cache entry moved aside to `<cache>/quarantine/` because its bytes changed. A note of it
+/// stays until the entry is produced again, so a resolution that cannot produce it (offline,
+/// on a retry, in a later process) reports the corruption instead of "not cached".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The artifact that found it.
+    pub artifact: String,
+    /// The file whose bytes changed.
+    pub file: PathBuf,
+    /// The sha256 it should have.
+    pub expected: String,
+    /// The sha256 it had.
+    pub actual: String,
+    /// Where it was moved.
+    pub moved_to: PathBuf,
+}
+
+impl Quarantined {
+    /// The error for a quarantined entry that cannot be produced again, saying why.
+    pub fn into_error(self, reason: impl Into<String>) -> ArtifactError {
+        ArtifactError::CorruptCache(Box::new(CacheCorruption {
+            artifact: self.artifact,
+            file: self.file,
+            expected: self.expected,
+            actual: self.actual,
+            moved_to: self.moved_to,
+            reason: reason.into(),
+        }))
+    }
+}
 
 /// A cache rooted at one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,15 +137,27 @@ impl Cache {
     /// object of that sha256 is already there; a changed one is moved aside) and returns the
     /// object's path. The copy is hashed again, so a file that changed while it was copied is
     /// refused.
-    pub fn store_copy(&self, file: &Path, sha256: &str) -> Result<PathBuf, ArtifactError> {
+    pub fn store_copy(
+        &self,
+        artifact: &str,
+        file: &Path,
+        sha256: &str,
+    ) -> Result<PathBuf, ArtifactError> {
         let objects = self.objects_dir();
         create_dir_all(&objects)?;
         let object = self.object_path(sha256);
         if object.is_file() {
-            if super::key::sha256_file(&object)? == sha256 {
+            let actual = super::key::sha256_file(&object)?;
+            if actual == sha256 {
                 return Ok(object);
             }
-            self.quarantine(&object, &format!("object-{sha256}"))?;
+            let found = Corrupt {
+                artifact: artifact.to_string(),
+                file: object.clone(),
+                expected: sha256.to_string(),
+                actual,
+            };
+            self.quarantine(&object, Entry::Object(sha256), found)?;
         }
         let temp = tempfile::Builder::new()
             .prefix(".tmp-import-")
@@ -93,8 +175,17 @@ impl Cache {
             .into_temp_path()
             .keep()
             .map_err(|e| ArtifactError::io("keep", &objects, e.error))?;
-        store_object(&path, &object)?;
-        Ok(object)
+        self.store_object(&path, sha256)
+    }
+
+    /// Moves a verified file into the object store as `objects/<sha256>` by rename, makes it
+    /// read-only and forgets an earlier corruption of that object. Returns the object's path.
+    pub fn store_object(&self, from: &Path, sha256: &str) -> Result<PathBuf, ArtifactError> {
+        let to = self.object_path(sha256);
+        set_read_only(from)?;
+        std::fs::rename(from, &to).map_err(|e| ArtifactError::io("store object as", &to, e))?;
+        self.forget_quarantined(Entry::Object(sha256));
+        Ok(to)
     }
 
     /// Directory holding all materializations of one artifact.
@@ -178,21 +269,83 @@ impl Cache {
             let _ = std::fs::remove_dir_all(&staged);
             ArtifactError::io("rename staging dir to", &target, e)
         })?;
+        self.forget_quarantined(Entry::Dir { name, key });
         Ok(target)
     }
 
     /// Moves a cache entry whose bytes no longer match aside, to `<cache>/quarantine/`, so the
-    /// evidence is kept; returns where it went.
-    pub fn quarantine(&self, path: &Path, label: &str) -> Result<PathBuf, ArtifactError> {
+    /// evidence is kept, and notes what was wrong until the entry is produced again.
+    pub fn quarantine(
+        &self,
+        path: &Path,
+        entry: Entry<'_>,
+        found: Corrupt,
+    ) -> Result<Quarantined, ArtifactError> {
         let dir = self.root.join("quarantine");
         create_dir_all(&dir)?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let target = dir.join(format!("{label}-{stamp}"));
+        let target = dir.join(format!("{}-{stamp}", entry.label()));
         std::fs::rename(path, &target)
             .map_err(|e| ArtifactError::io("move aside to", &target, e))?;
-        Ok(target)
+        let quarantined = Quarantined {
+            artifact: found.artifact,
+            file: found.file,
+            expected: found.expected,
+            actual: found.actual,
+            moved_to: target,
+        };
+        self.write_note(entry, &quarantined)?;
+        Ok(quarantined)
+    }
+
+    fn notes_dir(&self) -> PathBuf {
+        self.root.join("quarantine").join("notes")
+    }
+
+    fn note_path(&self, entry: Entry<'_>) -> PathBuf {
+        self.notes_dir().join(format!("{}.toml", entry.label()))
+    }
+
+    fn write_note(&self, entry: Entry<'_>, quarantined: &Quarantined) -> Result<(), ArtifactError> {
+        let dir = self.notes_dir();
+        create_dir_all(&dir)?;
+        let path = self.note_path(entry);
+        let text = toml::to_string(quarantined)
+            .map_err(|e| ArtifactError::io("write", &path, std::io::Error::other(e)))?;
+        let temp = tempfile::NamedTempFile::new_in(&dir)
+            .map_err(|e| ArtifactError::io("create temp file in", &dir, e))?;
+        std::fs::write(temp.path(), text)
+            .map_err(|e| ArtifactError::io("write", temp.path(), e))?;
+        temp.persist(&path)
+            .map_err(|e| ArtifactError::io("write", &path, e.error))?;
+        Ok(())
+    }
+
+    /// The note of an entry that was quarantined and not produced again since.
+    pub fn quarantined(&self, entry: Entry<'_>) -> Option<Quarantined> {
+        let text = std::fs::read_to_string(self.note_path(entry)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    /// Whether an entry `artifact` found corrupt is still quarantined (not produced again).
+    pub fn has_quarantined(&self, artifact: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(self.notes_dir()) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|text| toml::from_str::<Quarantined>(&text).ok())
+                .is_some_and(|note| note.artifact == artifact)
+        })
+    }
+
+    /// Drops the note of an entry that was produced again (best effort: a note left behind
+    /// only matters while the entry is missing).
+    fn forget_quarantined(&self, entry: Entry<'_>) {
+        let _ = std::fs::remove_file(self.note_path(entry));
     }
 
     /// Removes partial downloads (`objects/.tmp*`) older than `age`: a download is bounded in
@@ -214,12 +367,6 @@ impl Cache {
             }
         }
     }
-}
-
-/// Moves a verified file into the object store by rename and makes it read-only.
-pub fn store_object(from: &Path, to: &Path) -> Result<(), ArtifactError> {
-    set_read_only(from)?;
-    std::fs::rename(from, to).map_err(|e| ArtifactError::io("store object as", to, e))
 }
 
 fn set_read_only(path: &Path) -> Result<(), ArtifactError> {

@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::cache::{create_dir_all, Cache};
 use super::key::sha256_file;
+use super::resolve::ObjectCheck;
 use super::{ArtifactError, Network};
 
 /// Debian's archive keyring (the `debian-archive-keyring` package, on Debian and Ubuntu).
@@ -438,26 +439,30 @@ impl AptRoot {
         cache: &Cache,
         network: Network,
     ) -> Result<PathBuf, ArtifactError> {
-        let object = cache.object_path(&package.sha256);
-        if object.is_file() {
-            let actual = sha256_file(&object)?;
-            if actual == package.sha256 {
-                return Ok(object);
+        let corrupt = match super::resolve::check_object(
+            cache,
+            artifact,
+            &package.sha256,
+            &format!("downloading package {package} again"),
+        )? {
+            ObjectCheck::Valid(object) => return Ok(object),
+            ObjectCheck::Corrupt(quarantined) => Some(quarantined),
+            ObjectCheck::Absent => None,
+        };
+        // A corrupt package that cannot be fetched again is reported as such, not as missing.
+        let unrepaired = |error: ArtifactError| match corrupt.clone() {
+            Some(quarantined) if error.is_unavailable() => {
+                quarantined.into_error(error.to_string())
             }
-            let moved_to = cache.quarantine(&object, &format!("object-{}", package.sha256))?;
-            eprintln!(
-                "warning: artifact `{artifact}`: cached package {package} ({}) does not match its sha256 (got {actual}); moved to {} and downloading it again",
-                object.display(),
-                moved_to.display()
-            );
-        }
+            _ => error,
+        };
         if network == Network::Offline {
-            return Err(ArtifactError::Unavailable {
+            return Err(unrepaired(ArtifactError::Unavailable {
                 artifact: artifact.to_string(),
                 reason: format!(
                     "offline (VMHARNESS_OFFLINE=1) and package {package} is not cached"
                 ),
-            });
+            }));
         }
         let objects = cache.objects_dir();
         create_dir_all(&objects)?;
@@ -471,14 +476,15 @@ impl AptRoot {
                 .args(["download", "-q"])
                 .arg(format!("{}={}", package.name, package.version)),
             artifact,
-        )?;
+        )
+        .map_err(unrepaired)?;
         let deb = std::fs::read_dir(staging.path())
             .map_err(|e| ArtifactError::io("list", staging.path(), e))?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "deb"));
         let Some(deb) = deb.filter(|_| output.status.success()) else {
-            return Err(ArtifactError::Unavailable {
+            return Err(unrepaired(ArtifactError::Unavailable {
                 artifact: artifact.to_string(),
                 reason: format!(
                     "apt-get download {}={} failed: {}",
@@ -486,7 +492,7 @@ impl AptRoot {
                     package.version,
                     last_lines(&output_text(&output), 4)
                 ),
-            });
+            }));
         };
         let actual = sha256_file(&deb)?;
         if actual != package.sha256 {
@@ -498,8 +504,7 @@ impl AptRoot {
                 inputs: String::new(),
             });
         }
-        super::cache::store_object(&deb, &object)?;
-        Ok(object)
+        cache.store_object(&deb, &package.sha256)
     }
 }
 

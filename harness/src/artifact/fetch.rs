@@ -1,6 +1,7 @@
 //! Downloads over https with retries for transient failures, a progress bar on a TTY, and the
 //! rules that keep a network attacker from bending them: plain http only for loopback hosts or
-//! bytes the lock pins, redirects never downgrade and stay on known hosts, certificate and
+//! bytes the lock pins, redirects never downgrade and stay on known hosts (as the client's own
+//! URL parser reads them; credentials and backslashes refused), certificate and
 //! protocol errors are failures (never "unavailable"), and every download is capped in size
 //! and time.
 
@@ -101,8 +102,8 @@ pub fn download(
         url: url.to_string(),
         reason,
     };
-    let origin = UrlParts::parse(url).ok_or_else(|| refused("not an http(s) URL".into()))?;
-    if origin.scheme == "http" && !trust.pinned && !origin.is_loopback() {
+    let origin = parse(url).map_err(refused)?;
+    if origin.scheme() == "http" && !trust.pinned && !is_loopback(&origin) {
         return Err(refused(
             "plain http:// is refused for bytes guests.lock does not pin; use https://".into(),
         ));
@@ -126,7 +127,7 @@ pub fn download(
             started,
         };
         let last = attempt == attempts || started.elapsed() + backoff >= limits.deadline;
-        match request.attempt(url, dir, progress) {
+        match request.attempt(&origin, dir, progress) {
             Ok(download) => return Ok(download),
             Err(Failure::Permanent(error)) => return Err(error),
             Err(Failure::Transient(reason, status)) if last => {
@@ -151,67 +152,80 @@ pub fn download(
     unreachable!("the last attempt always returns")
 }
 
-/// The parts of an http(s) URL the redirect rules look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct UrlParts {
-    scheme: String,
-    /// `host[:port]`, lower-case.
-    authority: String,
+/// Parses an http(s) URL the way the HTTP client will (ureq parses with the `url` crate), so
+/// the host the rules check is the host it connects to. Refuses what parsers disagree on:
+/// backslashes (WHATWG reads `\` as `/`, others keep it), and credentials in the URL (`a@b`:
+/// which side is the host depends on the parser).
+fn parse(text: &str) -> Result<url::Url, String> {
+    if text.contains('\\') {
+        return Err("a URL with a backslash is refused (parsers disagree on its host)".into());
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
+    check_parsed(url)
 }
 
-impl UrlParts {
-    fn parse(url: &str) -> Option<UrlParts> {
-        let (scheme, rest) = url.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
-            return None;
-        }
-        let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
-        let authority = authority.rsplit('@').next()?.to_string();
-        (!authority.is_empty()).then_some(UrlParts { scheme, authority })
+/// Checks a download mirror prefix (`VMHARNESS_ARTIFACT_MIRROR`): an absolute http(s) URL
+/// without credentials, query or fragment, since `https://host/path` is fetched from
+/// `<prefix>/host/path`. Returns it without a trailing `/`, or what is wrong.
+pub fn mirror_prefix(text: &str) -> Result<String, String> {
+    let url = parse(text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a mirror prefix cannot have a query or fragment".into());
     }
+    Ok(text.trim_end_matches('/').to_string())
+}
 
-    fn host(&self) -> &str {
-        if self.authority.starts_with('[') {
-            return self.authority.split(']').next().map_or("", |h| &h[1..]);
-        }
-        self.authority.split(':').next().unwrap_or_default()
+fn check_parsed(url: url::Url) -> Result<url::Url, String> {
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("not an http(s) URL".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a URL with credentials (`user@host`) is refused".into());
+    }
+    if url.host().is_none() {
+        return Err("a URL without a host".into());
+    }
+    Ok(url)
+}
 
-    fn is_loopback(&self) -> bool {
-        let host = self.host();
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+/// The host as compared by the redirect rules: lower-case, IPv6 in brackets.
+fn host_of(url: &url::Url) -> String {
+    url.host_str().unwrap_or_default().to_ascii_lowercase()
+}
+
+/// `host[:port]` for messages.
+fn authority_of(url: &url::Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", host_of(url)),
+        None => host_of(url),
     }
 }
 
-/// Resolves a `Location` header against the URL it came from.
-fn join_location(base: &str, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
-    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if let Some(path) = location.strip_prefix("//") {
-        return format!("{scheme}://{path}");
+}
+
+/// Resolves a `Location` header against the URL it came from, as the client would, refusing
+/// what [`parse`] refuses.
+fn join_location(base: &url::Url, location: &str) -> Result<url::Url, String> {
+    if location.contains('\\') {
+        return Err("a redirect with a backslash is refused (parsers disagree on its host)".into());
     }
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let path = rest[authority.len()..]
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("/");
-    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-    format!("{scheme}://{authority}{dir}/{location}")
+    let joined = base
+        .join(location)
+        .map_err(|e| format!("redirect to an invalid URL: {e}"))?;
+    check_parsed(joined)
 }
 
 struct Request<'a> {
     agent: &'a ureq::Agent,
     artifact: &'a str,
-    origin: &'a UrlParts,
+    origin: &'a url::Url,
     trust: Trust<'a>,
     limits: &'a DownloadLimits,
     started: Instant,
@@ -227,37 +241,34 @@ impl Request<'_> {
     }
 
     /// Whether a redirect from `from` to `to` may be followed.
-    fn check_redirect(&self, from: &UrlParts, to_url: &str) -> Result<(), Failure> {
-        let Some(to) = UrlParts::parse(to_url) else {
-            return Err(self.refuse(to_url, "redirect to a URL that is not http(s)".into()));
-        };
-        if from.scheme == "https" && to.scheme == "http" {
+    fn check_redirect(&self, from: &url::Url, to: &url::Url) -> Result<(), Failure> {
+        if from.scheme() == "https" && to.scheme() == "http" {
             return Err(self.refuse(
-                to_url,
+                to.as_str(),
                 format!(
                     "redirect from https://{} downgrades to plain http",
-                    from.authority
+                    authority_of(from)
                 ),
             ));
         }
-        if to.scheme == "http" && !self.trust.pinned && !to.is_loopback() {
+        if to.scheme() == "http" && !self.trust.pinned && !is_loopback(to) {
             return Err(self.refuse(
-                to_url,
+                to.as_str(),
                 "redirect to plain http:// for unpinned bytes".into(),
             ));
         }
-        let known = to.host() == self.origin.host()
+        let host = host_of(to);
+        let known = host == host_of(self.origin)
             || self
                 .trust
                 .redirect_hosts
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(to.host()));
+                .any(|h| h.eq_ignore_ascii_case(&host));
         if !known && !self.trust.pinned {
             return Err(self.refuse(
-                to_url,
+                to.as_str(),
                 format!(
-                    "redirect to another host `{}` (add it to the recipe's `redirect_hosts` if it is expected)",
-                    to.host()
+                    "redirect to another host `{host}` (add it to the recipe's `redirect_hosts` if it is expected)"
                 ),
             ));
         }
@@ -265,10 +276,11 @@ impl Request<'_> {
     }
 
     /// Sends the request, following redirects under the rules.
-    fn response(&self, url: &str) -> Result<ureq::Response, Failure> {
-        let mut current = url.to_string();
+    fn response(&self, url: &url::Url) -> Result<ureq::Response, Failure> {
+        let mut current = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let response = match self.agent.get(&current).call() {
+            // The checked, serialized URL: ureq parses it back to the same host.
+            let response = match self.agent.get(current.as_str()).call() {
                 Ok(response) => response,
                 Err(ureq::Error::Status(status, _))
                     if status >= 500 || status == 429 || status == 408 =>
@@ -278,26 +290,26 @@ impl Request<'_> {
                 Err(ureq::Error::Status(status, _)) => {
                     return Err(Failure::Permanent(ArtifactError::HttpStatus {
                         artifact: self.artifact.to_string(),
-                        url: current,
+                        url: current.to_string(),
                         status,
                     }))
                 }
                 Err(ureq::Error::Transport(transport)) => {
-                    return Err(self.transport_failure(&current, &transport))
+                    return Err(self.transport_failure(current.as_str(), &transport))
                 }
             };
             if !(300..400).contains(&response.status()) {
                 return Ok(response);
             }
             let Some(location) = response.header("Location") else {
-                return Err(self.refuse(&current, "redirect without a Location".into()));
+                return Err(self.refuse(current.as_str(), "redirect without a Location".into()));
             };
-            let next = join_location(&current, location);
-            let from = UrlParts::parse(&current).unwrap_or_else(|| self.origin.clone());
-            self.check_redirect(&from, &next)?;
+            let next = join_location(&current, location)
+                .map_err(|reason| self.refuse(location, reason))?;
+            self.check_redirect(&current, &next)?;
             current = next;
         }
-        Err(self.refuse(url, format!("more than {MAX_REDIRECTS} redirects")))
+        Err(self.refuse(url.as_str(), format!("more than {MAX_REDIRECTS} redirects")))
     }
 
     fn transport_failure(&self, url: &str, transport: &ureq::Transport) -> Failure {
@@ -335,8 +347,14 @@ impl Request<'_> {
         }
     }
 
-    fn attempt(&self, url: &str, dir: &Path, progress: Progress) -> Result<Download, Failure> {
-        let response = self.response(url)?;
+    fn attempt(
+        &self,
+        origin: &url::Url,
+        dir: &Path,
+        progress: Progress,
+    ) -> Result<Download, Failure> {
+        let response = self.response(origin)?;
+        let url = origin.as_str();
         let length = response
             .header("Content-Length")
             .and_then(|v| v.parse::<u64>().ok());
@@ -433,30 +451,58 @@ fn progress_bar(progress: Progress, length: Option<u64>, url: &str) -> indicatif
 mod tests {
     use super::*;
 
-    #[test]
-    fn locations_join_like_a_browser() {
-        let base = "https://a.example/x/y.zip?q=1";
-        assert_eq!(join_location(base, "https://b/z"), "https://b/z");
-        assert_eq!(join_location(base, "/z"), "https://a.example/z");
-        assert_eq!(join_location(base, "z"), "https://a.example/x/z");
-        assert_eq!(join_location(base, "//c/d"), "https://c/d");
+    fn join(base: &str, location: &str) -> Result<String, String> {
+        join_location(&parse(base).unwrap(), location).map(String::from)
     }
 
     #[test]
-    fn loopback_hosts_are_recognised() {
+    fn locations_join_like_a_browser() {
+        let base = "https://a.example/x/y.zip?q=1";
+        assert_eq!(join(base, "https://b/z").unwrap(), "https://b/z");
+        assert_eq!(join(base, "/z").unwrap(), "https://a.example/z");
+        assert_eq!(join(base, "z").unwrap(), "https://a.example/x/z");
+        assert_eq!(join(base, "//c/d").unwrap(), "https://c/d");
+        for refused in ["\\\\c/d", "/\\c/d", "https://u:p@b/z", "ftp://b/z"] {
+            assert!(join(base, refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised_as_the_client_reads_them() {
         for url in [
             "http://127.0.0.1:8/x",
             "http://localhost/x",
+            "http://LOCALHOST/x",
             "http://[::1]:80/",
+            "http://%31%32%37.0.0.1/x",
+            "http://2130706433/x",
+            "http://0x7f.0.0.1/x",
+            "http://127.0.0.1./x",
         ] {
-            assert!(UrlParts::parse(url).unwrap().is_loopback(), "{url}");
+            assert!(is_loopback(&parse(url).unwrap()), "{url}");
         }
         for url in [
             "http://10.0.0.1/x",
             "http://example.org/x",
             "http://127.0.0.1.evil/x",
+            "http://[::2]/x",
         ] {
-            assert!(!UrlParts::parse(url).unwrap().is_loopback(), "{url}");
+            assert!(!is_loopback(&parse(url).unwrap()), "{url}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_urls_are_refused() {
+        for url in [
+            "http://localhost:1\\@127.0.0.1:2/x",
+            "http://evil.example\\@github.com/x",
+            "http://127.0.0.1:1@evil.example/x",
+            "http://user@127.0.0.1/x",
+            "http://:pw@127.0.0.1/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(parse(url).is_err(), "{url}");
         }
     }
 }

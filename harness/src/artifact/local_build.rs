@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
-use super::error::CacheCorruption;
-use super::key::{local_build_key, recipe_key, sha256_file, KeyedInputs};
+use super::key::{local_build_key, recipe_key, KeyedInputs};
 use super::recipe::{Source, UrlRecipe};
-use super::resolve::{check_cached, finish, materialize, output_paths, verify_outputs, CacheCheck};
+use super::resolve::{check_cached, check_object, finish, materialize, output_paths};
+use super::resolve::{verify_outputs, CacheCheck, ObjectCheck};
 use super::resolve::{LockStatus, Origin, Request, Resolved};
 use super::{ArtifactError, LockMode};
 
@@ -221,37 +221,27 @@ fn materialize_local(
     Ok(done(target, files, Origin::Fetched))
 }
 
-/// The imported file in the object store, re-hashed; a changed one is moved aside and reported.
+/// The imported file in the object store, re-hashed; a changed one is moved aside and reported
+/// (also on later attempts, until it is imported again).
 fn verified_object(
     request: &Request<'_>,
     cache: &Cache,
     record: &LocalBuild,
 ) -> Result<PathBuf, ArtifactError> {
-    let object = cache.object_path(&record.sha256);
-    if !object.is_file() {
-        return Err(ArtifactError::Unavailable {
+    let import_again = format!(
+        "it is the local build imported from {}; import it again",
+        record.from.display()
+    );
+    match check_object(cache, request.name(), &record.sha256, "not using it")? {
+        ObjectCheck::Valid(object) => Ok(object),
+        ObjectCheck::Corrupt(quarantined) => Err(quarantined.into_error(import_again)),
+        ObjectCheck::Absent => Err(ArtifactError::Unavailable {
             artifact: request.name().to_string(),
             reason: format!(
                 "the release cannot be obtained and the local build imported from {} is no longer in the cache ({}); import it again",
                 record.from.display(),
-                object.display()
+                cache.object_path(&record.sha256).display()
             ),
-        });
+        }),
     }
-    let actual = sha256_file(&object)?;
-    if actual == record.sha256 {
-        return Ok(object);
-    }
-    let moved_to = cache.quarantine(&object, &format!("object-{}", record.sha256))?;
-    Err(ArtifactError::CorruptCache(Box::new(CacheCorruption {
-        artifact: request.name().to_string(),
-        file: object,
-        expected: record.sha256.clone(),
-        actual,
-        moved_to,
-        reason: format!(
-            "it is the local build imported from {}; import it again",
-            record.from.display()
-        ),
-    })))
 }

@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod key;
 pub mod local_build;
 pub mod lock;
+mod offline;
 pub mod recipe;
 mod reference;
 mod resolve;
@@ -247,8 +248,17 @@ impl Catalog {
             return Err(local_build::not_url(&request));
         };
         let sha256 = key::sha256_file(file)?;
-        cache::Cache::new(&options.cache_dir).store_copy(file, &sha256)?;
+        cache::Cache::new(&options.cache_dir).store_copy(name, file, &sha256)?;
         local_build::import(&request, file, &sha256)
+    }
+
+    /// Whether `name` can be produced from this machine and the options' cache alone, without
+    /// the network and without producing anything now (materialized files, cached Debian
+    /// packages to rebuild from, a cached pinned download or local build to unpack). An error
+    /// means it cannot be told here (a missing input or tool); resolving reports the same.
+    pub fn can_produce(&self, name: &str, options: &ResolveOptions) -> Result<bool, ArtifactError> {
+        let recipe = self.recipe(name)?;
+        offline::can_produce(recipe, &self.guests_dir, self.lock.get(name), options)
     }
 
     /// The local build recorded for `name` in the options' cache, if any.
@@ -297,7 +307,7 @@ impl Catalog {
             }
             None => {}
         }
-        cache::Cache::new(&options.cache_dir).store_copy(file, &actual)?;
+        cache::Cache::new(&options.cache_dir).store_copy(name, file, &actual)?;
         let import_options = ResolveOptions {
             network: Network::Offline,
             lock_mode: match options.lock_mode {

@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::cache::{read_sums, Cache, CacheLock};
+use super::cache::{read_sums, Cache, CacheLock, Corrupt, Entry, Quarantined};
 use super::debian::{self, AptRoot, Refresh, ResolvedPackage};
-use super::error::CacheCorruption;
 use super::fetch::{download, Trust};
 use super::key::{input_changes, recipe_key, sha256_file, KeyedInputs};
 use super::recipe::{PathRecipe, Recipe, Source, UrlRecipe};
@@ -154,16 +153,8 @@ pub(super) enum CacheCheck {
     Valid(BTreeMap<String, PathBuf>),
     /// Nothing usable there (missing, incomplete, or recorded for other bytes than the lock's).
     Absent,
-    /// A file's bytes no longer match the checksum recorded when it was cached.
-    Corrupt(Corruption),
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Corruption {
-    file: PathBuf,
-    expected: String,
-    actual: String,
-    moved_to: PathBuf,
+    /// A file's bytes no longer matched the checksum recorded when it was cached; moved aside.
+    Corrupt(Quarantined),
 }
 
 /// One resolution's fixed inputs.
@@ -253,19 +244,21 @@ fn resolve_with(request: &Request<'_>, refresh: Refresh) -> Result<Resolved, Art
     cache.remove_stale_staging(&recipe.name, &lock)?;
     let staging = cache.staging_dir(&recipe.name, &lock)?;
     let produced = produce(request, &cache, &lock, &packages, expected, staging.path());
-    let origin = match (produced, corrupt) {
-        (Ok(origin), _) => origin,
-        (Err(error), Some(c)) if error.is_unavailable() => {
-            return Err(ArtifactError::CorruptCache(Box::new(CacheCorruption {
-                artifact: recipe.name.clone(),
-                file: c.file,
-                expected: c.expected,
-                actual: c.actual,
-                moved_to: c.moved_to,
-                reason: error.to_string(),
-            })))
+    let origin = match produced {
+        Ok(origin) => origin,
+        // Quarantined now or by an earlier attempt: the corruption, not "not cached", is the
+        // truth while it cannot be produced again.
+        Err(error) if error.is_unavailable() => {
+            let entry = Entry::Dir {
+                name: &recipe.name,
+                key: &keyed.key,
+            };
+            return Err(match corrupt.or_else(|| cache.quarantined(entry)) {
+                Some(quarantined) => quarantined.into_error(error.to_string()),
+                None => error,
+            });
         }
-        (Err(error), _) => return Err(error),
+        Err(error) => return Err(error),
     };
     let sums = verify_outputs(recipe, staging.path(), expected, &keyed)?;
     let target = cache.commit(staging, &recipe.name, &keyed.key, &sums)?;
@@ -487,26 +480,28 @@ pub(super) fn check_cached(
         let Some(cache) = cache else {
             return Ok(CacheCheck::Absent);
         };
-        let label = format!(
-            "{}-{}",
-            recipe.name,
-            dir.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
-        let moved_to = cache.quarantine(dir, &label)?;
+        let key = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let found = Corrupt {
+            artifact: recipe.name.clone(),
+            file: path.clone(),
+            expected: recorded.clone(),
+            actual: actual.clone(),
+        };
+        let entry = Entry::Dir {
+            name: &recipe.name,
+            key: &key,
+        };
+        let quarantined = cache.quarantine(dir, entry, found)?;
         eprintln!(
             "warning: artifact `{}`: cached {} does not match its recorded sha256 (expected {recorded}, got {actual}); moved to {} and producing it again",
             recipe.name,
             path.display(),
-            moved_to.display()
+            quarantined.moved_to.display()
         );
-        return Ok(CacheCheck::Corrupt(Corruption {
-            file: path,
-            expected: recorded.clone(),
-            actual,
-            moved_to,
-        }));
+        return Ok(CacheCheck::Corrupt(quarantined));
     }
     Ok(CacheCheck::Valid(output_paths(recipe, dir)))
 }
@@ -641,37 +636,19 @@ fn obtain_download(
     let pinned = expected.and_then(|entry| entry.download.as_deref());
     let mut corrupt = None;
     if let Some(sha) = pinned.or(request.imported) {
-        let object = cache.object_path(sha);
-        if object.is_file() {
-            let actual = sha256_file(&object)?;
-            if actual == sha {
-                return Ok(object);
-            }
-            let moved_to = cache.quarantine(&object, &format!("object-{sha}"))?;
-            eprintln!(
-                "warning: artifact `{}`: cached download {} does not match its sha256 (got {actual}); moved to {} and downloading it again",
-                recipe.name,
-                object.display(),
-                moved_to.display()
-            );
-            corrupt = Some((object, sha.to_string(), actual, moved_to));
+        match check_object(cache, &recipe.name, sha, "downloading it again")? {
+            ObjectCheck::Valid(object) => return Ok(object),
+            ObjectCheck::Corrupt(quarantined) => corrupt = Some(quarantined),
+            ObjectCheck::Absent => {}
         }
     }
+    // A corruption that cannot be repaired here is reported as such, not as "not cached".
+    let unrepaired = |error: ArtifactError| match corrupt.clone() {
+        Some(quarantined) if error.is_unavailable() => quarantined.into_error(error.to_string()),
+        _ => error,
+    };
     if options.network == Network::Offline {
-        let error = offline(&recipe.name);
-        return Err(match corrupt {
-            Some((file, expected, actual, moved_to)) => {
-                ArtifactError::CorruptCache(Box::new(CacheCorruption {
-                    artifact: recipe.name.clone(),
-                    file,
-                    expected,
-                    actual,
-                    moved_to,
-                    reason: error.to_string(),
-                }))
-            }
-            None => error,
-        });
+        return Err(unrepaired(offline(&recipe.name)));
     }
     let objects = cache.objects_dir();
     super::cache::create_dir_all(&objects)?;
@@ -688,7 +665,8 @@ fn obtain_download(
             pinned: pinned.is_some(),
             redirect_hosts: &url.redirect_hosts,
         },
-    )?;
+    )
+    .map_err(unrepaired)?;
     if let Some(sha) = pinned {
         if sha != fetched.sha256 {
             return Err(ArtifactError::Mismatch {
@@ -700,14 +678,56 @@ fn obtain_download(
             });
         }
     }
-    let object = cache.object_path(&fetched.sha256);
     let path = fetched
         .file
         .into_temp_path()
         .keep()
         .map_err(|e| ArtifactError::io("keep download in", &objects, e.error))?;
-    super::cache::store_object(&path, &object)?;
-    Ok(object)
+    cache.store_object(&path, &fetched.sha256)
+}
+
+/// What the object store holds for one sha256.
+pub(super) enum ObjectCheck {
+    /// The object, verified.
+    Valid(PathBuf),
+    /// Its bytes had changed: moved aside now, or by an earlier resolution and not stored again.
+    Corrupt(Quarantined),
+    /// Not there, and not known to have been corrupt.
+    Absent,
+}
+
+/// Re-hashes the object of `sha256`; a changed one is quarantined (`then` says what happens
+/// next, for the warning).
+pub(super) fn check_object(
+    cache: &Cache,
+    artifact: &str,
+    sha256: &str,
+    then: &str,
+) -> Result<ObjectCheck, ArtifactError> {
+    let object = cache.object_path(sha256);
+    if !object.is_file() {
+        return Ok(match cache.quarantined(Entry::Object(sha256)) {
+            Some(quarantined) => ObjectCheck::Corrupt(quarantined),
+            None => ObjectCheck::Absent,
+        });
+    }
+    let actual = sha256_file(&object)?;
+    if actual == sha256 {
+        return Ok(ObjectCheck::Valid(object));
+    }
+    let found = Corrupt {
+        artifact: artifact.to_string(),
+        file: object.clone(),
+        expected: sha256.to_string(),
+        actual: actual.clone(),
+    };
+    let quarantined = cache.quarantine(&object, Entry::Object(sha256), found)?;
+    eprintln!(
+        "warning: artifact `{artifact}`: cached file {} does not match its sha256 (got {actual}); moved to {} and {then}",
+        object.display(),
+        quarantined.moved_to.display()
+    );
+    Ok(ObjectCheck::Corrupt(quarantined))
 }
 
 fn resolve_path(

@@ -54,16 +54,22 @@ pub enum ResolveError {
 
 impl ResolveError {
     /// Whether the config names something that does not exist (a misspelled artifact or file
-    /// of an artifact): the test definition's mistake.
+    /// of an artifact), or a recipe file or `guests.lock` is malformed: the test definition's
+    /// mistake.
     pub fn is_mistake(&self) -> bool {
-        let ResolveError::Artifact(err) = self else {
-            return false;
+        let err = match self {
+            ResolveError::Artifact(err) => &**err,
+            ResolveError::Catalog(err) => &**err,
+            ResolveError::EnvUnset { .. } => return false,
         };
         matches!(
-            **err,
+            err,
             ArtifactError::UnknownArtifact { .. }
                 | ArtifactError::UnknownFile { .. }
                 | ArtifactError::BadReference { .. }
+                | ArtifactError::Recipe { .. }
+                | ArtifactError::DuplicateArtifact { .. }
+                | ArtifactError::LockFile { .. }
         )
     }
 

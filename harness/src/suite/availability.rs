@@ -1,17 +1,17 @@
 //! Listing-time check: which inputs of a config this machine lacks, found without running it.
 //!
-//! Cheap by design (no hashing, no network): an `env:` reference whose variable is unset, or an
-//! `artifact:` whose recipe needs the network (`kind = "url"`, a command with `network = true`
-//! or with Debian `packages`, resolved from the package lists at hand, never refreshed here) and
-//! has no materialized cache entry (a `url` artifact with a recorded local build counts as
-//! cached). The run path still verifies everything.
+//! Cheap by design (no network, no download, no build): an `env:` reference whose variable is
+//! unset, or an `artifact:` whose recipe needs the network (`kind = "url"`, a command with
+//! `network = true` or with Debian `packages`) and that resolution could not produce from the
+//! cache alone ([`Catalog::can_produce`]: materialized files, cached packages to rebuild from,
+//! a cached pinned download or local build; package lists at hand, never refreshed here). One
+//! found corrupt and quarantined is left to the run, which reports it. The run path still
+//! verifies everything.
 
 use crate::accel::{self, Accel, ProbeSpec};
 use crate::arch::Arch;
-use crate::artifact::cache::{read_sums, Cache};
-use crate::artifact::debian::{self, Refresh};
-use crate::artifact::key::recipe_key;
-use crate::artifact::{Catalog, LocalBuild, LockMode, Network, Source};
+use crate::artifact::cache::Cache;
+use crate::artifact::{Catalog, Network, Source};
 use crate::config::{AccelChoice, LoadedConfig};
 use crate::fileref::FileRef;
 use crate::plan::Plan;
@@ -122,17 +122,8 @@ impl Check {
         })
     }
 
-    /// Whether a local build that may stand in for the release is recorded and in the cache
-    /// (strict mode refuses local builds, so there it does not count).
-    fn has_local_build(&self, cache: &Cache, name: &str) -> bool {
-        self.settings.artifacts.lock_mode != LockMode::Strict
-            && LocalBuild::load(cache, name)
-                .ok()
-                .flatten()
-                .is_some_and(|local| cache.object_path(&local.sha256).is_file())
-    }
-
-    /// True if the artifact's recipe needs the network and its cache entry is missing.
+    /// True if the artifact's recipe needs the network and resolution could not produce it
+    /// from this machine and the cache alone.
     fn needs_download(&self, name: &str) -> bool {
         let Some(catalog) = &self.catalog else {
             return false;
@@ -149,34 +140,14 @@ impl Check {
         if !networked {
             return false;
         }
+        // Found corrupt and not produced again: the run reports that (INFRA), not a skip.
         let cache = Cache::new(&self.settings.artifacts.cache_dir);
-        if matches!(recipe.source, Source::Url(_)) && self.has_local_build(&cache, name) {
+        if cache.has_quarantined(name) {
             return false;
         }
-        // The package lists at hand, never refreshed here: listing stays fast and offline.
-        let packages = match &recipe.source {
-            Source::Command(c) if !c.packages.is_empty() => match debian::resolve_all(
-                name,
-                &c.packages,
-                &cache,
-                &self.settings.artifacts.debian,
-                self.settings.artifacts.network,
-                Refresh::Never,
-            ) {
-                Ok(resolved) => resolved.into_iter().map(|(p, _)| p).collect(),
-                Err(_) => return true,
-            },
-            _ => Vec::new(),
-        };
-        let Ok(keyed) = recipe_key(recipe, catalog.guests_dir(), &packages) else {
-            return false;
-        };
-        let dir = cache.artifact_dir(name, &keyed.key);
-        let cached = read_sums(&dir).is_some()
-            && recipe
-                .outputs()
-                .iter()
-                .all(|output| dir.join(output).is_file());
-        !cached
+        // An error (a missing input or tool) is the run's to report.
+        catalog
+            .can_produce(name, &self.settings.artifacts)
+            .is_ok_and(|can| !can)
     }
 }
