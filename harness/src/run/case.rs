@@ -78,8 +78,12 @@ enum Start {
 }
 
 impl Context<'_> {
+    /// A report logging into `dir` that names the artifacts resolved so far (a restored
+    /// case's are the state's: its key covers every file's sha256).
     fn report(&self, dir: &Path) -> Report {
-        Report::new(self.name, dir.join("console.log"))
+        let mut report = Report::new(self.name, dir.join("console.log"));
+        report.booted = self.resolver.booted();
+        report
     }
 
     fn prepare(&self, options: &RunOptions) -> Result<Prepared, Box<Report>> {
@@ -91,8 +95,7 @@ impl Context<'_> {
             self.log_dir,
         );
         prepared.map_err(|outcome| {
-            let mut report = self.report(self.log_dir);
-            report.booted = self.resolver.booted();
+            let report = self.report(self.log_dir);
             Box::new(report.ended(outcome, self.started.elapsed()))
         })
     }
