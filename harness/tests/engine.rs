@@ -443,6 +443,25 @@ fn a_banner_after_a_huge_unterminated_line_is_found() {
     }
 }
 
+/// A KTAP diagnostic line longer than the line cap, whose piece after the cut reads like a
+/// result: no sub-result is invented, and the run passes with its one real result.
+#[test]
+fn a_cut_line_invents_no_ktap_result() {
+    let output = "printf 'KTAP version 1\\n1..1\\n# '; head -c 16382 /dev/zero | tr '\\0' x; \
+                  printf 'not ok 2 bogus\\nok 1 real\\n'";
+    let report = run_fake_qemu("ktap-cut", output, "[results]\nktap = true");
+    assert!(report.outcome.is_pass(), "{report}");
+    let names: Vec<&str> = report
+        .results
+        .as_ref()
+        .unwrap()
+        .cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["real"], "{report}");
+}
+
 /// An escape sequence that never ends used to swallow the rest of the console ("console: (no
 /// output)").
 #[test]
