@@ -3,14 +3,14 @@
 
 use crate::config::{CasePatterns, Unfinished};
 
-use super::{excerpt, SubResult, SubStatus};
+use super::{excerpt, Results, SubResult, SubStatus};
 
 /// Follows the cases a guest runs.
 #[derive(Debug)]
 pub struct Matcher {
     patterns: CasePatterns,
     open: Option<(String, Vec<String>)>,
-    done: Vec<SubResult>,
+    done: Results,
 }
 
 impl Matcher {
@@ -19,7 +19,7 @@ impl Matcher {
         Matcher {
             patterns: patterns.clone(),
             open: None,
-            done: Vec::new(),
+            done: Results::default(),
         }
     }
 
@@ -50,7 +50,7 @@ impl Matcher {
                 }
                 None => Vec::new(),
             };
-            lines.push(new.to_string());
+            lines.push(super::field(new));
             let (status, detail) = self.judge(&name, &captures);
             self.done.push(SubResult {
                 name,
@@ -69,12 +69,12 @@ impl Matcher {
                 if let Some(previous) = self.open.take() {
                     self.crash(previous);
                 }
-                self.open = Some((name, vec![new.to_string()]));
+                self.open = Some((name, vec![super::field(new)]));
                 return captures.get(0).map_or(0, |m| m.end());
             }
         }
         if let Some((_, lines)) = &mut self.open {
-            lines.push(new.to_string());
+            lines.push(super::field(new));
             if lines.len() > 4 * super::EXCERPT_LINES {
                 lines.drain(..lines.len() - super::EXCERPT_LINES);
             }
@@ -123,7 +123,7 @@ impl Matcher {
     }
 
     /// The sub-results; a case still open is crashed (or skipped, as configured).
-    pub fn finish(mut self) -> Vec<SubResult> {
+    pub fn finish(mut self) -> Results {
         if let Some(open) = self.open.take() {
             self.crash(open);
         }
@@ -163,7 +163,7 @@ mod tests {
         for piece in pieces {
             matcher.line(&piece.text);
         }
-        matcher.finish()
+        matcher.finish().cases
     }
 
     /// The real transcripts of all three arches (ANSI colours, `\r\r\n`, a NUL inside every
