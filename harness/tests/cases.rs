@@ -462,3 +462,23 @@ fn case_trials_record_the_artifacts_they_booted() {
         record.notes
     );
 }
+
+/// A target dir deeper than a unix socket path may be (108 bytes): cases still save and
+/// restore a state over QMP.
+#[test]
+fn cases_restore_under_a_deep_target_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    settings.target_dir = dir
+        .path()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("target");
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    for case in ["one", "two"] {
+        let report = run_case(&config, case, &settings);
+        assert!(report.outcome.is_pass(), "{report}");
+        assert!(restored(&report), "{case}: {report}");
+    }
+    assert_eq!(states(&settings).len(), 1);
+}

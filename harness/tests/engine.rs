@@ -731,6 +731,32 @@ fn selftest_ktap_is_reported_case_by_case_on_every_arch() {
     }
 }
 
+/// A target dir deeper than a unix socket path may be (108 bytes): a hang still shows what the
+/// vCPU was doing, read over QMP.
+#[test]
+fn a_hang_under_a_deep_target_dir_still_shows_the_vcpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::settings();
+    settings.target_dir = dir
+        .path()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("target");
+    let path = selftest_config(
+        dir.path(),
+        "deep-hang",
+        Arch::X86_64,
+        "hang",
+        "[console]\nsuccess = \"never printed\"\n[timeouts]\ntotal = \"2s\"\n",
+    );
+    let report = support::run_config_with(&path, settings);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    assert!(
+        matches!(&report.vcpus, Some(Ok(cpus)) if !cpus.is_empty()),
+        "{report}"
+    );
+}
+
 /// A hang is reported with what the vCPU was doing: stopped over QMP, its PC symbolized to the
 /// function it waits in (the selftest ELF is its own symbol file), on every arch.
 #[test]

@@ -198,7 +198,7 @@ impl Context<'_> {
             return Start::Cold("the config sets `ready.save = false`".into());
         }
         if prepared.spec.qmp.is_none() {
-            return Start::Cold("no QMP socket (the temp dir's path is too long for one)".into());
+            return Start::Cold("no QMP socket to save a state over (see the note above)".into());
         }
         let version = match qemu::version(&prepared.spec.binary) {
             Ok(version) => version,
