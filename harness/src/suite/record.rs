@@ -374,6 +374,29 @@ impl ResultRecord {
     }
 }
 
+/// The report after writing its `result.toml` and `junit.xml` ([`write()`]): a record that
+/// cannot be written turns a pass (or an unavailable input) into an infrastructure failure
+/// naming the file, since a result a pipeline cannot read is lost work; a failure keeps its
+/// verdict and the write error goes to stderr.
+pub fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
+    if let Err(err) = write(&report, loaded) {
+        if report.outcome.is_pass() || report.outcome.is_unavailable() {
+            report.outcome = crate::run::RunError::from(err).into();
+        } else {
+            eprintln!("warning: {}: {}", loaded.name, err);
+        }
+    }
+    report
+}
+
+/// Writes `result.toml` next to the console log ([`ResultRecord`]), and `junit.xml` when the
+/// guest reported sub-results.
+pub fn write(report: &Report, loaded: &LoadedConfig) -> Result<(), RecordError> {
+    ResultRecord::of(report, loaded).write()?;
+    write_junit(report)?;
+    Ok(())
+}
+
 /// The JUnit file next to `result.toml` when the guest reported sub-results: one test case per
 /// sub-result (nextest's JUnit knows only the trial).
 pub const JUNIT_FILE: &str = "junit.xml";
