@@ -271,7 +271,7 @@ impl Context<'_> {
         let mut save_failure: Option<String> = None;
         let hook = |_: &mut Session| -> Result<(), Outcome> {
             let started = Instant::now();
-            let result = save_state(&socket, disk.as_deref(), &new, method, limit);
+            let result = save_state(&socket, disk.as_deref(), new.path(), method, limit);
             save_took = started.elapsed();
             match result {
                 Ok(disk_sha256) => {
@@ -308,13 +308,13 @@ impl Context<'_> {
         );
         prepared.expectations = case_expectations;
         if !report.outcome.is_pass() {
-            let _ = std::fs::remove_dir_all(&new);
+            let _ = std::fs::remove_dir_all(new.path());
             return match save_failure {
                 Some(why) => Start::Cold(format!("saving the state failed ({why}; logs in save/)")),
                 None => Start::BootFailed(Box::new(self.boot_failed(report))),
             };
         }
-        let stream = std::fs::metadata(StateStore::state_in(&new));
+        let stream = std::fs::metadata(StateStore::state_in(new.path()));
         let state_bytes = stream.as_ref().map_or(0, |m| m.len());
         // A mapped-ram stream is sparse: what it takes on disk is what matters.
         let allocated = stream.map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
@@ -327,7 +327,7 @@ impl Context<'_> {
             boot_secs: report.elapsed.as_secs_f64(),
             inputs: key.inputs.clone(),
         };
-        match store.commit(&new, meta) {
+        match store.commit(new.path(), meta) {
             Ok(state) => {
                 store.prune(KEEP_STATES);
                 notes.push(Note::StateSaved {
@@ -339,7 +339,7 @@ impl Context<'_> {
                 Start::Saved(state)
             }
             Err(err) => {
-                let _ = std::fs::remove_dir_all(&new);
+                let _ = std::fs::remove_dir_all(new.path());
                 Start::Cold(one_line(&err))
             }
         }

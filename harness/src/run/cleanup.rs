@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
-/// Temp dirs of runs in progress in this process, removed when a termination signal arrives.
+/// Temp dirs of runs (and states being made) in this process, removed when a termination
+/// signal arrives.
 static ACTIVE: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -20,12 +21,39 @@ fn owner_prefix(pid: u32) -> String {
 /// The longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
 const SOCKET_PATH_MAX: usize = 107;
 
+/// A directory removed if the process is told to terminate (SIGTERM, SIGINT, SIGHUP) while
+/// this guard lives; dropping the guard only forgets it.
+#[derive(Debug)]
+pub struct RemovedOnSignal {
+    id: u64,
+}
+
+impl RemovedOnSignal {
+    /// Registers `dir` for removal on a termination signal.
+    pub fn new(dir: &Path) -> RemovedOnSignal {
+        install_signal_cleanup();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.insert(id, dir.to_path_buf());
+        }
+        RemovedOnSignal { id }
+    }
+}
+
+impl Drop for RemovedOnSignal {
+    fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.remove(&self.id);
+        }
+    }
+}
+
 /// A run's private temp dir (mode 0700), removed when dropped or when the process is told to
 /// terminate.
 #[derive(Debug)]
 pub struct RunTemp {
     dir: tempfile::TempDir,
-    id: u64,
+    _on_signal: RemovedOnSignal,
     /// An open handle on `dir`, for socket paths too long to name it directly.
     handle: Option<std::fs::File>,
 }
@@ -35,18 +63,14 @@ impl RunTemp {
     pub fn new(parent: &Path, label: &str) -> std::io::Result<RunTemp> {
         std::fs::create_dir_all(parent)?;
         sweep(parent);
-        install_signal_cleanup();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}{label}-", owner_prefix(std::process::id())))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut active) = ACTIVE.lock() {
-            active.insert(id, dir.path().to_path_buf());
-        }
+        let on_signal = RemovedOnSignal::new(dir.path());
         Ok(RunTemp {
             dir,
-            id,
+            _on_signal: on_signal,
             handle: None,
         })
     }
@@ -91,14 +115,6 @@ impl RunTemp {
                 "{} is too long for a socket address",
                 short.display()
             ))),
-        }
-    }
-}
-
-impl Drop for RunTemp {
-    fn drop(&mut self) {
-        if let Ok(mut active) = ACTIVE.lock() {
-            active.remove(&self.id);
         }
     }
 }
