@@ -306,8 +306,8 @@ pub(crate) fn launch(
     report.console_bytes = session.bytes_read();
     report.tail = session.tail(REPORT_TAIL_LINES);
     if let Err(source) = session.finish_log() {
-        let err = RunError::Io {
-            what: "console log (writing)",
+        let err = RunError::Write {
+            what: "console log",
             path: report.log_path.clone(),
             source,
         };
