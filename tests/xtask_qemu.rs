@@ -85,10 +85,19 @@ fn shell_quote(arg: &str) -> String {
 
 /// Spawns `stty -g; xtask qemu ARGS; echo rc=$?; stty -g` in a shell on a fresh pty.
 fn spawn_interactive(args: &[String]) -> Result<PtySession> {
-    let line = std::iter::once(support::xtask().display().to_string())
+    spawn_interactive_with(&[], args)
+}
+
+/// [`spawn_interactive`] with `env` set for xtask.
+fn spawn_interactive_with(env: &[(&str, String)], args: &[String]) -> Result<PtySession> {
+    let line = env
+        .iter()
+        .map(|(name, value)| format!("{name}={}", shell_quote(value)))
+        .chain(std::iter::once(shell_quote(
+            &support::xtask().display().to_string(),
+        )))
         .chain(std::iter::once("qemu".to_string()))
-        .chain(args.iter().cloned())
-        .map(|arg| shell_quote(&arg))
+        .chain(args.iter().map(|arg| shell_quote(arg)))
         .collect::<Vec<_>>()
         .join(" ");
     let script =
@@ -513,5 +522,97 @@ fn a_case_runs_interactively_from_the_saved_state() -> Result<()> {
         stderr.contains("no case `nosuch` (its cases: hello, two-lines, exit)"),
         "{stderr}"
     );
+    Ok(())
+}
+
+/// Every `cargo xtask qemu` run writes its `result.toml` (and `junit.xml` with sub-results)
+/// next to its console log, and `latest` points at a recorded run: `--check`, `--case`, and
+/// an interactive session.
+#[test]
+fn every_run_is_recorded() -> Result<()> {
+    let target = tempfile::tempdir()?;
+    let cache = vmharness::settings::Settings::from_env()?
+        .artifacts
+        .cache_dir
+        .display()
+        .to_string();
+    let env = [
+        ("CARGO_TARGET_DIR", target.path().display().to_string()),
+        ("VMHARNESS_CACHE", cache),
+    ];
+    let logs = target.path().join("vmharness").join("logs");
+    let record = |test: &str| -> Result<vmharness::suite::ResultRecord> {
+        let dir = vmharness::run::logs::latest_dir(&logs, test);
+        vmharness::suite::ResultRecord::read(&dir.join("result.toml"))
+            .with_context(|| format!("{test}: no record in {}", dir.display()))
+    };
+    let run = |args: &[&str]| -> Result<Output> {
+        Ok(Command::new(support::xtask())
+            .arg("qemu")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()?)
+    };
+
+    // A pass.
+    let output = run(&["aarch64", "--check", "--accel", "tcg"])?;
+    ensure!(code_of(&output) == 0, "{output:?}");
+    let passed = record("selftest-aarch64")?;
+    ensure!(
+        passed.outcome == vmharness::suite::Label::Pass,
+        "{passed:?}"
+    );
+    ensure!(!passed.booted.is_empty(), "{passed:?}");
+
+    // A guest reporting a failing KTAP case: its sub-results go to junit.xml too.
+    let mut args = vec!["x86_64", "--check", "--accel", "tcg"];
+    let ktap = scenario("ktap");
+    args.extend(ktap.iter().map(String::as_str));
+    args.extend([
+        "--set",
+        "results.ktap=true",
+        "--set",
+        r#"console.banner=["vmharness selftest x86_64"]"#,
+        "--set",
+        r##"console.success="# hang: started""##,
+    ]);
+    let output = run(&args)?;
+    ensure!(code_of(&output) == 1, "{output:?}");
+    let failed = record("selftest-x86_64")?;
+    ensure!(
+        failed.outcome == vmharness::suite::Label::Fail,
+        "{failed:?}"
+    );
+    ensure!(!failed.sub_results.is_empty(), "{failed:?}");
+    let junit = vmharness::run::logs::latest_dir(&logs, "selftest-x86_64").join("junit.xml");
+    ensure!(junit.is_file(), "no {}", junit.display());
+
+    // One case of a config, from its saved state.
+    let config = support::root().join("vm-configs/selftest-echo-x86_64.toml");
+    let config = config.display().to_string();
+    let output = run(&["--config", &config, "--case", "hello", "--check"])?;
+    ensure!(code_of(&output) == 0, "{output:?}");
+    let case = record("selftest-echo-x86_64::hello")?;
+    ensure!(case.outcome == vmharness::suite::Label::Pass, "{case:?}");
+    ensure!(!case.booted.is_empty(), "{case:?}");
+
+    // An interactive session ended with the escape key before the verdict.
+    let marker = unique_marker("interactive-record");
+    let mut args = vec!["aarch64".to_string(), "--accel".into(), "tcg".into()];
+    args.extend(scenario("echo"));
+    args.extend(marker_args(&marker));
+    let mut session = spawn_interactive_with(&env, &args)?;
+    let before = expect_settings(&mut session, "before")?;
+    session.exp_string("echo: ready")?;
+    session.send_control(']')?;
+    session.exp_string("rc=1")?;
+    expect_restored_and_qemu_gone(&mut session, &before, &marker, "after the escape key")?;
+    let escaped = record("selftest-aarch64")?;
+    ensure!(
+        escaped.outcome == vmharness::suite::Label::Fail,
+        "{escaped:?}"
+    );
+    ensure!(escaped.detail.contains("escape key"), "{escaped:?}");
     Ok(())
 }

@@ -391,15 +391,16 @@ fn describe_cpu(cpu: &crate::run::vcpu::CpuState) -> String {
     text
 }
 
-/// The failing sub-results first, with their console excerpts, then the recorded values.
+/// How many failing sub-results a report lists with their console lines; it counts the rest.
+pub const REPORT_FAILURES: usize = 10;
+
+/// The failing sub-results first (the first [`REPORT_FAILURES`]), with their console excerpts,
+/// then the recorded values.
 fn write_results(f: &mut fmt::Formatter<'_>, results: &Results) -> fmt::Result {
-    writeln!(
-        f,
-        "  sub-results: {} ({})",
-        results.cases.len(),
-        results.counts()
-    )?;
-    for case in results.failures() {
+    let counts = results.counts();
+    writeln!(f, "  sub-results: {} ({counts})", counts.total())?;
+    let failures = results.failures();
+    for case in failures.iter().take(REPORT_FAILURES) {
         let detail = case
             .detail
             .as_deref()
@@ -409,6 +410,23 @@ fn write_results(f: &mut fmt::Formatter<'_>, results: &Results) -> fmt::Result {
         for line in &case.excerpt {
             writeln!(f, "      | {line}")?;
         }
+    }
+    let listed = failures.len().min(REPORT_FAILURES);
+    if counts.failing() > listed {
+        writeln!(
+            f,
+            "    … and {} more failing sub-results",
+            counts.failing() - listed
+        )?;
+    }
+    if results.not_kept() > 0 {
+        writeln!(
+            f,
+            "    ({} sub-results are only counted: result.toml and junit.xml keep the first {} failures and {} others)",
+            results.not_kept(),
+            crate::results::KEPT_FAILURES,
+            crate::results::KEPT_OTHERS
+        )?;
     }
     if !results.values.is_empty() {
         let values: Vec<String> = results

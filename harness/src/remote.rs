@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use crate::accel::{Accel, Decision};
 use crate::arch::Arch;
 use crate::config::AccelChoice;
-use crate::qemu::{Argv, QemuSpec};
+use crate::qemu::{shell_quote, Argv, QemuSpec};
 
 /// A host reached over OpenSSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl Remote {
             path: local.to_path_buf(),
         })?;
         self.ssh(
-            &format!("cat > {}", shell_words::quote(remote_path)),
+            &format!("cat > {}", shell_quote(remote_path)),
             Stdio::from(file),
             &format!("copying {}", local.display()),
         )?;
@@ -215,7 +215,7 @@ impl RemoteGuard {
 
 impl Drop for RemoteGuard {
     fn drop(&mut self) {
-        let script = format!("rm -rf -- {}", shell_words::quote(&self.dir));
+        let script = format!("rm -rf -- {}", shell_quote(&self.dir));
         let _ = self.remote.run(&script, "removing the temp dir");
         // End of input ends the keeper, whose trap removes the dir too.
         drop(self.keeper.stdin.take());
@@ -231,7 +231,7 @@ fn keeper_script(binary: &str) -> String {
          d=$(mktemp -d \"${{TMPDIR:-/tmp}}/vmharness.XXXXXXXX\") || exit 1; \
          trap 'rm -rf \"$d\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; \
          echo \"$d\"; cat >/dev/null",
-        shell_words::quote(binary)
+        shell_quote(binary)
     )
 }
 
@@ -356,15 +356,21 @@ pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), Re
     for (local, remote_path) in &copies {
         remote.copy(local, &remote_path.to_string_lossy())?;
     }
-    let wrapper = wrapper_script(&guard.dir, &staged.argv().to_shell_line());
     let mut ssh = Argv::new("ssh");
     ssh.extend(remote.common_args())
         // `-e none`: a `~.` typed or sent at the start of a line must reach the guest, not
         // end the connection.
         .extend(["-tt", "-q", "-e", "none", "--"])
         .arg(&remote.destination)
-        .arg(format!("exec sh -c {}", shell_words::quote(&wrapper)));
+        .arg(remote_command(&guard.dir, &staged.argv()));
     Ok((ssh, guard))
+}
+
+/// What ssh asks the host's login shell to run: `sh -c` with the [`wrapper_script`] running
+/// `qemu` (whatever the login shell, and whether the host's `sh` is dash or bash).
+fn remote_command(dir: &str, qemu: &Argv) -> String {
+    let wrapper = wrapper_script(dir, &qemu.to_shell_line());
+    format!("exec sh -c {}", shell_quote(&wrapper))
 }
 
 /// The remote `sh -c` script: runs QEMU with the console on the ssh pty and removes `dir` on
@@ -378,7 +384,7 @@ pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), Re
 /// passed explicitly through fd 3.)
 fn wrapper_script(dir: &str, qemu: &str) -> String {
     [
-        format!("d={}", shell_words::quote(dir)),
+        format!("d={}", shell_quote(dir)),
         "q=".to_string(),
         r#"trap 'if [ -n "$q" ]; then kill -TERM "$q" 2>/dev/null; fi; rm -rf "$d"' EXIT"#
             .to_string(),
@@ -425,6 +431,85 @@ mod tests {
         for bad in ["", "user@", "host:port", "-oProxyCommand=x", "a b"] {
             assert!(Remote::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Every class of shell metacharacter reaches QEMU as the one word it was, whatever the
+    /// host's login shell (sh, bash) and whether its `sh` is dash or bash (brace expansion).
+    #[test]
+    fn arguments_survive_the_remote_shells() {
+        let words = [
+            "plain",
+            "",
+            "two words",
+            "tab\there",
+            "new\nline",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "$HOME",
+            "${HOME}",
+            "$(echo no)",
+            "`echo no`",
+            "a;b",
+            "a&b",
+            "a|b",
+            "a<b>c",
+            "(sub)",
+            "{a,b}",
+            "x{1..3}",
+            "{}",
+            "*",
+            "?",
+            "[ab]",
+            "~",
+            "~root",
+            "#comment",
+            "=cmd",
+            "%1",
+            "!!",
+            "a^b",
+            "-dash",
+            "grün ☃",
+            "a,b",
+        ];
+        let mut printf = Argv::new("printf");
+        printf.arg("[%s]").extend(words);
+        let expected: String = words.iter().map(|w| format!("[{w}]")).collect();
+        // A host whose `sh` is bash: `sh` on PATH is bash.
+        let bash_sh = tempfile::tempdir().unwrap();
+        let bash = which("bash");
+        std::os::unix::fs::symlink(&bash, bash_sh.path().join("sh")).unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let with_bash_sh = std::env::join_paths(
+            std::iter::once(bash_sh.path().to_path_buf()).chain(std::env::split_paths(&path)),
+        )
+        .unwrap();
+        for login in ["sh", "bash"] {
+            for (sh, path) in [("dash", &path), ("bash", &with_bash_sh)] {
+                let scratch = tempfile::tempdir().unwrap();
+                let dir = scratch.path().join("d").display().to_string();
+                let output = Command::new(which(login))
+                    .arg("-c")
+                    .arg(remote_command(&dir, &printf))
+                    .env("PATH", path)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                let printed = String::from_utf8_lossy(&output.stdout);
+                assert_eq!(
+                    printed, expected,
+                    "login shell {login}, sh is {sh}: {output:?}"
+                );
+            }
+        }
+    }
+
+    fn which(program: &str) -> PathBuf {
+        ["/bin", "/usr/bin"]
+            .iter()
+            .map(|dir| Path::new(dir).join(program))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| panic!("no {program} in /bin or /usr/bin"))
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use support::{selftest_config, settings};
 use vmharness::arch::Arch;
 use vmharness::outcome::Report;
-use vmharness::run::{self, Note, Resolver, RunOptions};
+use vmharness::run::{self, FileResolver, Note, Resolver, RunOptions};
 use vmharness::settings::Settings;
 
 /// An echo-scenario config with three cases and `extra` appended.
@@ -394,4 +394,91 @@ fn linux_on_riscv64_boots_each_case_cold() {
     let why = cold_because(&report).unwrap_or_default();
     assert!(why.contains("riscv64") && why.contains("timer"), "{report}");
     assert!(states(&settings).is_empty());
+}
+
+/// The `result.toml` of a case trial run through the suite (as `cargo test` runs it).
+fn case_record(config: &Path, case: &str, settings: &Settings) -> vmharness::suite::ResultRecord {
+    let loaded = vmharness::config::load(config).expect("config loads");
+    let unit = vmharness::suite::Unit {
+        loaded: std::sync::Arc::new(loaded),
+        case: Some(case.to_string()),
+    };
+    let resolver = Resolver::from_settings(settings);
+    let _ = vmharness::suite::run_unit(&unit, &resolver, settings);
+    let dir = run::logs::latest_dir(&settings.logs_dir(), &unit.name());
+    vmharness::suite::ResultRecord::read(&dir.join("result.toml")).expect("result.toml")
+}
+
+/// Every case trial says which bytes it booted, like a whole run: restored from a state (the
+/// state's artifacts, and the state's key in a note) or booted cold.
+#[test]
+fn case_trials_record_the_artifacts_they_booted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    let config = echo_config(dir.path(), Arch::Aarch64, "");
+    let kernel = Resolver::from_settings(&settings)
+        .artifact(&"artifact:selftest-aarch64/selftest.elf".parse().unwrap())
+        .unwrap();
+    let sha256 = vmharness::digest::file_sha256(&kernel).unwrap();
+    let check = |record: &vmharness::suite::ResultRecord, how: &str| {
+        assert_eq!(
+            record.outcome,
+            vmharness::suite::Label::Pass,
+            "{how}: {record:?}"
+        );
+        let [booted] = record.booted.as_slice() else {
+            panic!("{how}: one artifact booted, got {:?}", record.booted);
+        };
+        assert_eq!(booted.artifact, "selftest-aarch64", "{how}");
+        assert!(booted.key.len() >= 12, "{how}: {booted:?}");
+        assert!(!booted.lock.is_empty(), "{how}: {booted:?}");
+        assert_eq!(
+            booted.outputs.get("selftest.elf"),
+            Some(&sha256),
+            "{how}: {booted:?}"
+        );
+    };
+    // The first case saves the state and restores from it; the second only restores.
+    for case in ["one", "two"] {
+        let record = case_record(&config, case, &settings);
+        check(&record, case);
+        let key = states(&settings).pop().unwrap();
+        let key = key.file_name().unwrap().to_string_lossy()[..16].to_string();
+        assert!(
+            record
+                .notes
+                .iter()
+                .any(|n| n.contains("started from the state") && n.contains(&key)),
+            "{case}: {:?}",
+            record.notes
+        );
+    }
+    settings.saved_states = false;
+    let record = case_record(&config, "three", &settings);
+    check(&record, "cold");
+    assert!(
+        record.notes.iter().any(|n| n.contains("booted cold")),
+        "{:?}",
+        record.notes
+    );
+}
+
+/// A target dir deeper than a unix socket path may be (108 bytes): cases still save and
+/// restore a state over QMP.
+#[test]
+fn cases_restore_under_a_deep_target_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    settings.target_dir = dir
+        .path()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("target");
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    for case in ["one", "two"] {
+        let report = run_case(&config, case, &settings);
+        assert!(report.outcome.is_pass(), "{report}");
+        assert!(restored(&report), "{case}: {report}");
+    }
+    assert_eq!(states(&settings).len(), 1);
 }

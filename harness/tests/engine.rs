@@ -443,6 +443,25 @@ fn a_banner_after_a_huge_unterminated_line_is_found() {
     }
 }
 
+/// A KTAP diagnostic line longer than the line cap, whose piece after the cut reads like a
+/// result: no sub-result is invented, and the run passes with its one real result.
+#[test]
+fn a_cut_line_invents_no_ktap_result() {
+    let output = "printf 'KTAP version 1\\n1..1\\n# '; head -c 16382 /dev/zero | tr '\\0' x; \
+                  printf 'not ok 2 bogus\\nok 1 real\\n'";
+    let report = run_fake_qemu("ktap-cut", output, "[results]\nktap = true");
+    assert!(report.outcome.is_pass(), "{report}");
+    let names: Vec<&str> = report
+        .results
+        .as_ref()
+        .unwrap()
+        .cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["real"], "{report}");
+}
+
 /// An escape sequence that never ends used to swallow the rest of the console ("console: (no
 /// output)").
 #[test]
@@ -539,6 +558,72 @@ fn an_unwritable_console_log_is_infra() {
         text.contains("console.log") && text.contains("No space left on device"),
         "{text}"
     );
+    // The log was created; writing it failed part way.
+    assert!(
+        text.contains("write failed: console log") && text.contains("(disk full?)"),
+        "{text}"
+    );
+    assert!(!text.contains("cannot create"), "{text}");
+}
+
+const FULL_DISK_CHILD_ENV: &str = "VMHARNESS_FULL_DISK_CHILD_DIR";
+
+/// Runs a config with a `[disk]` whose temp dir (`$CARGO_TARGET_DIR`) is a tiny tmpfs; writes
+/// the report into the dir it is given.
+#[test]
+fn child_mode_builds_a_disk_on_a_full_tmpfs() {
+    let Some(dir) = std::env::var_os(FULL_DISK_CHILD_ENV) else {
+        return; // only does something when started by the test below
+    };
+    let dir = std::path::Path::new(&dir);
+    let source = dir.join("payload.bin");
+    let bytes: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    std::fs::write(&source, bytes).unwrap();
+    let rest = format!(
+        "[console]\nbanner = [\"selftest: ok\"]\n[disk]\nsize = \"40M\"\n\
+         [[disk.entries]]\ndest = \"/payload.bin\"\nsource = {:?}\n",
+        source.display().to_string()
+    );
+    let path = selftest_config(dir, "full-tmpfs", Arch::X86_64, "banner", &rest);
+    let report = run_config(&path);
+    std::fs::write(dir.join("report.txt"), report.to_string()).unwrap();
+}
+
+/// The disk image's writes fail part way (the temp dir's file system fills up): the report
+/// says the write failed, where, and that the disk may be full, not that a file could not be
+/// created. The tiny file system is a tmpfs in a private mount namespace.
+#[test]
+fn a_disk_image_that_fills_the_disk_says_the_write_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("tiny");
+    std::fs::create_dir(&mount).unwrap();
+    let settings = support::settings();
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            r#"mount -t tmpfs -o size=256k tmpfs "$1" && exec "$2" child_mode_builds_a_disk_on_a_full_tmpfs --exact --nocapture"#,
+            "sh",
+        ])
+        .arg(&mount)
+        .arg(std::env::current_exe().unwrap())
+        .env(FULL_DISK_CHILD_ENV, dir.path())
+        .env("CARGO_TARGET_DIR", &mount)
+        .env("VMHARNESS_CACHE", &settings.artifacts.cache_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(dir.path().join("report.txt")).unwrap();
+    assert!(text.starts_with("INFRA "), "{text}");
+    assert!(
+        text.contains("write failed: image") && text.contains("(disk full?)"),
+        "{text}"
+    );
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(text.contains("disk.img"), "{text}");
+    assert!(!text.contains("cannot create"), "{text}");
 }
 
 /// A flood beyond the log's cap keeps its head and tail and a marker, and every line is
@@ -710,6 +795,32 @@ fn selftest_ktap_is_reported_case_by_case_on_every_arch() {
             "{report}"
         );
     }
+}
+
+/// A target dir deeper than a unix socket path may be (108 bytes): a hang still shows what the
+/// vCPU was doing, read over QMP.
+#[test]
+fn a_hang_under_a_deep_target_dir_still_shows_the_vcpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::settings();
+    settings.target_dir = dir
+        .path()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("target");
+    let path = selftest_config(
+        dir.path(),
+        "deep-hang",
+        Arch::X86_64,
+        "hang",
+        "[console]\nsuccess = \"never printed\"\n[timeouts]\ntotal = \"2s\"\n",
+    );
+    let report = support::run_config_with(&path, settings);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    assert!(
+        matches!(&report.vcpus, Some(Ok(cpus)) if !cpus.is_empty()),
+        "{report}"
+    );
 }
 
 /// A hang is reported with what the vCPU was doing: stopped over QMP, its PC symbolized to the

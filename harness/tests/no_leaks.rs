@@ -28,6 +28,38 @@ fn child_mode_boots_a_hanging_guest() {
     support::run_config(&path);
 }
 
+const SAVE_CHILD_ENV: &str = "VMHARNESS_NO_LEAKS_SAVE_CHILD_DIR";
+
+/// A case whose boot to `[ready]` (to save the state there) never ends.
+#[test]
+fn child_mode_saves_a_state_that_never_gets_ready() {
+    let Some(dir) = std::env::var_os(SAVE_CHILD_ENV) else {
+        return; // only does something when started by the test below
+    };
+    let path = never_ready(std::path::Path::new(&dir));
+    let loaded = vmharness::config::load(&path).unwrap();
+    let settings = support::settings();
+    let options = vmharness::run::RunOptions {
+        settings: Some(settings.clone()),
+        ..Default::default()
+    };
+    let resolver = vmharness::run::Resolver::from_settings(&settings);
+    vmharness::run::run_case(&loaded, "one", &resolver, options);
+}
+
+/// An echo config whose `[ready]` line never comes (unless `ready` is given).
+fn never_ready(dir: &std::path::Path) -> std::path::PathBuf {
+    support::selftest_config(
+        dir,
+        "never-ready",
+        Arch::X86_64,
+        "echo",
+        "[console]\nbanner = [\"vmharness selftest\"]\n[ready]\nexpect = \"^never$\"\n\
+         [[case]]\nname = \"one\"\nsteps = [{ send_line = \"one\" }, { expect = \"^echo: one$\" }]\n\
+         [timeouts]\ntotal = \"1h\"\nno_output = \"1h\"\nstep = \"1h\"\n",
+    )
+}
+
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(i32, i32, String)> {
     let mut list = Vec::new();
@@ -58,10 +90,22 @@ fn processes() -> Vec<(i32, i32, String)> {
 // The caller waits for the child it gets back.
 #[allow(clippy::zombie_processes)]
 fn hanging_child(dir: &std::path::Path, target: &std::path::Path) -> (std::process::Child, i32) {
+    child_with_qemu("child_mode_boots_a_hanging_guest", CHILD_ENV, dir, target)
+}
+
+/// Starts this binary's child-mode test `test` (`env` set to `dir`) with its state under
+/// `target`; returns it and its QEMU's pid once QEMU runs.
+#[allow(clippy::zombie_processes)]
+fn child_with_qemu(
+    test: &str,
+    env: &str,
+    dir: &std::path::Path,
+    target: &std::path::Path,
+) -> (std::process::Child, i32) {
     let settings = support::settings();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_mode_boots_a_hanging_guest", "--exact", "--nocapture"])
-        .env(CHILD_ENV, dir)
+        .args([test, "--exact", "--nocapture"])
+        .env(env, dir)
         .env("CARGO_TARGET_DIR", target)
         .env("VMHARNESS_CACHE", &settings.artifacts.cache_dir)
         .stdout(Stdio::null())
@@ -155,4 +199,60 @@ fn sigkilled_runner_leaves_no_qemu_behind() {
     child.kill().unwrap(); // SIGKILL: no destructor in the child runs
     child.wait().unwrap();
     wait_gone(qemu_pid, "QEMU outliving its SIGKILLed runner");
+}
+
+/// The states being made (`.new-*`) under `target`.
+fn half_made_states(target: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(target.join("vmharness/states"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(".new-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A runner told to terminate while it boots to `[ready]` to save a state removes the state it
+/// was making; after a SIGKILL, the next case run's store sweeps it.
+#[test]
+fn terminated_saves_leave_no_half_made_states() {
+    use nix::sys::signal::{kill, Signal};
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let (mut child, qemu) = child_with_qemu(
+            "child_mode_saves_a_state_that_never_gets_ready",
+            SAVE_CHILD_ENV,
+            dir.path(),
+            &target,
+        );
+        let made = half_made_states(&target);
+        assert_eq!(made.len(), 1, "{signal}: {made:?}");
+        kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        child.wait().unwrap();
+        wait_gone(qemu, "QEMU");
+        if signal == Signal::SIGKILL {
+            assert_eq!(half_made_states(&target), made, "{signal}");
+            // The next case run, here one that does get ready.
+            let path = never_ready(dir.path());
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("^never$", "^echo: ready$");
+            std::fs::write(&path, text).unwrap();
+            let mut settings = support::settings();
+            settings.target_dir = target.clone();
+            let loaded = vmharness::config::load(&path).unwrap();
+            let options = vmharness::run::RunOptions {
+                settings: Some(settings.clone()),
+                ..Default::default()
+            };
+            let resolver = vmharness::run::Resolver::from_settings(&settings);
+            let report = vmharness::run::run_case(&loaded, "one", &resolver, options);
+            assert!(report.outcome.is_pass(), "{report}");
+        }
+        let left = half_made_states(&target);
+        assert!(left.is_empty(), "{signal} left {left:?}");
+    }
 }

@@ -232,3 +232,60 @@ steps = [{ send_line = "four" }, { expect = "^echo: five$", timeout = "1s" }]
     assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
     snapshot("case-from-saved-state", dir.path(), &report.to_string());
 }
+
+/// A guest printing twenty thousand KTAP results with long names full of characters XML
+/// escapes: every result is counted, and the verdict, the report, `result.toml` and
+/// `junit.xml` stay bounded (the first failures kept, the rest counted).
+#[test]
+fn sub_results_by_the_thousand_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let awk = r##"awk 'BEGIN {
+  printf "KTAP version 1\n1..20000\n"
+  long = ""; for (i = 0; i < 100; i++) long = long "\"&<>"
+  for (i = 1; i <= 20000; i++) {
+    printf "# diagnostic %d %s\n", i, long
+    printf "%s %d case_%d_%s\n", (i % 10 == 0 ? "not ok" : "ok"), i, i, long
+  }
+}'"##;
+    let path = support::fake_qemu_config(dir.path(), "many", awk, "[results]\nktap = true\n");
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "FAIL", "{}", report.outcome);
+    let verdict = report.outcome.detail();
+    assert!(
+        verdict.len() < 8 * 1024,
+        "verdict of {} bytes",
+        verdict.len()
+    );
+    assert!(
+        verdict.starts_with("2000 of 20000 sub-results failed"),
+        "{verdict}"
+    );
+    let text = report.to_string();
+    assert!(text.len() < 128 * 1024, "report of {} bytes", text.len());
+
+    let loaded = vmharness::config::load(&path).unwrap();
+    vmharness::suite::write_result(&report, &loaded).unwrap();
+    let run_dir = report.log_path.parent().unwrap();
+    let record_path = run_dir.join("result.toml");
+    let record = vmharness::suite::ResultRecord::read(&record_path).unwrap();
+    let counts = record.sub_result_counts.as_ref().expect("counts recorded");
+    assert_eq!((counts.passed, counts.failed), (18_000, 2_000));
+    assert!(
+        record.sub_results.len() <= 11_000,
+        "{}",
+        record.sub_results.len()
+    );
+    let size = |name: &str| std::fs::metadata(run_dir.join(name)).unwrap().len();
+    assert!(
+        size("result.toml") <= 16 << 20,
+        "result.toml of {} bytes",
+        size("result.toml")
+    );
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.len() as u64 <= vmharness::suite::record::JUNIT_MAX_BYTES,
+        "junit.xml of {} bytes",
+        junit.len()
+    );
+    assert!(junit.contains("not kept"), "{}", &junit[..2000]);
+}

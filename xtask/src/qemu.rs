@@ -115,6 +115,7 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
         extra_args.extend(["-gdb", GDB_LISTEN, "-S"].map(String::from));
     }
     let hint = args.gdb.then(|| gdb_hint(&loaded, &resolver, &settings));
+    let logs = settings.logs_dir();
     let mut options = RunOptions {
         settings: Some(settings),
         remote,
@@ -145,6 +146,14 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
             }
         };
     }
+    // Every run is recorded like a test trial's, and `latest` points at it once it is.
+    let test = match &args.case {
+        Some(case) => run::case_trial_name(&loaded.name, case),
+        None => loaded.name.clone(),
+    };
+    let log_dir = run::logs::new_run_dir(&logs, &test)
+        .with_context(|| format!("creating a log dir in {}", logs.join(&test).display()))?;
+    options.log_dir = Some(log_dir.clone());
     let raw = if args.check {
         None
     } else {
@@ -172,6 +181,8 @@ pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
     };
     drop(raw);
     terminal::restore();
+    let report = vmharness::suite::record::recorded(report, &loaded);
+    let _ = run::logs::mark_latest(&log_dir);
     eprintln!("\n{report}");
     Ok(report.outcome.exit_code())
 }

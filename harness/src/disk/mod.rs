@@ -184,14 +184,31 @@ pub enum DiskError {
         #[source]
         source: ResolveFailure,
     },
-    /// Creating or writing the output image failed.
-    #[error("cannot write image `{}`: {source}", path.display())]
+    /// Creating, sizing or renaming the output image failed.
+    #[error("cannot create image `{}`: {source}", path.display())]
     Output {
         /// Output (or temporary) path.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Writing the image's contents failed part way (a full disk, most often).
+    #[error("write failed: image `{}`: {source}{}", path.display(), space_hint(source))]
+    Write {
+        /// The image being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A hint for a write error that means the file system (or a limit) is full: ` (disk full?)`.
+pub(crate) fn space_hint(error: &std::io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT) => " (disk full?)",
+        Some(nix::libc::EFBIG) => " (file size limit?)",
+        _ => "",
+    }
 }
 
 /// One thing to put on the image.
@@ -336,8 +353,9 @@ impl ImageBuilder {
             volume_id: self.volume_id,
             time,
         };
-        let volume_id = write_atomically(out, image_bytes, |file, path| {
-            writer::write_image(file, path, &plan, &params)
+        // Write errors name the image, not its temporary file beside it.
+        let volume_id = write_atomically(out, image_bytes, |file, _| {
+            writer::write_image(file, out, &plan, &params)
         })?;
         Ok(BuiltImage {
             path: out.to_path_buf(),

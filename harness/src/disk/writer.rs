@@ -41,7 +41,7 @@ struct Stage<'f> {
 
 impl Stage<'_> {
     fn io_error(&self, source: io::Error) -> DiskError {
-        DiskError::Output {
+        DiskError::Write {
             path: self.image.to_path_buf(),
             source,
         }
@@ -227,7 +227,7 @@ pub(crate) fn write_image(
     let fsinfo = fsinfo_sector(g, plan.used_clusters);
     let write = |offset: u64, sector: &[u8; 512]| {
         file.write_all_at(sector, offset)
-            .map_err(|source| DiskError::Output {
+            .map_err(|source| DiskError::Write {
                 path: PathBuf::from(image),
                 source,
             })

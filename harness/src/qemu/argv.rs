@@ -62,13 +62,19 @@ impl Argv {
             .collect()
     }
 
-    /// The full argv as one copy-pasteable POSIX shell line, environment assignments first.
+    /// The full argv as one copy-pasteable shell line (POSIX sh, bash, zsh), environment
+    /// assignments first.
     pub fn to_shell_line(&self) -> String {
         let assignments = self
             .env
             .iter()
-            .map(|(key, value)| format!("{key}={}", shell_words::quote(&value.to_string_lossy())));
-        let command = shell_words::join(self.words());
+            .map(|(key, value)| format!("{key}={}", shell_quote(&value.to_string_lossy())));
+        let words = self.words();
+        let command = words
+            .iter()
+            .map(|word| shell_quote(word))
+            .collect::<Vec<_>>()
+            .join(" ");
         assignments
             .chain(std::iter::once(command))
             .collect::<Vec<_>>()
@@ -82,6 +88,19 @@ impl Argv {
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
         command
     }
+}
+
+/// `word` as one shell word in POSIX sh, bash and zsh: `shell_words::quote`, which leaves
+/// the braces of bash's and zsh's brace expansion (`{a,b}`) and zsh's `^` and `!` bare, with
+/// those quoted too.
+pub fn shell_quote(word: &str) -> std::borrow::Cow<'_, str> {
+    let quoted = shell_words::quote(word);
+    let bare = matches!(quoted, std::borrow::Cow::Borrowed(_));
+    if bare && word.contains(['{', '}', '!', '^']) {
+        // No `'` in a word shell_words leaves bare.
+        return format!("'{word}'").into();
+    }
+    quoted
 }
 
 #[cfg(test)]

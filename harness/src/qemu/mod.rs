@@ -8,7 +8,7 @@ mod qmp;
 mod spec;
 mod version;
 
-pub use argv::Argv;
+pub use argv::{shell_quote, Argv};
 pub use preflight::{debian_package, find_binary, preflight, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
 pub use qmp::{Qmp, QmpError};

@@ -3,14 +3,14 @@
 
 use crate::config::{CasePatterns, Unfinished};
 
-use super::{excerpt, SubResult, SubStatus};
+use super::{excerpt, Results, SubResult, SubStatus};
 
 /// Follows the cases a guest runs.
 #[derive(Debug)]
 pub struct Matcher {
     patterns: CasePatterns,
     open: Option<(String, Vec<String>)>,
-    done: Vec<SubResult>,
+    done: Results,
 }
 
 impl Matcher {
@@ -19,13 +19,23 @@ impl Matcher {
         Matcher {
             patterns: patterns.clone(),
             open: None,
-            done: Vec::new(),
+            done: Results::default(),
         }
     }
 
     /// Sees one console line.
     pub fn line(&mut self, text: &str) {
-        if let Some(captures) = self.patterns.end.0.captures(text) {
+        self.piece(text, 0, 0);
+    }
+
+    /// Sees one piece of a line: `text` is the carried end of a line cut before (`skip`
+    /// bytes, already seen; 0 at a line start) and the new piece. Patterns match from `from`
+    /// and must reach into the new piece; `^` matches only at a real line start. Returns
+    /// where in `text` a match ended (0 without one).
+    pub(crate) fn piece(&mut self, text: &str, skip: usize, from: usize) -> usize {
+        let new = &text[skip..];
+        if let Some(captures) = super::captures_past(&self.patterns.end.0, text, skip, from) {
+            let end = captures.get(0).map_or(0, |m| m.end());
             let name = captures
                 .name("name")
                 .map(|m| m.as_str().trim().to_string())
@@ -40,7 +50,7 @@ impl Matcher {
                 }
                 None => Vec::new(),
             };
-            lines.push(text.to_string());
+            lines.push(super::field(new));
             let (status, detail) = self.judge(&name, &captures);
             self.done.push(SubResult {
                 name,
@@ -48,10 +58,10 @@ impl Matcher {
                 detail,
                 excerpt: excerpt(&lines),
             });
-            return;
+            return end;
         }
         if let Some(start) = &self.patterns.start {
-            if let Some(captures) = start.0.captures(text) {
+            if let Some(captures) = super::captures_past(&start.0, text, skip, from) {
                 let name = captures
                     .name("name")
                     .map(|m| m.as_str().trim().to_string())
@@ -59,16 +69,17 @@ impl Matcher {
                 if let Some(previous) = self.open.take() {
                     self.crash(previous);
                 }
-                self.open = Some((name, vec![text.to_string()]));
-                return;
+                self.open = Some((name, vec![super::field(new)]));
+                return captures.get(0).map_or(0, |m| m.end());
             }
         }
         if let Some((_, lines)) = &mut self.open {
-            lines.push(text.to_string());
+            lines.push(super::field(new));
             if lines.len() > 4 * super::EXCERPT_LINES {
                 lines.drain(..lines.len() - super::EXCERPT_LINES);
             }
         }
+        0
     }
 
     fn judge(&self, name: &str, captures: &regex::Captures<'_>) -> (SubStatus, Option<String>) {
@@ -112,7 +123,7 @@ impl Matcher {
     }
 
     /// The sub-results; a case still open is crashed (or skipped, as configured).
-    pub fn finish(mut self) -> Vec<SubResult> {
+    pub fn finish(mut self) -> Results {
         if let Some(open) = self.open.take() {
             self.crash(open);
         }
@@ -152,7 +163,7 @@ mod tests {
         for piece in pieces {
             matcher.line(&piece.text);
         }
-        matcher.finish()
+        matcher.finish().cases
     }
 
     /// The real transcripts of all three arches (ANSI colours, `\r\r\n`, a NUL inside every

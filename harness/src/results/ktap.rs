@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::{excerpt, SubResult, SubStatus};
+use super::{excerpt, Results, SubResult, SubStatus};
 
 /// One open (sub)test document.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Level {
 pub struct Parser {
     prefix: usize,
     stack: Vec<Level>,
-    done: Vec<SubResult>,
+    done: Results,
     /// (sub-results inside, any failed) of the level closed by the line being handled.
     just_closed: Option<(usize, bool)>,
 }
@@ -107,7 +107,7 @@ impl Parser {
             return;
         }
         if let Some(level) = self.stack.last_mut() {
-            level.lines.push(content.to_string());
+            level.lines.push(super::field(content));
             if level.lines.len() > 4 * super::EXCERPT_LINES {
                 level
                     .lines
@@ -223,7 +223,6 @@ impl Parser {
     /// Records what a level left unfinished: its last case (output with no result) and the
     /// cases its plan promised. Returns whether anything crashed.
     fn unfinished(&mut self, level: &Level) -> bool {
-        let mut crashed = false;
         let mut names: Vec<String> = self.stack.iter().filter_map(|l| l.name.clone()).collect();
         if let Some(name) = &level.name {
             names.push(name.clone());
@@ -232,11 +231,11 @@ impl Parser {
         let missing = planned.saturating_sub(level.results);
         let started = !level.lines.is_empty() || (level.results == 0 && level.plan.is_none());
         let count = missing.max(usize::from(started && missing == 0 && level.results == 0));
-        for k in 0..count {
-            let case = format!("#{}", level.results + k + 1);
+        let first = level.results;
+        self.done.push_many(SubStatus::Crashed, count, |k| {
             let mut parts = names.clone();
-            parts.push(case);
-            self.done.push(SubResult {
+            parts.push(format!("#{}", first.saturating_add(k).saturating_add(1)));
+            SubResult {
                 name: parts.join("."),
                 status: SubStatus::Crashed,
                 detail: Some(match k {
@@ -248,10 +247,9 @@ impl Parser {
                 } else {
                     Vec::new()
                 },
-            });
-            crashed = true;
-        }
-        crashed
+            }
+        });
+        count > 0
     }
 
     fn close_all(&mut self) {
@@ -274,7 +272,7 @@ impl Parser {
     }
 
     /// The sub-results, with what the output left unfinished crashed.
-    pub fn finish(mut self) -> Vec<SubResult> {
+    pub fn finish(mut self) -> Results {
         self.close_all();
         self.done
     }
@@ -298,7 +296,7 @@ mod tests {
         for line in text.lines() {
             parser.line(line);
         }
-        parser.finish()
+        parser.finish().cases
     }
 
     fn summary(results: &[SubResult]) -> Vec<String> {

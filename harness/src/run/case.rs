@@ -78,8 +78,12 @@ enum Start {
 }
 
 impl Context<'_> {
+    /// A report logging into `dir` that names the artifacts resolved so far (a restored
+    /// case's are the state's: its key covers every file's sha256).
     fn report(&self, dir: &Path) -> Report {
-        Report::new(self.name, dir.join("console.log"))
+        let mut report = Report::new(self.name, dir.join("console.log"));
+        report.booted = self.resolver.booted();
+        report
     }
 
     fn prepare(&self, options: &RunOptions) -> Result<Prepared, Box<Report>> {
@@ -91,8 +95,7 @@ impl Context<'_> {
             self.log_dir,
         );
         prepared.map_err(|outcome| {
-            let mut report = self.report(self.log_dir);
-            report.booted = self.resolver.booted();
+            let report = self.report(self.log_dir);
             Box::new(report.ended(outcome, self.started.elapsed()))
         })
     }
@@ -195,7 +198,7 @@ impl Context<'_> {
             return Start::Cold("the config sets `ready.save = false`".into());
         }
         if prepared.spec.qmp.is_none() {
-            return Start::Cold("no QMP socket (the temp dir's path is too long for one)".into());
+            return Start::Cold("no QMP socket to save a state over (see the note above)".into());
         }
         let version = match qemu::version(&prepared.spec.binary) {
             Ok(version) => version,
@@ -268,7 +271,7 @@ impl Context<'_> {
         let mut save_failure: Option<String> = None;
         let hook = |_: &mut Session| -> Result<(), Outcome> {
             let started = Instant::now();
-            let result = save_state(&socket, disk.as_deref(), &new, method, limit);
+            let result = save_state(&socket, disk.as_deref(), new.path(), method, limit);
             save_took = started.elapsed();
             match result {
                 Ok(disk_sha256) => {
@@ -305,13 +308,13 @@ impl Context<'_> {
         );
         prepared.expectations = case_expectations;
         if !report.outcome.is_pass() {
-            let _ = std::fs::remove_dir_all(&new);
+            let _ = std::fs::remove_dir_all(new.path());
             return match save_failure {
                 Some(why) => Start::Cold(format!("saving the state failed ({why}; logs in save/)")),
                 None => Start::BootFailed(Box::new(self.boot_failed(report))),
             };
         }
-        let stream = std::fs::metadata(StateStore::state_in(&new));
+        let stream = std::fs::metadata(StateStore::state_in(new.path()));
         let state_bytes = stream.as_ref().map_or(0, |m| m.len());
         // A mapped-ram stream is sparse: what it takes on disk is what matters.
         let allocated = stream.map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
@@ -324,7 +327,7 @@ impl Context<'_> {
             boot_secs: report.elapsed.as_secs_f64(),
             inputs: key.inputs.clone(),
         };
-        match store.commit(&new, meta) {
+        match store.commit(new.path(), meta) {
             Ok(state) => {
                 store.prune(KEEP_STATES);
                 notes.push(Note::StateSaved {
@@ -336,7 +339,7 @@ impl Context<'_> {
                 Start::Saved(state)
             }
             Err(err) => {
-                let _ = std::fs::remove_dir_all(&new);
+                let _ = std::fs::remove_dir_all(new.path());
                 Start::Cold(one_line(&err))
             }
         }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
-/// Temp dirs of runs in progress in this process, removed when a termination signal arrives.
+/// Temp dirs of runs (and states being made) in this process, removed when a termination
+/// signal arrives.
 static ACTIVE: Mutex<BTreeMap<u64, PathBuf>> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -17,12 +18,44 @@ fn owner_prefix(pid: u32) -> String {
     format!("vmh{pid}-")
 }
 
+/// The longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// A directory removed if the process is told to terminate (SIGTERM, SIGINT, SIGHUP) while
+/// this guard lives; dropping the guard only forgets it.
+#[derive(Debug)]
+pub struct RemovedOnSignal {
+    id: u64,
+}
+
+impl RemovedOnSignal {
+    /// Registers `dir` for removal on a termination signal.
+    pub fn new(dir: &Path) -> RemovedOnSignal {
+        install_signal_cleanup();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.insert(id, dir.to_path_buf());
+        }
+        RemovedOnSignal { id }
+    }
+}
+
+impl Drop for RemovedOnSignal {
+    fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.remove(&self.id);
+        }
+    }
+}
+
 /// A run's private temp dir (mode 0700), removed when dropped or when the process is told to
 /// terminate.
 #[derive(Debug)]
 pub struct RunTemp {
     dir: tempfile::TempDir,
-    id: u64,
+    _on_signal: RemovedOnSignal,
+    /// An open handle on `dir`, for socket paths too long to name it directly.
+    handle: Option<std::fs::File>,
 }
 
 impl RunTemp {
@@ -30,28 +63,58 @@ impl RunTemp {
     pub fn new(parent: &Path, label: &str) -> std::io::Result<RunTemp> {
         std::fs::create_dir_all(parent)?;
         sweep(parent);
-        install_signal_cleanup();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}{label}-", owner_prefix(std::process::id())))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut active) = ACTIVE.lock() {
-            active.insert(id, dir.path().to_path_buf());
-        }
-        Ok(RunTemp { dir, id })
+        let on_signal = RemovedOnSignal::new(dir.path());
+        Ok(RunTemp {
+            dir,
+            _on_signal: on_signal,
+            handle: None,
+        })
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
-}
 
-impl Drop for RunTemp {
-    fn drop(&mut self) {
-        if let Ok(mut active) = ACTIVE.lock() {
-            active.remove(&self.id);
+    /// A path for a unix socket `name` in this dir that fits a socket address: the plain path
+    /// when it is short enough, else the dir reached through this process's open handle on it
+    /// (`/proc/<pid>/fd/<n>/<name>`), which QEMU (a child of the same user) resolves too.
+    /// The handle stays open as long as this `RunTemp`.
+    pub fn socket_path(&mut self, name: &str) -> std::io::Result<PathBuf> {
+        let plain = self.path().join(name);
+        if plain.as_os_str().len() <= SOCKET_PATH_MAX {
+            return Ok(plain);
+        }
+        let handle = match self.handle.take() {
+            Some(handle) => handle,
+            None => std::fs::File::open(self.dir.path())?,
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&handle);
+        self.handle = Some(handle);
+        let through = PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id()));
+        // The handle must lead to this very dir (/proc mounted, the fd still ours).
+        let same = |a: &Path, b: &Path| -> std::io::Result<bool> {
+            use std::os::unix::fs::MetadataExt;
+            let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
+            Ok(a.dev() == b.dev() && a.ino() == b.ino())
+        };
+        if !same(&through, self.dir.path())? {
+            return Err(std::io::Error::other(format!(
+                "{} does not lead to the run's temp dir",
+                through.display()
+            )));
+        }
+        let short = through.join(name);
+        match short.as_os_str().len() <= SOCKET_PATH_MAX {
+            true => Ok(short),
+            false => Err(std::io::Error::other(format!(
+                "{} is too long for a socket address",
+                short.display()
+            ))),
         }
     }
 }
@@ -150,6 +213,24 @@ mod tests {
         }
         sweep(parent.path());
         assert!(!dead.exists() && mine.exists() && other.exists());
+    }
+
+    /// A temp dir too deep for a socket address still gets a socket path that binds there.
+    #[test]
+    fn socket_paths_fit_however_deep_the_dir() {
+        let root = tempfile::tempdir().unwrap();
+        for depth in [0, 1, 3] {
+            let parent = (0..depth).fold(root.path().to_path_buf(), |p, i| {
+                p.join(format!("{i}{}", "d".repeat(60)))
+            });
+            let mut temp = RunTemp::new(&parent, "a-rather-long-label").unwrap();
+            let socket = temp.socket_path("qmp.sock").unwrap();
+            assert!(socket.as_os_str().len() <= SOCKET_PATH_MAX, "{socket:?}");
+            let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+            assert!(temp.path().join("qmp.sock").exists(), "{socket:?}");
+            std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            drop(listener);
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> 
         }
         for line in &lines {
             if let Some(collector) = collector.as_mut() {
-                collector.line(&line.text);
+                collector.piece(&line.text, line.cut);
             }
             pending.extend(judge.on_piece(&line.text, line.cut, line.at, now));
             if pending.iter().any(|a| matches!(a, Action::Verdict(_))) {

@@ -163,6 +163,17 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a file of the run failed part way (a full disk, most often).
+    #[error("write failed: {what} {}{}", path.display(), crate::disk::space_hint(source))]
+    Write {
+        /// What it is (`console log`).
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// QEMU could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
@@ -232,7 +243,7 @@ impl RunError {
                 _ => ErrorClass::Infra,
             },
             RunError::MissingInputs(_) => ErrorClass::Unavailable,
-            RunError::Disk(DiskError::Output { .. }) => ErrorClass::Infra,
+            RunError::Disk(DiskError::Output { .. } | DiskError::Write { .. }) => ErrorClass::Infra,
             // Any other disk error: the config asks for an image that cannot be built.
             RunError::Disk(_) => ErrorClass::Fail,
             RunError::Preflight(PreflightError::MissingFile { .. }) => ErrorClass::Fail,
@@ -246,6 +257,7 @@ impl RunError {
             | RunError::Remote(_)
             | RunError::Preflight(_)
             | RunError::Io { .. }
+            | RunError::Write { .. }
             | RunError::Spawn(_)
             | RunError::ConsoleWrite(_)
             | RunError::Record(_)

@@ -16,7 +16,7 @@ fn find_past<'t>(
     start: usize,
     skip: usize,
 ) -> Option<regex::Match<'t>> {
-    let mut at = start;
+    let mut at = start.max(line_start(text, skip));
     while at <= text.len() {
         let found = pattern.find_at(text, at)?;
         if skip == 0 || found.end() > skip {
@@ -29,6 +29,15 @@ fn find_past<'t>(
         }
     }
     None
+}
+
+/// Where matching `text` may begin: 0 at a real line start; after its first character when it
+/// begins with `skip` carried bytes of a cut line, so that `^` never matches there.
+fn line_start(text: &str, skip: usize) -> usize {
+    match skip {
+        0 => 0,
+        _ => text.chars().next().map_or(0, char::len_utf8),
+    }
 }
 
 /// Failure patterns that are always on.
@@ -229,8 +238,14 @@ impl Judge {
             .expect
             .panic_patterns
             .iter()
-            .find(|p| p.find_iter(text).any(|m| m.end() > skip))?;
-        if self.expect.allow.iter().any(|allow| allow.is_match(text)) {
+            .find(|p| find_past(p, text, 0, skip).is_some())?;
+        let from = line_start(text, skip);
+        if self
+            .expect
+            .allow
+            .iter()
+            .any(|allow| allow.find_at(text, from).is_some())
+        {
             return None;
         }
         Some(Outcome::Fail {
@@ -653,6 +668,24 @@ mod tests {
                     "panic, prefix {prefix}: {actions:?}"
                 );
             }
+        }
+    }
+
+    /// `^` is the start of the real console line: the carried end of a cut line is not one,
+    /// wherever the cut falls.
+    #[test]
+    fn a_cut_line_is_no_line_start() {
+        let cap = crate::console::MAX_LINE_BYTES;
+        let carry_starts = [cap - CARRY_BYTES, 2 * cap - CARRY_BYTES];
+        for filler in carry_starts.into_iter().flat_map(|at| at - 3..=at + 3) {
+            let text = format!("{}ready{} done", "x".repeat(filler), "y".repeat(cap / 2));
+            let mut expect = expectations();
+            expect.banner = vec![pattern("^ready.*done")];
+            expect.steps.clear();
+            let mut judge = Judge::new(expect, Instant::now());
+            let actions = feed_cut(&mut judge, &text, cap);
+            assert!(actions.is_empty(), "filler {filler}: {:?}", judge.matched());
+            assert!(judge.matched().is_empty(), "filler {filler}");
         }
     }
 

@@ -306,8 +306,8 @@ pub(crate) fn launch(
     report.console_bytes = session.bytes_read();
     report.tail = session.tail(REPORT_TAIL_LINES);
     if let Err(source) = session.finish_log() {
-        let err = RunError::Io {
-            what: "console log (writing)",
+        let err = RunError::Write {
+            what: "console log",
             path: report.log_path.clone(),
             source,
         };
@@ -384,7 +384,7 @@ fn prepare_with(
         source,
     })?;
     let temp_parent = settings.state_dir().join("tmp");
-    let temp = RunTemp::new(&temp_parent, &loaded.name).map_err(|source| RunError::Io {
+    let mut temp = RunTemp::new(&temp_parent, &loaded.name).map_err(|source| RunError::Io {
         what: "temp dir",
         path: temp_parent.clone(),
         source,
@@ -443,10 +443,16 @@ fn prepare_with(
         &|used| files.path(used),
         disk_image,
     );
-    // QMP for failure reports, local runs only; a unix socket path must fit sun_path.
-    let socket = temp.path().join("qmp.sock");
-    if options.remote.is_none() && socket.as_os_str().len() < 100 {
-        spec.qmp = Some(socket);
+    // QMP for failure reports and saved states, local runs only; a socket path must fit a
+    // socket address, so a deep temp dir is reached through a short path.
+    if options.remote.is_none() {
+        match temp.socket_path("qmp.sock") {
+            Ok(socket) => spec.qmp = Some(socket),
+            Err(err) => notes.push(Note::NoQmp(format!(
+                "cannot make a QMP socket path in {}: {err}",
+                temp.path().display()
+            ))),
+        }
     }
     let symbols = files
         .path(&crate::plan::InputUse::Symbols)

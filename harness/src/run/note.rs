@@ -42,6 +42,8 @@ pub enum Note {
     ColdBoot(String),
     /// A saved state was thrown away, and why.
     StateDiscarded(String),
+    /// QEMU got no QMP socket, and why: a failure cannot show the vCPUs, cases boot cold.
+    NoQmp(String),
     /// QEMU ran on a remote host, in this temp dir.
     Remote {
         /// The ssh destination.
@@ -89,6 +91,10 @@ impl fmt::Display for Note {
             ),
             Note::ColdBoot(why) => write!(f, "booted cold: {why}"),
             Note::StateDiscarded(why) => write!(f, "discarded a saved state: {why}"),
+            Note::NoQmp(why) => write!(
+                f,
+                "no QMP socket ({why}): a failure cannot show the vCPUs, and cases boot cold"
+            ),
             Note::Remote { destination, dir } => {
                 write!(f, "remote: QEMU runs on {destination} in {dir}")
             }
@@ -129,6 +135,10 @@ mod tests {
                 clock_set: true,
             },
             Note::ColdBoot("VMHARNESS_SAVED_STATES=off".into()),
+            Note::NoQmp(
+                "cannot make a QMP socket path in /t/vmh1-x-abc: /proc/1/fd/3 does not lead to the run's temp dir"
+                    .into(),
+            ),
             Note::StateDiscarded(
                 "saved state /s/49040a6d is damaged: state is 5 bytes, meta.toml says 88393813"
                     .into(),

@@ -25,7 +25,7 @@ use crate::qemu::{QemuVersion, QmpError, VersionError};
 
 pub use key::StateKey;
 pub use migrate::{incoming, restore, save, wait_for_qmp};
-pub use store::{SavedState, StateLock, StateMeta, StateStore};
+pub use store::{NewState, SavedState, StateLock, StateMeta, StateStore};
 
 /// How QEMU writes and reads a state, the best the version offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Method, StateError, StateKey};
+use crate::run::cleanup::RemovedOnSignal;
 
 const META: &str = "meta.toml";
 const STATE: &str = "state";
@@ -26,6 +27,20 @@ pub struct StateStore {
 /// Held while a state is looked up or made; other processes wait for it.
 pub struct StateLock {
     _flock: Flock<File>,
+}
+
+/// A state being made: its private directory (see [`StateStore::begin`]).
+#[derive(Debug)]
+pub struct NewState {
+    dir: PathBuf,
+    _on_signal: RemovedOnSignal,
+}
+
+impl NewState {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
 }
 
 /// What `meta.toml` records about a state.
@@ -87,9 +102,11 @@ impl StateStore {
         }
     }
 
-    /// Takes `key`'s lock, waiting while another process holds it.
+    /// Takes `key`'s lock, waiting while another process holds it; sweeps what dead processes
+    /// left half made first.
     pub fn lock(&self, key: &StateKey) -> Result<StateLock, StateError> {
         std::fs::create_dir_all(&self.dir).map_err(Self::io("creating", &self.dir))?;
+        self.sweep();
         let path = self.dir.join(format!("{}.lock", key.hex));
         let file = OpenOptions::new()
             .create(true)
@@ -162,14 +179,37 @@ impl StateStore {
         }))
     }
 
-    /// A fresh private directory to make `key`'s state in.
-    pub fn begin(&self, key: &StateKey) -> Result<PathBuf, StateError> {
+    /// A fresh private directory to make `key`'s state in (`.new-<key>-<pid>`), removed if the
+    /// process is told to terminate before it is committed or dropped.
+    pub fn begin(&self, key: &StateKey) -> Result<NewState, StateError> {
         let dir = self
             .dir
             .join(format!(".new-{}-{}", key.short(), std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(Self::io("creating", &dir))?;
-        Ok(dir)
+        let on_signal = RemovedOnSignal::new(&dir);
+        Ok(NewState {
+            dir,
+            _on_signal: on_signal,
+        })
+    }
+
+    /// Removes what dead processes left half made (`.new-<key>-<pid>` of a pid that is gone:
+    /// a SIGKILL, which no handler sees).
+    pub fn sweep(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".new-") else {
+                continue;
+            };
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|pid| !crate::run::cleanup::alive(pid)) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// Where a state being made in `new` keeps its stream.
@@ -211,15 +251,13 @@ impl StateStore {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        self.sweep();
         let mut states: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(rest) = name.strip_prefix(".new-") {
-                let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
-                if pid.is_some_and(|pid| !crate::run::cleanup::alive(pid)) {
-                    let _ = std::fs::remove_dir_all(&path);
-                }
+            if name.starts_with(".new-") {
+                continue;
             } else if path.is_dir() {
                 let used = std::fs::metadata(path.join(META))
                     .and_then(|m| m.modified())
@@ -307,10 +345,11 @@ mod tests {
 
     fn made(store: &StateStore, disk: &[u8]) -> SavedState {
         let new = store.begin(&key()).unwrap();
-        std::fs::write(StateStore::state_in(&new), b"stream").unwrap();
+        let new = new.path();
+        std::fs::write(StateStore::state_in(new), b"stream").unwrap();
         let source = new.join("source.img");
         std::fs::write(&source, disk).unwrap();
-        let disk_sha256 = StateStore::freeze_disk(&new, &source).unwrap();
+        let disk_sha256 = StateStore::freeze_disk(new, &source).unwrap();
         std::fs::remove_file(&source).unwrap();
         let meta = StateMeta {
             key: key().hex,
@@ -321,7 +360,7 @@ mod tests {
             boot_secs: 1.0,
             inputs: key().inputs,
         };
-        store.commit(&new, meta).unwrap()
+        store.commit(new, meta).unwrap()
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::settings::Settings;
 pub mod availability;
 pub mod record;
 
+use record::recorded;
 pub use record::{Label, ResultRecord};
 
 /// Options of libtest's command line that take a value (so their value is no name filter).
@@ -424,26 +425,10 @@ fn announce_notes(report: &Report) {
     }
 }
 
-/// The report after writing its `result.toml`: a record that cannot be written turns a pass
-/// (or a skip) into an infrastructure failure naming the file, since a result a pipeline
-/// cannot read is lost work; a failure keeps its verdict and the write error goes to stderr.
-fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
-    if let Err(err) = write_result(&report, loaded) {
-        if report.outcome.is_pass() || report.outcome.is_unavailable() {
-            report.outcome = RunError::from(err).into();
-        } else {
-            eprintln!("warning: {}: {}", loaded.name, err);
-        }
-    }
-    report
-}
-
 /// Writes `result.toml` next to the console log ([`ResultRecord`]), and `junit.xml` when the
 /// guest reported sub-results.
 pub fn write_result(report: &Report, loaded: &LoadedConfig) -> Result<(), record::RecordError> {
-    ResultRecord::of(report, loaded).write()?;
-    record::write_junit(report)?;
-    Ok(())
+    record::write(report, loaded)
 }
 
 #[cfg(test)]

@@ -46,9 +46,14 @@ pub struct ResultRecord {
     /// The artifacts the run booted.
     #[serde(default)]
     pub booted: Vec<Booted>,
-    /// What the guest reported about its own tests, in the order the cases ended.
+    /// What the guest reported about its own tests, in the order the cases ended: the first
+    /// [`KEPT_FAILURES`](crate::results::KEPT_FAILURES) failures and
+    /// [`KEPT_OTHERS`](crate::results::KEPT_OTHERS) others.
     #[serde(default)]
     pub sub_results: Vec<SubRecord>,
+    /// Every sub-result the guest reported, kept in `sub_results` or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_result_counts: Option<SubCounts>,
     /// Values the guest printed that the config records (`[[results.record]]`).
     #[serde(default)]
     pub values: std::collections::BTreeMap<String, String>,
@@ -107,6 +112,31 @@ pub struct SubRecord {
     /// Why, when not a plain pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// `[sub_result_counts]`: every sub-result per status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubCounts {
+    /// Passed.
+    pub passed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Crashed (output ended before the result).
+    pub crashed: u64,
+    /// Skipped.
+    pub skipped: u64,
+}
+
+impl From<crate::results::Counts> for SubCounts {
+    fn from(counts: crate::results::Counts) -> Self {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        SubCounts {
+            passed: wide(counts.passed),
+            failed: wide(counts.failed),
+            crashed: wide(counts.crashed),
+            skipped: wide(counts.skipped),
+        }
+    }
 }
 
 impl From<&crate::run::vcpu::CpuState> for VcpuRecord {
@@ -277,6 +307,7 @@ impl ResultRecord {
                 .iter()
                 .flat_map(|r| r.cases.iter().map(SubRecord::from))
                 .collect(),
+            sub_result_counts: report.results.as_ref().map(|r| r.counts().into()),
             values: report
                 .results
                 .as_ref()
@@ -348,18 +379,58 @@ impl ResultRecord {
     }
 }
 
+/// The report after writing its `result.toml` and `junit.xml` ([`write()`]): a record that
+/// cannot be written turns a pass (or an unavailable input) into an infrastructure failure
+/// naming the file, since a result a pipeline cannot read is lost work; a failure keeps its
+/// verdict and the write error goes to stderr.
+pub fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
+    if let Err(err) = write(&report, loaded) {
+        if report.outcome.is_pass() || report.outcome.is_unavailable() {
+            report.outcome = crate::run::RunError::from(err).into();
+        } else {
+            eprintln!("warning: {}: {}", loaded.name, err);
+        }
+    }
+    report
+}
+
+/// Writes `result.toml` next to the console log ([`ResultRecord`]), and `junit.xml` when the
+/// guest reported sub-results.
+pub fn write(report: &Report, loaded: &LoadedConfig) -> Result<(), RecordError> {
+    ResultRecord::of(report, loaded).write()?;
+    write_junit(report)?;
+    Ok(())
+}
+
 /// The JUnit file next to `result.toml` when the guest reported sub-results: one test case per
 /// sub-result (nextest's JUnit knows only the trial).
 pub const JUNIT_FILE: &str = "junit.xml";
 
+/// The most `junit.xml` may take: the sub-results that do not fit (passes and skips before
+/// failures) are counted in the suite's `system-out` instead.
+pub const JUNIT_MAX_BYTES: u64 = 8 << 20;
+
+/// What the suite's elements and the summary take at most, besides the test cases.
+const JUNIT_FRAME_BYTES: u64 = 4096;
+
+/// What one test case's elements take besides its escaped texts.
+const JUNIT_CASE_BYTES: u64 = 256;
+
 /// Writes `junit.xml` for a report with sub-results (nothing otherwise); returns its path.
+/// It holds the kept sub-results within [`JUNIT_MAX_BYTES`], failures first.
 pub fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
     let Some(results) = &report.results else {
         return Ok(None);
     };
     use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+    let written = junit_cases(report, results);
     let mut suite = TestSuite::new(report.name.clone());
-    for case in &results.cases {
+    for case in results
+        .cases
+        .iter()
+        .zip(&written)
+        .filter_map(|(case, &w)| w.then_some(case))
+    {
         let mut status = match case.status {
             SubStatus::Pass => TestCaseStatus::success(),
             SubStatus::Skip => TestCaseStatus::skipped(),
@@ -379,6 +450,15 @@ pub fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
         }
         suite.add_test_case(test_case);
     }
+    let shown = written.iter().filter(|&&w| w).count();
+    let counts = results.counts();
+    if shown < counts.total() {
+        suite.set_system_out(format!(
+            "vmharness: the guest reported {} sub-results ({counts}); {} of them are not kept here (result.toml counts them all)",
+            counts.total(),
+            counts.total() - shown
+        ));
+    }
     let mut junit = quick_junit::Report::new(format!("vmharness {}", report.name));
     junit.add_test_suite(suite);
     let dir = report.log_path.parent().unwrap_or(Path::new("."));
@@ -393,4 +473,41 @@ pub fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
         .map_err(|err| io(std::io::Error::other(err.to_string())))?;
     std::fs::write(&path, text).map_err(io)?;
     Ok(Some(path))
+}
+
+/// Which kept sub-results fit into [`JUNIT_MAX_BYTES`]: failures first, then the others, each
+/// in order, measured as XML escapes them.
+fn junit_cases(report: &Report, results: &crate::results::Results) -> Vec<bool> {
+    let frame = JUNIT_FRAME_BYTES + 2 * xml_len(&report.name);
+    let mut left = JUNIT_MAX_BYTES.saturating_sub(frame);
+    let mut written = vec![false; results.cases.len()];
+    for failures in [true, false] {
+        for (i, case) in results.cases.iter().enumerate() {
+            if case.status.is_failure() != failures {
+                continue;
+            }
+            let texts = [case.name.as_str(), case.detail.as_deref().unwrap_or("")];
+            let cost = JUNIT_CASE_BYTES
+                + xml_len(&report.name)
+                + texts.iter().map(|t| xml_len(t)).sum::<u64>()
+                + case.excerpt.iter().map(|l| xml_len(l) + 1).sum::<u64>();
+            if cost <= left {
+                left -= cost;
+                written[i] = true;
+            }
+        }
+    }
+    written
+}
+
+/// Bytes `text` takes in XML, escaped (an upper bound: control characters are dropped).
+fn xml_len(text: &str) -> u64 {
+    text.chars()
+        .map(|c| match c {
+            '<' | '>' => 4,
+            '&' => 5,
+            '"' | '\'' => 6,
+            c => c.len_utf8() as u64,
+        })
+        .sum()
 }
