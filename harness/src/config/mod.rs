@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 pub use schema::{
     memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, CpuSince, LoaderSpec,
-    Pattern, QemuSection, ReadySection, ResultsSection, Step, TimeoutSection, Unfinished, VmConfig,
-    MAX_DURATION,
+    Pattern, QemuSection, ReadySection, ResultsSection, RetrySection, Step, TimeoutSection,
+    Unfinished, VmConfig, MAX_DURATION, MAX_RETRIES,
 };
 
 /// A config file that failed to load.

@@ -24,6 +24,10 @@ pub struct VmConfig {
     /// When set, the trial is listed but ignored, with this reason.
     #[serde(default)]
     pub ignore: Option<String>,
+    /// A known flake of the software under test: a guest failure or timeout is run again, at
+    /// most `count` more times, and every earlier attempt is reported.
+    #[serde(default)]
+    pub retries: Option<RetrySection>,
     /// The guest needs KVM, for this reason (e.g. a hypervisor that needs VMX): where KVM is
     /// not usable the trial is ignored, saying why, instead of failing under TCG.
     #[serde(default)]
@@ -472,6 +476,40 @@ fn de_scale<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error>
             "`tcg_scale = {scale}` must be a positive number up to {max}"
         )))
     }
+}
+
+/// `[retries]`: how many more attempts a known flake gets, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts after the first one (1 to [`MAX_RETRIES`]).
+    #[serde(deserialize_with = "de_retry_count")]
+    pub count: u32,
+    /// The known defect that makes the guest flaky, shown with every retry.
+    #[serde(deserialize_with = "de_retry_why")]
+    pub why: String,
+}
+
+/// The most retries `[retries] count` may ask for.
+pub const MAX_RETRIES: u32 = 3;
+
+fn de_retry_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    match u32::deserialize(deserializer)? {
+        count @ 1..=MAX_RETRIES => Ok(count),
+        other => Err(serde::de::Error::custom(format!(
+            "`retries.count` must be 1 to {MAX_RETRIES}, not {other}"
+        ))),
+    }
+}
+
+fn de_retry_why<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let why = String::deserialize(deserializer)?;
+    if why.trim().is_empty() {
+        return Err(serde::de::Error::custom(
+            "`retries.why` must name the known defect the retries are for",
+        ));
+    }
+    Ok(why)
 }
 
 /// A `-cpu` model used from a QEMU release on (`[qemu] cpu_since`).

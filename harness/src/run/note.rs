@@ -44,6 +44,16 @@ pub enum Note {
     StateDiscarded(String),
     /// QEMU got no QMP socket, and why: a failure cannot show the vCPUs, cases boot cold.
     NoQmp(String),
+    /// Earlier attempts failed and the config's `[retries]` allowed another (a known flake of
+    /// the software under test, named by the config).
+    Retried {
+        /// Each failed attempt, one line: its verdict and its log.
+        failed: Vec<String>,
+        /// How many attempts the policy allows in all.
+        allowed: u32,
+        /// The config's reason (`[retries] why`).
+        why: String,
+    },
     /// QEMU ran on a remote host, in this temp dir.
     Remote {
         /// The ssh destination.
@@ -98,6 +108,21 @@ impl fmt::Display for Note {
             Note::Remote { destination, dir } => {
                 write!(f, "remote: QEMU runs on {destination} in {dir}")
             }
+            Note::Retried {
+                failed,
+                allowed,
+                why,
+            } => {
+                write!(
+                    f,
+                    "attempt {} of {allowed} allowed by [retries] ({why}); failed before:",
+                    failed.len() + 1
+                )?;
+                for (index, attempt) in failed.iter().enumerate() {
+                    write!(f, " [{}] {attempt}", index + 1)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -143,6 +168,11 @@ mod tests {
                 "saved state /s/49040a6d is damaged: state is 5 bytes, meta.toml says 88393813"
                     .into(),
             ),
+            Note::Retried {
+                failed: vec!["TIMEOUT: no console output for 120.000s (log /l/a/console.log)".into()],
+                allowed: 2,
+                why: "AxVisor riscv64 at 0c9b89a5 hangs in about 1% of cases".into(),
+            },
         ];
         let text: Vec<String> = notes.iter().map(ToString::to_string).collect();
         insta::assert_snapshot!(text.join("\n"));

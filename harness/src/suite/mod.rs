@@ -365,16 +365,12 @@ pub fn run_trial_with(
     run_unit(&unit, resolver, settings)
 }
 
-/// Runs a config or one of its cases as a trial: retries infrastructure failures, maps the
-/// outcome.
-pub fn run_unit(
-    unit: &Unit,
-    resolver: &dyn FileResolver,
-    settings: &Settings,
-) -> Result<Completion, Failed> {
+/// One attempt of a unit, run again while it ends in an infrastructure failure (at most
+/// `VMHARNESS_INFRA_RETRIES` more times).
+fn run_retrying_infra(unit: &Unit, resolver: &dyn FileResolver, settings: &Settings) -> Report {
     let retries = settings.infra_retries;
     let mut attempt = 0;
-    let report = loop {
+    loop {
         let options = RunOptions {
             settings: Some(settings.clone()),
             ..RunOptions::default()
@@ -388,6 +384,54 @@ pub fn run_unit(
                 report.outcome
             );
             continue;
+        }
+        return report;
+    }
+}
+
+/// Runs a config or one of its cases as a trial: retries infrastructure failures, and guest
+/// failures where the config's `[retries]` allows (each attempt reported), maps the outcome.
+pub fn run_unit(
+    unit: &Unit,
+    resolver: &dyn FileResolver,
+    settings: &Settings,
+) -> Result<Completion, Failed> {
+    let policy = unit.loaded.config.retries.as_ref();
+    let mut failed: Vec<String> = Vec::new();
+    let report = loop {
+        let mut report = run_retrying_infra(unit, resolver, settings);
+        let flaky = matches!(
+            report.outcome,
+            Outcome::Fail { .. } | Outcome::Timeout { .. }
+        );
+        match policy {
+            Some(policy) if flaky && failed.len() < policy.count as usize => {
+                eprintln!(
+                    "note: {}: {}; retrying as [retries] allows ({}/{}): {}",
+                    unit.name(),
+                    report.outcome,
+                    failed.len() + 1,
+                    policy.count,
+                    policy.why
+                );
+                failed.push(format!(
+                    "{}: {} (log {})",
+                    report.outcome.label(),
+                    report.outcome.detail(),
+                    report.log_path.display()
+                ));
+                // The failed attempt keeps its own record; `latest` moves on to the next one.
+                recorded(report, &unit.loaded);
+                continue;
+            }
+            Some(policy) if !failed.is_empty() => {
+                report.notes.push(crate::run::Note::Retried {
+                    failed: std::mem::take(&mut failed),
+                    allowed: policy.count + 1,
+                    why: policy.why.clone(),
+                });
+            }
+            _ => {}
         }
         break report;
     };
