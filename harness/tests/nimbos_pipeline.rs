@@ -285,8 +285,9 @@ fn child_runs_the_config() {
 
 /// The `nimbos-standalone-*` configs' own `[results.cases]`, applied to real NimbOS v0.7
 /// consoles: every usertest becomes a passing sub-result (`stack_overflow` by its intended -1).
-/// The `nimbos-<arch>` configs declare one `[[case]]` per usertest of that console, each
-/// expecting the shell's exit line in the format the console shows.
+/// The `nimbos-<arch>` (AxVisor) and `nimbos-shell-<arch>` configs declare one `[[case]]` per
+/// usertest of that console, each expecting the program's own pass line as the console shows
+/// it, then the shell's exit line in the console's format.
 #[test]
 fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
     use vmharness::console::{AnsiStripper, LineSplitter};
@@ -314,36 +315,52 @@ fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
         assert_eq!(results.cases.len(), 13, "{arch}: {results:#?}");
         assert_eq!(results.failure_reason(), None, "{arch}");
 
-        let hosted = load(&root.join(format!("vm-configs/nimbos-{arch}.toml")));
-        let mut programs: Vec<String> = results
-            .cases
-            .iter()
-            .map(|c| c.name.trim().to_string())
-            .collect();
-        let mut cases: Vec<String> = hosted.config.cases.iter().map(|c| c.name.clone()).collect();
-        programs.sort();
-        cases.sort();
-        assert_eq!(cases, programs, "{arch}: one case per usertest program");
-        let exit_line = pieces
-            .iter()
-            .map(|p| p.text.clone())
-            .find(|t| t.starts_with("Shell: Process"))
-            .expect("the console has the shell's exit line");
-        for case in &hosted.config.cases {
-            let expect = case.steps.iter().find_map(|step| match step {
-                vmharness::config::Step::Expect { pattern, .. } => Some(pattern),
-                _ => None,
-            });
-            let pattern = expect.expect("a case expects the exit line");
-            let shown = match case.name.as_str() {
-                "stack_overflow" => exit_line.replace("code 0", "code -1"),
-                _ => exit_line.clone(),
-            };
-            assert!(
-                pattern.0.is_match(&shown),
-                "{arch} {}: {pattern} vs `{shown}`",
-                case.name
-            );
+        for hosted in [format!("nimbos-{arch}"), format!("nimbos-shell-{arch}")] {
+            let hosted = load(&root.join(format!("vm-configs/{hosted}.toml")));
+            let mut programs: Vec<String> = results
+                .cases
+                .iter()
+                .map(|c| c.name.trim().to_string())
+                .collect();
+            let mut cases: Vec<String> =
+                hosted.config.cases.iter().map(|c| c.name.clone()).collect();
+            programs.sort();
+            cases.sort();
+            assert_eq!(cases, programs, "{arch}: one case per usertest program");
+            let exit_line = pieces
+                .iter()
+                .map(|p| p.text.clone())
+                .find(|t| t.starts_with("Shell: Process"))
+                .expect("the console has the shell's exit line");
+            let lines: Vec<&str> = pieces.iter().map(|p| p.text.as_str()).collect();
+            for case in &hosted.config.cases {
+                let expects: Vec<_> = case
+                    .steps
+                    .iter()
+                    .filter_map(|step| match step {
+                        vmharness::config::Step::Expect { pattern, .. } => Some(pattern),
+                        _ => None,
+                    })
+                    .collect();
+                let (last, own) = expects.split_last().expect("a case expects the exit line");
+                let shown = match case.name.as_str() {
+                    "stack_overflow" => exit_line.replace("code 0", "code -1"),
+                    _ => exit_line.clone(),
+                };
+                assert!(
+                    last.0.is_match(&shown),
+                    "{arch} {}: {last} vs `{shown}`",
+                    case.name
+                );
+                // The program's own pass line, where the case expects one, is in the real console.
+                for pattern in own {
+                    assert!(
+                        lines.iter().any(|line| pattern.0.is_match(line)),
+                        "{arch} {}: no console line matches {pattern}",
+                        case.name
+                    );
+                }
+            }
         }
     }
 }
