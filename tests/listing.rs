@@ -57,6 +57,17 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The result libtest printed for trial `name` (`ok`, `FAILED`, `ignored`), empty if none.
+fn status(all: &str, name: &str) -> String {
+    all.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("test ")?;
+            let (test, result) = rest.split_once(" ... ")?;
+            (test.trim() == name).then(|| result.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn terse_list_names_every_config_including_broken_ones() {
     let root = scratch_root();
@@ -84,18 +95,9 @@ fn broken_config_fails_alone_with_location_and_suggestion() {
     let output = boot(root.path(), &[]);
     let all = text(&output);
     assert!(!output.status.success(), "{all}");
-    let status = |name: &str| {
-        all.lines()
-            .find_map(|line| {
-                let rest = line.strip_prefix("test ")?;
-                let (test, result) = rest.split_once(" ... ")?;
-                (test.trim() == name).then(|| result.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    assert_eq!(status("good"), "ok", "{all}");
-    assert_eq!(status("later"), "ignored", "{all}");
-    assert_eq!(status("broken"), "FAILED", "{all}");
+    assert_eq!(status(&all, "good"), "ok", "{all}");
+    assert_eq!(status(&all, "later"), "ignored", "{all}");
+    assert_eq!(status(&all, "broken"), "FAILED", "{all}");
     assert!(
         all.contains("broken.toml:3:1: unknown field `baner`"),
         "{all}"
@@ -226,4 +228,62 @@ fn the_suite_lists_one_trial_per_case() {
         );
     }
     assert!(lines.contains(&"uboot-mbr-riscv64: test"), "{stdout}");
+}
+
+/// A scratch root holding the selftest echo config (three `[[case]]`s) and a plain config.
+fn scratch_root_with_cases() -> tempfile::TempDir {
+    let root = scratch_root();
+    let kernel = support::selftest_elf(Arch::Aarch64);
+    let echo =
+        std::fs::read_to_string(support::root().join("vm-configs/selftest-echo-aarch64.toml"))
+            .unwrap()
+            .replace(
+                "\"artifact:selftest-aarch64/selftest.elf\"",
+                &format!("{:?}", kernel.display().to_string()),
+            );
+    std::fs::write(root.path().join("vm-configs/echo.toml"), echo).unwrap();
+    root
+}
+
+fn terse_names(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Several filters are a union over trial names, case trials included (`config::case`), with
+/// `--exact` comparing each filter with the whole name, as libtest does.
+#[test]
+fn several_filters_select_case_trials() {
+    let root = scratch_root_with_cases();
+    let list = |args: &[&str]| {
+        let output = boot(
+            root.path(),
+            &[&["--list", "--format", "terse"], args].concat(),
+        );
+        assert!(output.status.success(), "{}", text(&output));
+        terse_names(&output)
+    };
+    let both = ["echo::hello: test", "echo::exit: test"];
+    assert_eq!(list(&["--exact", "echo::hello", "echo::exit"]), both);
+    assert_eq!(list(&["o::hello", "o::exit"]), both);
+    assert_eq!(list(&["hello", "::exit"]), both);
+    // A whole config and a case of another config.
+    assert_eq!(
+        list(&["--exact", "good", "echo::exit"]),
+        ["echo::exit: test", "good: test"]
+    );
+    // --exact never takes a part of a name.
+    assert!(list(&["--exact", "echo::hell", "echo"]).is_empty());
+
+    let run = boot(root.path(), &["--exact", "echo::hello", "echo::exit"]);
+    let all = text(&run);
+    assert!(run.status.success(), "{all}");
+    assert_eq!(status(&all, "echo::hello"), "ok", "{all}");
+    assert_eq!(status(&all, "echo::exit"), "ok", "{all}");
+    assert!(
+        all.contains("2 passed") && all.contains("4 filtered out"),
+        "{all}"
+    );
 }

@@ -88,7 +88,33 @@ impl Arguments {
                 false => name.contains(filter.as_str()),
             })
     }
+
+    /// Applies the extra filters to built trials, by trial name (so `config::case` filters
+    /// select case trials), and hands libtest-mimic what it needs to count the others as
+    /// filtered out: each one gets the kind [`FILTERED_KIND`] and a `--skip` entry that only
+    /// a trial of that kind can match (`[filtered-out] <name>`, whether `--exact` or not).
+    pub fn filter(&mut self, trials: Vec<Trial>) -> Vec<Trial> {
+        if self.filters.is_empty() {
+            return trials;
+        }
+        trials
+            .into_iter()
+            .map(|trial| match self.selects(trial.name()) {
+                true => trial,
+                false => {
+                    self.libtest
+                        .skip
+                        .push(format!("[{FILTERED_KIND}] {}", trial.name()));
+                    trial.with_kind(FILTERED_KIND)
+                }
+            })
+            .collect()
+    }
 }
+
+/// The kind [`Arguments::filter`] gives trials no name filter selects (never shown: they are
+/// skipped before listing or running).
+pub const FILTERED_KIND: &str = "filtered-out";
 
 /// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
 /// line, run by libtest-mimic; exits with its status.
@@ -97,8 +123,9 @@ where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
-    let args = Arguments::from_args();
-    let mut trials = trials(|name| select(name) && args.selects(name), resolver);
+    let mut args = Arguments::from_args();
+    let trials = trials(select, resolver);
+    let mut trials = args.filter(trials);
     if !args.libtest.list {
         if let Ok(settings) = Settings::from_env() {
             longest_first(&mut trials, &settings);
@@ -524,5 +551,28 @@ mod tests {
         assert_eq!(one.libtest.filter.as_deref(), Some("selftest-aarch64"));
         let exact = parse(&["--exact", "a", "b"]);
         assert!(exact.selects("a") && !exact.selects("ab"));
+    }
+
+    /// Unselected trials are skipped by libtest-mimic (so it counts them as filtered out),
+    /// and a skip entry never reaches a selected trial whose name contains another's.
+    #[test]
+    fn filtered_trials_are_skipped_by_name_and_kind() {
+        let names = ["a", "ab", "c::x", "c::xy", "d::x"];
+        for (args, kept) in [
+            (&["--exact", "a", "c::x"][..], &["a", "c::x"][..]),
+            (&["b", "::x"][..], &["ab", "c::x", "c::xy", "d::x"][..]),
+            (&["--exact", "ab", "c::xy"][..], &["ab", "c::xy"][..]),
+            (&["x", "y"][..], &["c::x", "c::xy", "d::x"][..]),
+        ] {
+            let mut args = parse(args);
+            let trials = names.map(|name| Trial::test(name, || Ok(()))).into();
+            let trials = args.filter(trials);
+            let run: Vec<&str> = trials
+                .iter()
+                .filter(|trial| !args.libtest.is_filtered_out(trial))
+                .map(Trial::name)
+                .collect();
+            assert_eq!(run, kept, "{:?}", args.filters);
+        }
     }
 }
