@@ -287,3 +287,115 @@ fn several_filters_select_case_trials() {
         "{all}"
     );
 }
+
+/// `boot` with a guard against a hang: a frontend that blocks (on a FIFO, say) is killed
+/// with its process group after `guard` and the test fails saying so, instead of hanging
+/// the suite.
+fn boot_guarded(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    guard: std::time::Duration,
+) -> Output {
+    use std::os::unix::process::CommandExt;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    let mut child = command
+        .process_group(0)
+        .args(["test", "-q", "--test", "boot", "--"])
+        .args(args)
+        .env("VMHARNESS_ROOT", root)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cargo test --test boot");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for cargo").is_none() {
+        if started.elapsed() > guard {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "`boot {}` still running after {guard:?}: {}",
+                args.join(" "),
+                text(&output)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Whether this process runs as root (device nodes can be made).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// A `vm-configs/*.toml` that is not a regular file (a FIFO used to hang `--list` and the
+/// suite with no message) fails its own trial naming the file and what it is; the others
+/// still list and run, and a symlink to a regular file is a config like any other.
+#[test]
+fn special_files_among_the_configs_fail_alone() {
+    let root = scratch_root();
+    let configs = root.path().join("vm-configs");
+    let run = |program: &str, args: &[&str]| {
+        let status = Command::new(program).args(args).status().unwrap();
+        assert!(status.success(), "{program} {args:?}");
+    };
+    let fifo = root.path().join("fifo");
+    run("mkfifo", &[fifo.to_str().unwrap()]);
+    run("mkfifo", &[configs.join("fifo.toml").to_str().unwrap()]);
+    std::fs::create_dir(configs.join("dir.toml")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(configs.join("socket.toml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", configs.join("zero.toml")).unwrap();
+    std::os::unix::fs::symlink(&fifo, configs.join("to-fifo.toml")).unwrap();
+    std::os::unix::fs::symlink(configs.join("good.toml"), configs.join("link.toml")).unwrap();
+    let mut special = vec![
+        ("fifo", "a FIFO"),
+        ("dir", "a directory"),
+        ("socket", "a socket"),
+        ("zero", "a character device"),
+        ("to-fifo", "a FIFO"),
+    ];
+    if is_root() {
+        let chr = configs.join("chr.toml");
+        run("mknod", &[chr.to_str().unwrap(), "c", "1", "3"]);
+        let blk = configs.join("blk.toml");
+        run("mknod", &[blk.to_str().unwrap(), "b", "7", "0"]);
+        special.extend([("chr", "a character device"), ("blk", "a block device")]);
+    }
+    let guard = std::time::Duration::from_secs(120);
+    // VMHARNESS_ARCH reads each config's `arch` while listing: no read may block there either.
+    for env in [&[][..], &[("VMHARNESS_ARCH", "aarch64")][..]] {
+        let list = boot_guarded(root.path(), &["--list", "--format", "terse"], env, guard);
+        assert!(list.status.success(), "{}", text(&list));
+        let names = terse_names(&list);
+        for name in special
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["good", "link"])
+        {
+            assert!(
+                names.contains(&format!("{name}: test")),
+                "{name}: {names:?}"
+            );
+        }
+    }
+    let run = boot_guarded(root.path(), &[], &[], guard);
+    let all = text(&run);
+    assert!(!run.status.success(), "{all}");
+    assert_eq!(status(&all, "good"), "ok", "{all}");
+    assert_eq!(status(&all, "link"), "ok", "{all}");
+    for (name, kind) in special {
+        assert_eq!(status(&all, name), "FAILED", "{name}: {all}");
+        let path = configs.join(format!("{name}.toml"));
+        let message = format!("{}: {kind}, not a regular file", path.display());
+        assert!(all.contains(&message), "{message}: {all}");
+    }
+}

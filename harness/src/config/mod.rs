@@ -7,6 +7,8 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::regular_file::{self, FileKind};
+
 pub use schema::{
     memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, LoaderSpec, Pattern,
     QemuSection, ReadySection, ResultsSection, Step, TimeoutSection, Unfinished, VmConfig,
@@ -33,6 +35,22 @@ pub enum ConfigError {
         message: String,
         /// A close valid key or value, when the mistake looks like a typo.
         suggestion: Option<String>,
+    },
+    /// The path is not a regular file (a FIFO, a directory, a device, a socket).
+    #[error("{}: {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The config file.
+        path: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+    /// The file is larger than any config needs to be.
+    #[error("{}: {size} bytes, more than the {MAX_CONFIG_BYTES} a VM config may have", path.display())]
+    TooLarge {
+        /// The config file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
     },
     /// The file name does not make a usable test name.
     #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", path.display())]
@@ -146,10 +164,7 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
             name,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_source(path)?;
     let (config, source) = if overrides.is_empty() {
         (parse(path, &text)?, text)
     } else {
@@ -171,6 +186,38 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
         config,
         source,
     })
+}
+
+/// The most a config file may hold (4 MiB; the largest in-tree config is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// A config file's text: only a regular file is read (a FIFO, a device or a directory is a
+/// [`ConfigError::NotRegular`], found without blocking), and at most [`MAX_CONFIG_BYTES`].
+pub fn read_source(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (file, _) = regular_file::open_regular(path).map_err(|err| match err {
+        regular_file::OpenError::NotRegular(kind) => ConfigError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+        regular_file::OpenError::Io(source) => read_error(source),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|err| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, err)))
 }
 
 /// Parses config text; `path` is only used in error messages.

@@ -233,7 +233,7 @@ where
 /// Whether the config at `path` is for `arch`, read from its `arch` key without validating the
 /// rest: a broken config is kept (its trial reports the error) unless it names another arch.
 pub fn arch_matches(path: &Path, arch: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = config::read_source(path) else {
         return true;
     };
     let Ok(table) = toml::from_str::<toml::Table>(&text) else {
