@@ -856,3 +856,96 @@ fn the_unfinished_line_a_verdict_matched_is_logged() {
         Some("login-prompt> ")
     );
 }
+
+/// Every file input must be a regular file: `/dev/zero` as the kernel used to be read whole
+/// into memory when a failing run symbolized it, a FIFO hung QEMU past `total`, a directory
+/// was INFRA (retried). Each is a FAIL located at its key, found before anything opens it;
+/// only a disk entry's source may be a directory (it is copied as a tree).
+#[test]
+fn special_files_as_inputs_fail_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let directory = dir.path().join("tree");
+    std::fs::create_dir(&directory).unwrap();
+    std::fs::write(directory.join("a.txt"), "a").unwrap();
+    let kernel = "kernel = \"artifact:selftest-x86_64/selftest.elf\"\n";
+    let specials = [
+        ("/dev/zero".to_string(), "a character device"),
+        (fifo.display().to_string(), "a FIFO"),
+        (directory.display().to_string(), "a directory"),
+    ];
+    for (key, directory_ok) in [
+        ("kernel", false),
+        ("initrd", false),
+        ("bios", false),
+        ("pflash", false),
+        ("symbols", false),
+        ("loader", false),
+        ("disk", true),
+        ("args", false),
+    ] {
+        for (special, kind) in &specials {
+            let qemu = match key {
+                "kernel" => format!("kernel = {special:?}\n"),
+                "pflash" => format!("{kernel}pflash = [{special:?}]\n"),
+                "loader" => {
+                    format!("{kernel}[[qemu.loader]]\nfile = {special:?}\naddr = 0x4000000\n")
+                }
+                "disk" => format!(
+                    "{kernel}[disk]\n[[disk.entries]]\ndest = \"/x/\"\nsource = {special:?}\n"
+                ),
+                "args" => format!("{kernel}args = [\"-initrd\", {special:?}]\n"),
+                _ => format!("{kernel}{key} = {special:?}\n"),
+            };
+            let text = format!(
+                "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\n{qemu}[console]\nbanner = [\"selftest: ok\"]\n[timeouts]\ntotal = \"60s\"\n"
+            );
+            // Tables after `[console]` would land in it: put `[console]` first for those.
+            let text = match key {
+                "loader" | "disk" => format!(
+                    "arch = \"x86_64\"\naccel = \"tcg\"\n[console]\nbanner = [\"selftest: ok\"]\n[timeouts]\ntotal = \"60s\"\n[qemu]\n{qemu}"
+                ),
+                _ => text,
+            };
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, &text).unwrap();
+            let report = run_config(&path);
+            let case = format!("{key} = {special}");
+            if directory_ok && *kind == "a directory" {
+                assert!(report.outcome.is_pass(), "{case}: {report}");
+                continue;
+            }
+            assert_eq!(
+                report.outcome.class(),
+                Some(ErrorClass::Fail),
+                "{case}: {report}"
+            );
+            let reason = report.outcome.explained();
+            assert!(
+                reason.contains(&format!("{kind}, not a regular file")),
+                "{case}: {reason}"
+            );
+            // Located at the value (the typed keys; `args` is one list for every word).
+            let quoted = format!("{special:?}");
+            let (line, text_line) = text
+                .lines()
+                .enumerate()
+                .find(|(_, line)| line.contains(&quoted))
+                .unwrap();
+            let column = match key {
+                "args" => text_line.find('[').unwrap(),
+                _ => text_line.find(&quoted).unwrap(),
+            };
+            let location = format!("{}:{}:{}: ", path.display(), line + 1, column + 1);
+            assert!(
+                reason.starts_with(&location),
+                "{case}: {location}: {reason}"
+            );
+        }
+    }
+}

@@ -417,6 +417,7 @@ fn prepare_with(
     }
 
     let files = resolve::inputs(&plan, resolver, settings)?;
+    files.check_regular(&plan).map_err(RunError::from)?;
     let disk_image = resolve::build_disk(&plan, &files, settings, temp.path())?;
     let mut spec = plan.qemu_spec(binary, decision.accel, &|used| files.path(used), disk_image);
     // QMP for failure reports, local runs only; a unix socket path must fit sun_path.
