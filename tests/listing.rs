@@ -399,3 +399,126 @@ fn special_files_among_the_configs_fail_alone() {
         assert!(all.contains(&message), "{message}: {all}");
     }
 }
+
+/// The `boot` test binary itself, built once (run directly, the way nextest and an archived
+/// binary run it).
+fn boot_binary() -> &'static std::path::PathBuf {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+        let output = command
+            .args([
+                "test",
+                "-q",
+                "--no-run",
+                "--test",
+                "boot",
+                "--message-format=json",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("build the boot test binary");
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "boot")
+            .find_map(|message| message["executable"].as_str().map(Into::into))
+            .expect("cargo names the boot executable")
+    })
+}
+
+/// A variable vmharness cannot use stops the suite before any trial, listing included: a
+/// non-zero exit and a message naming the variable. It used to list and run nothing from
+/// the wrong directory and pass (`running 0 tests ... ok`). One value of each kind of
+/// variable: numbers, whole numbers, seconds, names, flags, durations, sizes, shell words,
+/// a remote host, and text that is not UTF-8.
+#[test]
+fn a_bad_variable_fails_the_suite_whatever_the_entry_point() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = scratch_root();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bad: &[(&str, &[u8])] = &[
+        ("VMHARNESS_TIMEOUT_SCALE", b"-1"),
+        ("VMHARNESS_TIMEOUT_SCALE", b"fast"),
+        ("VMHARNESS_INFRA_RETRIES", b"-1"),
+        ("VMHARNESS_KVM_PROBE_TIMEOUT", b"0"),
+        ("VMHARNESS_ACCEL", b"kmv"),
+        ("VMHARNESS_ARCH", b"mips"),
+        ("VMHARNESS_SAVED_STATES", b"sometimes"),
+        ("VMHARNESS_LOCKED", b"maybe"),
+        ("VMHARNESS_REQUIRE_ARTIFACTS", b"yes"),
+        ("VMHARNESS_OFFLINE", b"2"),
+        ("VMHARNESS_APT_MAX_AGE", b"soon"),
+        ("VMHARNESS_DOWNLOAD_TIMEOUT", b"forever"),
+        ("VMHARNESS_DOWNLOAD_MAX_BYTES", b"-5"),
+        ("VMHARNESS_CONSOLE_LOG_LIMIT", b"1K"),
+        ("VMHARNESS_REMOTE_SSH_OPTIONS", b"'unclosed"),
+        ("VMHARNESS_REMOTE", b"@"),
+        ("VMHARNESS_CACHE", b"\xffcache"),
+        ("SOURCE_DATE_EPOCH", b"yesterday"),
+    ];
+    for (var, value) in bad {
+        let value = std::ffi::OsStr::from_bytes(value);
+        for args in [
+            &["--list"][..],
+            &["--list", "--format", "terse"],
+            &[],
+            &["good"],
+        ] {
+            let output = Command::new(boot_binary())
+                .args(args)
+                .env("VMHARNESS_ROOT", root.path())
+                .env(var, value)
+                .current_dir(elsewhere.path())
+                .output()
+                .unwrap();
+            let all = text(&output);
+            let case = format!("{var}={value:?} boot {}", args.join(" "));
+            assert!(!output.status.success(), "{case}: {all}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(&format!("{var}=")), "{case}: {all}");
+            assert!(!all.contains("test result: ok"), "{case}: {all}");
+            assert!(!all.contains(": test"), "{case}: {all}");
+        }
+    }
+    // Through cargo too (it runs from the checkout, whose own configs must not run instead).
+    let output = boot(root.path(), &["--list"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    let output = command
+        .args(["test", "-q", "--test", "boot", "--", "--list"])
+        .env("VMHARNESS_ROOT", root.path())
+        .env("VMHARNESS_TIMEOUT_SCALE", "-1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let all = text(&output);
+    assert!(!output.status.success(), "{all}");
+    assert!(all.contains("VMHARNESS_TIMEOUT_SCALE=`-1`"), "{all}");
+    assert!(!all.contains("selftest"), "{all}");
+    // And through xtask, before it sets anything up or runs anything.
+    for args in [
+        &["qemu", "aarch64", "--check"][..],
+        &["test", "--no-setup"],
+        &["ci", "--skip-gates"],
+        &["guests", "list"],
+    ] {
+        let output = Command::new(support::xtask())
+            .args(args)
+            .env("VMHARNESS_ROOT", root.path())
+            .env("VMHARNESS_TIMEOUT_SCALE", "-1")
+            .output()
+            .unwrap();
+        let all = text(&output);
+        assert!(!output.status.success(), "xtask {args:?}: {all}");
+        assert!(
+            all.contains("VMHARNESS_TIMEOUT_SCALE=`-1`"),
+            "xtask {args:?}: {all}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use crate::artifact::Catalog;
 use crate::config::{self, LoadedConfig};
 use crate::outcome::{Outcome, Report};
 use crate::run::{self, FileResolver, Note, RunError, RunOptions};
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 
 pub mod availability;
 pub mod record;
@@ -118,21 +118,33 @@ pub const FILTERED_KIND: &str = "filtered-out";
 
 /// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
 /// line, run by libtest-mimic; exits with its status.
+///
+/// An unusable environment ([`SettingsError`]) stops it before anything is listed or run,
+/// with the message on stderr and exit code 101 (libtest's for an error): without usable
+/// settings not even the workspace is known, and listing nothing would pass.
 pub fn main<F, R>(select: F, resolver: R) -> !
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
     let mut args = Arguments::from_args();
-    let trials = trials(select, resolver);
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(ERROR_EXIT_CODE);
+        }
+    };
+    let trials = trials_with(&settings, select, resolver);
     let mut trials = args.filter(trials);
     if !args.libtest.list {
-        if let Ok(settings) = Settings::from_env() {
-            longest_first(&mut trials, &settings);
-        }
+        longest_first(&mut trials, &settings);
     }
     libtest_mimic::run(&args.libtest, trials).exit()
 }
+
+/// The exit code of a frontend that cannot start (libtest's `ERROR_EXIT_CODE`).
+pub const ERROR_EXIT_CODE: i32 = 101;
 
 /// Orders trials so the longest start first: with several threads the suite then ends when
 /// its longest trial does, not when a long trial that started last does. Listing keeps name
@@ -179,31 +191,16 @@ pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Builds one trial per config in `<workspace>/vm-configs` whose test name `select` accepts,
-/// with [`Settings::from_env`]. With an unusable environment every trial fails with that error.
+/// with [`Settings::from_env`]; an unusable environment is an error (it names every bad
+/// variable), never a list of trials from a guessed workspace.
 ///
 /// `resolver` is created per trial (it may hold a loaded artifact catalog).
-pub fn trials<F, R>(select: F, resolver: R) -> Vec<Trial>
+pub fn trials<F, R>(select: F, resolver: R) -> Result<Vec<Trial>, SettingsError>
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
-    match Settings::from_env() {
-        Ok(settings) => trials_with(&settings, select, resolver),
-        Err(err) => {
-            let error = Arc::new(RunError::from(err));
-            let dir = crate::paths::workspace_root().join("vm-configs");
-            config_files(&dir)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|path| config::test_name(&path))
-                .filter(|name| select(name))
-                .map(|name| {
-                    let message = error.to_string();
-                    Trial::test(name, move || Err(message.into()))
-                })
-                .collect()
-        }
-    }
+    Ok(trials_with(&Settings::from_env()?, select, resolver))
 }
 
 /// [`trials`] with explicit settings.
