@@ -522,3 +522,45 @@ fn a_bad_variable_fails_the_suite_whatever_the_entry_point() {
         );
     }
 }
+
+/// A file name with a control character (a newline) cannot be a test name: its trial fails
+/// with the reason, and `--list` shows it escaped on its one line, never as two.
+#[test]
+fn names_with_control_characters_list_on_one_line() {
+    let root = scratch_root();
+    let configs = root.path().join("vm-configs");
+    for name in ["two\nlines", "tab\there", "esc\u{1b}[31mred", "cr\r"] {
+        std::fs::write(configs.join(format!("{name}.toml")), "arch = \"aarch64\"\n").unwrap();
+    }
+    std::fs::write(
+        configs.join("cases.toml"),
+        "arch = \"aarch64\"\n[ready]\nexpect = \"# \"\n[[case]]\nname = \"a\\nb\"\nsteps = [{ expect = \"x\" }]\n",
+    )
+    .unwrap();
+    let list = boot(root.path(), &["--list", "--format", "terse"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let names = terse_names(&list);
+    for line in &names {
+        assert!(line.ends_with(": test"), "{line:?} in {names:?}");
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    for escaped in [
+        r"two\nlines",
+        r"tab\there",
+        r"esc\u{1b}[31mred",
+        r"cr\r",
+        "cases",
+    ] {
+        assert!(
+            names.contains(&format!("{escaped}: test")),
+            "{escaped} in {names:?}"
+        );
+    }
+    let run = boot(root.path(), &["--exact", r"two\nlines", "cases"]);
+    let all = text(&run);
+    assert!(!run.status.success(), "{all}");
+    assert_eq!(status(&all, r"two\nlines"), "FAILED", "{all}");
+    assert_eq!(status(&all, "cases"), "FAILED", "{all}");
+    assert!(all.contains(r"`two\nlines` cannot be a test name"), "{all}");
+    assert!(all.contains(r"case name `a\nb` may only have"), "{all}");
+}

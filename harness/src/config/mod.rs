@@ -53,7 +53,7 @@ pub enum ConfigError {
         size: u64,
     },
     /// The file name does not make a usable test name.
-    #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", path.display())]
+    #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", escape_controls(&path.display().to_string()))]
     BadName {
         /// The config file.
         path: PathBuf,
@@ -131,11 +131,24 @@ fn locate_in(path: &Path, text: &str, keys: &[&str]) -> Location {
     }
 }
 
-/// The test name for a config path: its file stem.
+/// The test name for a config path: its file stem, with control characters escaped (`\n`,
+/// `\u{1b}`) so that a name [`valid_test_name`] refuses still lists on one line.
 pub fn test_name(path: &Path) -> String {
-    path.file_stem()
+    let stem = path
+        .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+        .unwrap_or_else(|| path.display().to_string());
+    escape_controls(&stem)
+}
+
+/// `text` with each control character escaped as Rust writes it (`\n`, `\t`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// Loads and validates one VM config file.
@@ -346,7 +359,7 @@ fn validate_cases(path: &Path, text: &str, config: &VmConfig) -> Result<(), Conf
         } else if !valid_test_name(&case.name) {
             Some(format!(
                 "case name `{}` may only have letters, digits, `-`, `_`, `.` and `+`",
-                case.name
+                escape_controls(&case.name)
             ))
         } else if !seen.insert(case.name.as_str()) {
             Some(format!("case `{}` is defined twice", case.name))
