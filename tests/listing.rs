@@ -444,6 +444,7 @@ fn a_bad_variable_fails_the_suite_whatever_the_entry_point() {
         ("VMHARNESS_TIMEOUT_SCALE", b"-1"),
         ("VMHARNESS_TIMEOUT_SCALE", b"fast"),
         ("VMHARNESS_INFRA_RETRIES", b"-1"),
+        ("VMHARNESS_INFRA_RETRIES", b"100000"),
         ("VMHARNESS_KVM_PROBE_TIMEOUT", b"0"),
         ("VMHARNESS_ACCEL", b"kmv"),
         ("VMHARNESS_ARCH", b"mips"),
