@@ -229,8 +229,25 @@ pub fn read_source(path: &Path) -> Result<String, ConfigError> {
             size: std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
         });
     }
-    String::from_utf8(bytes)
-        .map_err(|err| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, err)))
+    String::from_utf8(bytes).map_err(|err| not_utf8(path, &err))
+}
+
+/// Where the first byte that is not UTF-8 is (line and column, in characters before it).
+fn not_utf8(path: &Path, err: &std::string::FromUtf8Error) -> ConfigError {
+    let valid = err.utf8_error().valid_up_to();
+    let bytes = err.as_bytes();
+    let before = String::from_utf8_lossy(&bytes[..valid]);
+    let (line, column) = line_column(&before, before.len());
+    let byte = bytes.get(valid).copied().unwrap_or_default();
+    ConfigError::Invalid {
+        location: Location {
+            path: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+        },
+        message: format!("byte {byte:#04x} is not UTF-8 (a VM config is UTF-8 text)"),
+        suggestion: None,
+    }
 }
 
 /// Parses config text; `path` is only used in error messages.
@@ -582,13 +599,26 @@ mod tests {
                 "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobes = \"{token}\"\n",
             ),
         ];
+        // Bytes that are no UTF-8 (a Latin-1 `é`, a stray continuation byte).
+        let bytes: [(&str, &[u8]); 2] = [
+            (
+                "invalid UTF-8",
+                b"arch = \"x86_64\"\n[qemu]\nappend = \"caf\xe9\"\n",
+            ),
+            (
+                "invalid UTF-8 after a multi-byte character",
+                b"arch = \"x86_64\"\ndescription = \"\xc3\xa9\xc3\xa9\x80\"\n",
+            ),
+        ];
         let dir = tempfile::tempdir().unwrap();
         let mut out = String::new();
-        for (name, text) in cases {
+        let cases = cases.map(|(name, text)| (name, text.as_bytes()));
+        for (name, text) in cases.into_iter().chain(bytes) {
             let path = dir.path().join("t.toml");
             std::fs::write(&path, text).unwrap();
             let err = load(&path).unwrap_err().to_string();
             let err = err.replace(&dir.path().display().to_string(), "vm-configs");
+            let text = String::from_utf8_lossy(text);
             out.push_str(&format!("--- {name}\n{text}=> {err}\n\n"));
         }
         insta::assert_snapshot!(out);
