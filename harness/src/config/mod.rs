@@ -60,6 +60,10 @@ pub enum ConfigError {
         /// The name its stem gives.
         name: String,
     },
+    /// Several mistakes in one file, in the order they are written (every unknown key and
+    /// bad value serde meets; see [`parse`]).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
     /// A `--set key=value` override could not be applied.
     #[error("invalid override `{text}`: {reason}")]
     Override {
@@ -68,6 +72,17 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// Where the (first) mistake is written, when it has a place in the file.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ConfigError::Invalid { location, .. } => Some(location),
+            ConfigError::Several(errors) => errors.first()?.location(),
+            _ => None,
+        }
+    }
 }
 
 /// A position in a config file (1-based line and column).
@@ -251,9 +266,63 @@ fn not_utf8(path: &Path, err: &std::string::FromUtf8Error) -> ConfigError {
 }
 
 /// Parses config text; `path` is only used in error messages.
+///
+/// Every mistake serde meets is reported, each located, in one [`ConfigError::Several`]:
+/// after each one the text is parsed again without the entry at fault (an unknown key, or
+/// the key holding a bad value), until it parses or fails where no entry can be taken out.
+/// A missing field after a bad value was taken out is that removal's doing and is dropped.
 pub fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
-    toml::from_str(text).map_err(|err| invalid(path, text, &err))
+    let mut errors = Vec::new();
+    let mut rest = text.to_string();
+    let mut removed_a_value = false;
+    while errors.len() < MAX_REPORTED_ERRORS {
+        let err = match toml::from_str::<VmConfig>(&rest) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let unknown = err.message().starts_with("unknown field `");
+        if removed_a_value && err.message().starts_with("missing field `") {
+            break;
+        }
+        // Located in the file as written, by the entry's path (the rest is written anew).
+        let at = err
+            .span()
+            .and_then(|span| locate::path_at(&rest, span.start));
+        let mut error = invalid(path, &rest, &err);
+        if let ConfigError::Invalid { location, .. } = &mut error {
+            let span = at
+                .as_ref()
+                .and_then(|(entry, part)| locate::part_span(text, entry, *part));
+            let (line, column) = match span {
+                Some(span) => line_column(text, span.start),
+                None => (0, 0),
+            };
+            location.line = (line > 0).then_some(line);
+            location.column = (column > 0).then_some(column);
+        }
+        errors.push(error);
+        // The entry to take out: the key, or the key whose value (or element) is at fault.
+        let Some((mut entry, _)) = at else {
+            break;
+        };
+        while matches!(entry.last(), Some(locate::Segment::Index(_))) {
+            entry.pop();
+        }
+        match locate::without_key(&rest, &entry) {
+            Some(without) => rest = without,
+            None => break,
+        }
+        removed_a_value |= !unknown;
+    }
+    match errors.len() {
+        1 => Err(errors.remove(0)),
+        _ => Err(ConfigError::Several(errors)),
+    }
 }
+
+/// The most mistakes reported for one config file.
+const MAX_REPORTED_ERRORS: usize = 50;
 
 fn invalid(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let (line, column) = match err.span() {
@@ -593,6 +662,22 @@ mod tests {
             (
                 "probe without a token",
                 "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobe = \"echo hi\"\n",
+            ),
+            (
+                "several unknown keys",
+                "arch = \"x86_64\"\nacel = \"tcg\"\ntimeouts.totl = 5\n[qemu]\nkernal = \"k.elf\"\nsmp = 2\n[console]\nbaner = [\"x\"]\nsteps = [{ expect = \"a\" }, { expect = \"b\", tiemout = 1 }]\n[[console.step]]\nexpect = \"c\"\n[disk.entrys]\ndest = \"/a\"\n",
+            ),
+            (
+                "unknown keys, then a bad value",
+                "arch = \"x86_64\"\n[qemu]\nkernal = \"k.elf\"\nsmp = \"two\"\n[console]\nbaner = [\"x\"]\n",
+            ),
+            (
+                "a bad arch and an unknown key",
+                "arch = \"mips\"\n[qemu]\nkernal = \"k.elf\"\n",
+            ),
+            (
+                "no arch and an unknown key",
+                "[qemu]\nkernal = \"k.elf\"\n",
             ),
             (
                 "misspelled ready key",
