@@ -18,7 +18,7 @@ fn scratch_root() -> tempfile::TempDir {
     std::fs::write(
         configs.join("good.toml"),
         format!(
-            "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = {:?}\n[console]\nbanner = [\"selftest: ok\"]\n",
+            "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = {:?}\nexit_device = true\n[console]\nbanner = [\"selftest: ok\"]\n",
             kernel.display().to_string()
         ),
     )
@@ -564,4 +564,40 @@ fn names_with_control_characters_list_on_one_line() {
     assert_eq!(status(&all, "cases"), "FAILED", "{all}");
     assert!(all.contains(r"`two\nlines` cannot be a test name"), "{all}");
     assert!(all.contains(r"case name `a\nb` may only have"), "{all}");
+}
+
+/// `--list --verbose` shows what each trial boots with where the config leaves it to the arch
+/// table: the CPU per accelerator and the exit device (aarch64 gets semihosting only when
+/// asked), so a default is never a surprise.
+#[test]
+fn verbose_list_shows_cpu_and_exit_device_defaults() {
+    let root = scratch_root();
+    let configs = root.path().join("vm-configs");
+    for (name, text) in [
+        ("arm-plain", "arch = \"aarch64\"\n"),
+        (
+            "arm-cpu",
+            "arch = \"aarch64\"\n[qemu]\ncpu = \"max\"\nmachine = \"virt,gic-version=3\"\n",
+        ),
+        (
+            "x86-no-exit",
+            "arch = \"x86_64\"\n[qemu]\nexit_device = false\nmemory = \"1G\"\n",
+        ),
+        ("rv-plain", "arch = \"riscv64\"\n"),
+    ] {
+        std::fs::write(configs.join(format!("{name}.toml")), text).unwrap();
+    }
+    let list = boot(root.path(), &["--list", "--verbose"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let ignored = boot(root.path(), &["--list", "--verbose", "--ignored"]);
+    assert!(ignored.status.success(), "{}", text(&ignored));
+    let filtered = boot(root.path(), &["--list", "--verbose", "arm", "good"]);
+    assert!(filtered.status.success(), "{}", text(&filtered));
+    let out = format!(
+        "$ --list --verbose\n{}\n$ --list --verbose --ignored\n{}\n$ --list --verbose arm good\n{}",
+        String::from_utf8_lossy(&list.stdout),
+        String::from_utf8_lossy(&ignored.stdout),
+        String::from_utf8_lossy(&filtered.stdout),
+    );
+    insta::assert_snapshot!(out.replace(&root.path().display().to_string(), "[root]"));
 }

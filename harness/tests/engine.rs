@@ -949,3 +949,72 @@ fn special_files_as_inputs_fail_at_their_key() {
         }
     }
 }
+
+/// `-semihosting` gives the guest the host's files (relative to QEMU's working directory):
+/// only a config that asks for the exit device (`qemu.exit_device = true`, the selftest
+/// guests) gets it. No other aarch64 config does, U-Boot and Linux included.
+#[test]
+fn semihosting_only_where_a_config_asks_for_it() {
+    use vmharness::plan::Plan;
+    use vmharness::qemu::Accel;
+    let settings = support::settings();
+    let configs = settings.configs_dir();
+    let argv = |loaded: &vmharness::config::LoadedConfig| {
+        let plan = Plan::new(loaded, &settings).unwrap();
+        let path = |used: &vmharness::plan::InputUse| {
+            let named = plan.inputs.iter().any(|input| &input.used_as == used);
+            named.then(|| "/input".into())
+        };
+        let spec = plan.qemu_spec("qemu".into(), Accel::Tcg, &path, None);
+        spec.argv().to_shell_line()
+    };
+    let mut seen = Vec::new();
+    for path in vmharness::suite::config_files(&configs).unwrap() {
+        let loaded = vmharness::config::load(&path).unwrap();
+        if loaded.config.arch != Arch::Aarch64 {
+            continue;
+        }
+        let asked = loaded.config.qemu.exit_device == Some(true);
+        let argv = argv(&loaded);
+        let semihosting = argv.split(' ').any(|word| word == "-semihosting");
+        assert_eq!(semihosting, asked, "{}: {argv}", loaded.name);
+        seen.push((loaded.name, asked));
+    }
+    for (name, asked) in [
+        ("uboot-aarch64", false),
+        ("linux-aarch64", false),
+        ("nimbos-aarch64", false),
+        ("selftest-aarch64", true),
+        ("selftest-echo-aarch64", true),
+    ] {
+        assert!(
+            seen.contains(&(name.to_string(), asked)),
+            "{name}: {seen:?}"
+        );
+    }
+    // The selftest guest exits through semihosting: with it, it passes for real; without it,
+    // it says so (QEMU refused the call) and cannot exit.
+    let selftest = configs.join("selftest-aarch64.toml");
+    let report = support::run_config(&selftest);
+    assert!(report.outcome.is_pass(), "{report}");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&selftest)
+        .unwrap()
+        .replace("exit_device = true\n", "")
+        .replace(
+            "[console]\n",
+            "[console]\npanic_patterns = [\"semihosting is off\"]\n",
+        );
+    let without = dir.path().join("plain.toml");
+    std::fs::write(&without, text).unwrap();
+    let report = support::run_config(&without);
+    assert!(
+        matches!(&report.outcome, Outcome::Fail { reason } if reason.contains("semihosting is off")),
+        "{report}"
+    );
+    let command = report.qemu_command.unwrap_or_default();
+    assert!(
+        !command.split(' ').any(|word| word == "-semihosting"),
+        "{command}"
+    );
+}

@@ -198,7 +198,10 @@ impl Plan {
                     .unwrap_or_else(|| spec.memory.to_string()),
                 smp: qemu.smp,
                 append: qemu.append.clone(),
-                exit_device: qemu.exit_device.unwrap_or(true).then_some(spec.exit_device),
+                exit_device: qemu
+                    .exit_device
+                    .unwrap_or(spec.exit_device_by_default)
+                    .then_some(spec.exit_device),
                 extra: qemu.args.clone(),
             },
             inputs,

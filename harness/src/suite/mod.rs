@@ -45,6 +45,8 @@ pub struct Arguments {
     /// The name filters when there are several (a trial runs if its name contains any; with
     /// `--exact`, if it equals one).
     pub filters: Vec<String>,
+    /// `--verbose` (ours, not libtest's): `--list` shows each trial's arch defaults.
+    pub verbose: bool,
 }
 
 impl Arguments {
@@ -60,10 +62,13 @@ impl Arguments {
         let mut options = vec![program];
         let mut filters = Vec::new();
         let mut takes_value = false;
+        let mut verbose = false;
         for arg in args {
             if takes_value {
                 takes_value = false;
                 options.push(arg);
+            } else if arg == "--verbose" {
+                verbose = true;
             } else if arg.starts_with('-') {
                 takes_value = VALUE_OPTIONS.contains(&arg.as_str());
                 options.push(arg);
@@ -77,6 +82,7 @@ impl Arguments {
         Arguments {
             libtest: libtest_mimic::Arguments::from_iter(options),
             filters,
+            verbose,
         }
     }
 
@@ -135,12 +141,81 @@ where
             std::process::exit(ERROR_EXIT_CODE);
         }
     };
-    let trials = trials_with(&settings, select, resolver);
+    let trials = trials_with(&settings, &select, resolver);
     let mut trials = args.filter(trials);
+    if args.libtest.list && args.verbose {
+        list_verbose(&args, &trials, &settings, &select);
+        std::process::exit(0);
+    }
     if !args.libtest.list {
         longest_first(&mut trials, &settings);
     }
     libtest_mimic::run(&args.libtest, trials).exit()
+}
+
+/// `--list --verbose`: each trial libtest would list, with what its config leaves to the arch
+/// table (CPU per accelerator, exit device) on the line below.
+fn list_verbose(
+    args: &Arguments,
+    trials: &[Trial],
+    settings: &Settings,
+    select: &dyn Fn(&str) -> bool,
+) {
+    let mut details = std::collections::BTreeMap::new();
+    for path in config_files(&settings.configs_dir()).unwrap_or_default() {
+        if !select(&config::test_name(&path)) {
+            continue;
+        }
+        let plan = config::load(&path)
+            .ok()
+            .and_then(|loaded| crate::plan::Plan::new(&loaded, settings).ok());
+        let line = match &plan {
+            Some(plan) => defaults_line(plan),
+            None => "invalid VM config (its trial fails with the located error)".to_string(),
+        };
+        for name in trial_names(&path) {
+            details.insert(name, line.clone());
+        }
+    }
+    for trial in trials.iter().filter(|t| !args.libtest.is_filtered_out(t)) {
+        println!("{}: test", trial.name());
+        if let Some(line) = details.get(trial.name()) {
+            println!("    {line}");
+        }
+    }
+}
+
+/// One line of what a run of `plan` uses, each default marked as one.
+fn defaults_line(plan: &crate::plan::Plan) -> String {
+    let spec = plan.arch.spec();
+    let config = &plan.loaded.config.qemu;
+    let default = |set: bool| match set {
+        true => "",
+        false => " (default)",
+    };
+    let cpu = match &config.cpu {
+        Some(cpu) => format!("cpu {cpu}"),
+        None => format!(
+            "cpu {} under TCG, {} under KVM (default)",
+            spec.tcg_cpu, spec.kvm_cpu
+        ),
+    };
+    let exit = match (plan.qemu.exit_device, config.exit_device) {
+        (Some(device), set) => format!("exit device {device}{}", default(set.is_some())),
+        (None, Some(_)) => "exit device none".to_string(),
+        (None, None) => format!(
+            "exit device none (default: `qemu.exit_device = true` adds {})",
+            spec.exit_device
+        ),
+    };
+    format!(
+        "{}; machine {}{}; {cpu}; memory {}{}; {exit}",
+        plan.arch,
+        plan.qemu.machine,
+        default(config.machine.is_some()),
+        plan.qemu.memory,
+        default(config.memory.is_some()),
+    )
 }
 
 /// The exit code of a frontend that cannot start (libtest's `ERROR_EXIT_CODE`).
