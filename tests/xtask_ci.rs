@@ -30,7 +30,7 @@ fn workspace(configs: &[(&str, String)]) -> Result<tempfile::TempDir> {
 
 fn selftest(kernel: &Path, extra: &str) -> String {
     format!(
-        "arch = \"aarch64\"\n[qemu]\nkernel = {:?}\n{extra}[console]\nbanner = [\"vmharness selftest aarch64\", \"selftest: ok\"]\n",
+        "arch = \"aarch64\"\n[qemu]\nkernel = {:?}\nexit_device = true\n{extra}[console]\nbanner = [\"vmharness selftest aarch64\", \"selftest: ok\"]\n",
         kernel.display().to_string()
     )
 }

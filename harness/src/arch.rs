@@ -30,6 +30,15 @@ pub enum ExitDevice {
 }
 
 impl ExitDevice {
+    /// The device's name, as reports and `--list --verbose` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitDevice::IsaDebugExit => "isa-debug-exit",
+            ExitDevice::Semihosting => "semihosting",
+            ExitDevice::SifiveTest => "sifive_test",
+        }
+    }
+
     /// QEMU arguments that enable this exit channel.
     pub fn qemu_args(self) -> &'static [&'static str] {
         match self {
@@ -64,8 +73,12 @@ pub struct ArchSpec {
     pub kvm_cpu: &'static str,
     /// Default guest memory (`-m`).
     pub memory: &'static str,
-    /// How the in-tree test guests exit.
+    /// How the in-tree test guests exit (added when a config sets `qemu.exit_device = true`).
     pub exit_device: ExitDevice,
+    /// Whether a config that does not set `qemu.exit_device` gets the exit device. Not on
+    /// aarch64: semihosting also gives the guest the host's files (relative to QEMU's
+    /// working directory), so only a guest that asks for it gets it.
+    pub exit_device_by_default: bool,
 }
 
 impl Arch {
@@ -82,6 +95,7 @@ impl Arch {
                 kvm_cpu: "host",
                 memory: "256M",
                 exit_device: ExitDevice::IsaDebugExit,
+                exit_device_by_default: true,
             },
             Arch::Aarch64 => &ArchSpec {
                 qemu_binary: "qemu-system-aarch64",
@@ -90,6 +104,7 @@ impl Arch {
                 kvm_cpu: "host",
                 memory: "256M",
                 exit_device: ExitDevice::Semihosting,
+                exit_device_by_default: false,
             },
             Arch::Riscv64 => &ArchSpec {
                 qemu_binary: "qemu-system-riscv64",
@@ -98,6 +113,7 @@ impl Arch {
                 kvm_cpu: "host",
                 memory: "256M",
                 exit_device: ExitDevice::SifiveTest,
+                exit_device_by_default: true,
             },
         }
     }
@@ -114,6 +130,12 @@ impl Arch {
     /// The architecture this process runs on, if it is one we emulate.
     pub fn host() -> Option<Arch> {
         std::env::consts::ARCH.parse().ok()
+    }
+}
+
+impl fmt::Display for ExitDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod paths;
 pub mod plan;
 pub mod qemu;
+pub mod regular_file;
 pub mod remote;
 pub mod results;
 pub mod run;

@@ -9,7 +9,7 @@
 //! | `VMHARNESS_ACCEL` | `accel` | `auto`, `kvm` or `tcg` for every config |
 //! | `VMHARNESS_ARCH` | `arch` | only configs for this arch become trials |
 //! | `VMHARNESS_TIMEOUT_SCALE` | `timeout_scale` | multiplies every deadline (a positive number) |
-//! | `VMHARNESS_INFRA_RETRIES` | `infra_retries` | retries of an infrastructure failure (default 1) |
+//! | `VMHARNESS_INFRA_RETRIES` | `infra_retries` | retries of an infrastructure failure (default 1, at most 10) |
 //! | `VMHARNESS_KVM_PROBE_TIMEOUT` | `kvm_probe_timeout` | seconds the KVM probe guest may take (default 10) |
 //! | `VMHARNESS_REMOTE` | `remote` | run QEMU on `user@host[:port]` over ssh |
 //! | `VMHARNESS_REMOTE_IDENTITY` | `remote.identity` | ssh identity file |
@@ -171,8 +171,11 @@ impl Settings {
                 ),
             }
         }
-        if let Some(retries) = reader.parse("VMHARNESS_INFRA_RETRIES", "a whole number") {
-            settings.infra_retries = retries;
+        let retries_expected = format!("a whole number from 0 to {MAX_INFRA_RETRIES}");
+        match reader.parse::<u32>("VMHARNESS_INFRA_RETRIES", &retries_expected) {
+            Some(retries) if retries <= MAX_INFRA_RETRIES => settings.infra_retries = retries,
+            Some(_) => reader.reject("VMHARNESS_INFRA_RETRIES", &retries_expected),
+            None => {}
         }
         if let Some(secs) = reader.parse::<f64>("VMHARNESS_KVM_PROBE_TIMEOUT", "seconds") {
             match Duration::try_from_secs_f64(secs) {
@@ -287,6 +290,10 @@ fn parse_bytes(text: &str) -> Option<u64> {
     };
     number.trim().parse::<u64>().ok()?.checked_mul(unit)
 }
+
+/// The most retries of an infrastructure failure (`VMHARNESS_INFRA_RETRIES`): each is a whole
+/// run, and a machine that fails eleven times in a row will not pass the twelfth.
+pub const MAX_INFRA_RETRIES: u32 = 10;
 
 /// The largest timeout scale accepted: a week for a one-second step is plenty.
 pub const MAX_SCALE: f64 = 1e6;
@@ -513,6 +520,23 @@ mod tests {
                 .contains("expected auto, off, exec, file or mapped-ram"),
             "{err}"
         );
+    }
+
+    /// Each retry is a whole run: `100000` used to be accepted.
+    #[test]
+    fn infra_retries_are_bounded() {
+        for value in ["0", "1", "10"] {
+            let settings = from(&[("VMHARNESS_INFRA_RETRIES", value)]).unwrap();
+            assert_eq!(settings.infra_retries.to_string(), value);
+        }
+        for value in ["11", "100000", "4294967296", "-1", "1.5", "many"] {
+            let err = from(&[("VMHARNESS_INFRA_RETRIES", value)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("expected a whole number from 0 to 10"),
+                "{value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -967,3 +967,165 @@ fn the_unfinished_line_a_verdict_matched_is_logged() {
         Some("login-prompt> ")
     );
 }
+
+/// Every file input must be a regular file: `/dev/zero` as the kernel used to be read whole
+/// into memory when a failing run symbolized it, a FIFO hung QEMU past `total`, a directory
+/// was INFRA (retried). Each is a FAIL located at its key, found before anything opens it;
+/// only a disk entry's source may be a directory (it is copied as a tree).
+#[test]
+fn special_files_as_inputs_fail_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let directory = dir.path().join("tree");
+    std::fs::create_dir(&directory).unwrap();
+    std::fs::write(directory.join("a.txt"), "a").unwrap();
+    let kernel = "kernel = \"artifact:selftest-x86_64/selftest.elf\"\n";
+    let specials = [
+        ("/dev/zero".to_string(), "a character device"),
+        (fifo.display().to_string(), "a FIFO"),
+        (directory.display().to_string(), "a directory"),
+    ];
+    for (key, directory_ok) in [
+        ("kernel", false),
+        ("initrd", false),
+        ("bios", false),
+        ("pflash", false),
+        ("symbols", false),
+        ("loader", false),
+        ("disk", true),
+        ("args", false),
+    ] {
+        for (special, kind) in &specials {
+            let qemu = match key {
+                "kernel" => format!("kernel = {special:?}\n"),
+                "pflash" => format!("{kernel}pflash = [{special:?}]\n"),
+                "loader" => {
+                    format!("{kernel}[[qemu.loader]]\nfile = {special:?}\naddr = 0x4000000\n")
+                }
+                "disk" => format!(
+                    "{kernel}[disk]\n[[disk.entries]]\ndest = \"/x/\"\nsource = {special:?}\n"
+                ),
+                "args" => format!("{kernel}args = [\"-initrd\", {special:?}]\n"),
+                _ => format!("{kernel}{key} = {special:?}\n"),
+            };
+            let text = format!(
+                "arch = \"x86_64\"\naccel = \"tcg\"\n[qemu]\n{qemu}[console]\nbanner = [\"selftest: ok\"]\n[timeouts]\ntotal = \"60s\"\n"
+            );
+            // Tables after `[console]` would land in it: put `[console]` first for those.
+            let text = match key {
+                "loader" | "disk" => format!(
+                    "arch = \"x86_64\"\naccel = \"tcg\"\n[console]\nbanner = [\"selftest: ok\"]\n[timeouts]\ntotal = \"60s\"\n[qemu]\n{qemu}"
+                ),
+                _ => text,
+            };
+            let path = dir.path().join("t.toml");
+            std::fs::write(&path, &text).unwrap();
+            let report = run_config(&path);
+            let case = format!("{key} = {special}");
+            if directory_ok && *kind == "a directory" {
+                assert!(report.outcome.is_pass(), "{case}: {report}");
+                continue;
+            }
+            assert_eq!(
+                report.outcome.class(),
+                Some(ErrorClass::Fail),
+                "{case}: {report}"
+            );
+            let reason = report.outcome.explained();
+            assert!(
+                reason.contains(&format!("{kind}, not a regular file")),
+                "{case}: {reason}"
+            );
+            // Located at the value (the typed keys; `args` is one list for every word).
+            let quoted = format!("{special:?}");
+            let (line, text_line) = text
+                .lines()
+                .enumerate()
+                .find(|(_, line)| line.contains(&quoted))
+                .unwrap();
+            let column = match key {
+                "args" => text_line.find('[').unwrap(),
+                _ => text_line.find(&quoted).unwrap(),
+            };
+            let location = format!("{}:{}:{}: ", path.display(), line + 1, column + 1);
+            assert!(
+                reason.starts_with(&location),
+                "{case}: {location}: {reason}"
+            );
+        }
+    }
+}
+
+/// `-semihosting` gives the guest the host's files (relative to QEMU's working directory):
+/// only a config that asks for the exit device (`qemu.exit_device = true`, the selftest
+/// guests) gets it. No other aarch64 config does, U-Boot and Linux included.
+#[test]
+fn semihosting_only_where_a_config_asks_for_it() {
+    use vmharness::plan::Plan;
+    use vmharness::qemu::Accel;
+    let settings = support::settings();
+    let configs = settings.configs_dir();
+    let argv = |loaded: &vmharness::config::LoadedConfig| {
+        let plan = Plan::new(loaded, &settings).unwrap();
+        let path = |used: &vmharness::plan::InputUse| {
+            let named = plan.inputs.iter().any(|input| &input.used_as == used);
+            named.then(|| "/input".into())
+        };
+        let spec = plan.qemu_spec("qemu".into(), Accel::Tcg, None, &path, None);
+        spec.argv().to_shell_line()
+    };
+    let mut seen = Vec::new();
+    for path in vmharness::suite::config_files(&configs).unwrap() {
+        let loaded = vmharness::config::load(&path).unwrap();
+        if loaded.config.arch != Arch::Aarch64 {
+            continue;
+        }
+        let asked = loaded.config.qemu.exit_device == Some(true);
+        let argv = argv(&loaded);
+        let semihosting = argv.split(' ').any(|word| word == "-semihosting");
+        assert_eq!(semihosting, asked, "{}: {argv}", loaded.name);
+        seen.push((loaded.name, asked));
+    }
+    for (name, asked) in [
+        ("uboot-aarch64", false),
+        ("linux-aarch64", false),
+        ("nimbos-aarch64", false),
+        ("selftest-aarch64", true),
+        ("selftest-echo-aarch64", true),
+    ] {
+        assert!(
+            seen.contains(&(name.to_string(), asked)),
+            "{name}: {seen:?}"
+        );
+    }
+    // The selftest guest exits through semihosting: with it, it passes for real; without it,
+    // it says so (QEMU refused the call) and cannot exit.
+    let selftest = configs.join("selftest-aarch64.toml");
+    let report = support::run_config(&selftest);
+    assert!(report.outcome.is_pass(), "{report}");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&selftest)
+        .unwrap()
+        .replace("exit_device = true\n", "")
+        .replace(
+            "[console]\n",
+            "[console]\npanic_patterns = [\"semihosting is off\"]\n",
+        );
+    let without = dir.path().join("plain.toml");
+    std::fs::write(&without, text).unwrap();
+    let report = support::run_config(&without);
+    assert!(
+        matches!(&report.outcome, Outcome::Fail { reason } if reason.contains("semihosting is off")),
+        "{report}"
+    );
+    let command = report.qemu_command.unwrap_or_default();
+    assert!(
+        !command.split(' ').any(|word| word == "-semihosting"),
+        "{command}"
+    );
+}

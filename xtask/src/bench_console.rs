@@ -129,7 +129,7 @@ fn write_config(
         _ => format!("args = [\"-fw_cfg\", \"name=opt/vmharness/scenario,string={scenario}\"]\n"),
     };
     let text = format!(
-        "arch = \"{arch}\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-{arch}/selftest.elf\"\n\
+        "arch = \"{arch}\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-{arch}/selftest.elf\"\nexit_device = true\n\
          {scenario_line}[console]\n{console}\n[timeouts]\n{timeouts}\n"
     );
     let path = dir.join(format!("{name}.toml"));

@@ -505,14 +505,14 @@ impl Ci {
 }
 
 fn problem(path: &Path, err: &ConfigError) -> ConfigProblem {
-    match err {
-        ConfigError::Invalid { location, .. } => ConfigProblem {
+    match err.location() {
+        Some(location) => ConfigProblem {
             path: location.path.clone(),
             line: location.line,
             column: location.column,
             message: err.to_string(),
         },
-        _ => ConfigProblem {
+        None => ConfigProblem {
             path: path.to_path_buf(),
             line: None,
             column: None,

@@ -23,6 +23,8 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<i32> {
+    // An unusable environment fails before the machine is set up, not after.
+    vmharness::settings::Settings::from_env()?;
     if !args.no_setup {
         crate::setup::run()?;
     }

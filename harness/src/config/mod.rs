@@ -7,6 +7,8 @@ mod schema;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::regular_file::{self, FileKind};
+
 pub use schema::{
     memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, CpuSince, LoaderSpec,
     Pattern, QemuSection, ReadySection, ResultsSection, RetrySection, Step, TimeoutSection,
@@ -34,14 +36,34 @@ pub enum ConfigError {
         /// A close valid key or value, when the mistake looks like a typo.
         suggestion: Option<String>,
     },
+    /// The path is not a regular file (a FIFO, a directory, a device, a socket).
+    #[error("{}: {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The config file.
+        path: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+    /// The file is larger than any config needs to be.
+    #[error("{}: {size} bytes, more than the {MAX_CONFIG_BYTES} a VM config may have", path.display())]
+    TooLarge {
+        /// The config file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
     /// The file name does not make a usable test name.
-    #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", path.display())]
+    #[error("{}: `{name}` cannot be a test name (use letters, digits, `-`, `_`, `.` and `+`, and do not start with `.`)", escape_controls(&path.display().to_string()))]
     BadName {
         /// The config file.
         path: PathBuf,
         /// The name its stem gives.
         name: String,
     },
+    /// Several mistakes in one file, in the order they are written (every unknown key and
+    /// bad value serde meets; see [`parse`]).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
     /// A `--set key=value` override could not be applied.
     #[error("invalid override `{text}`: {reason}")]
     Override {
@@ -50,6 +72,17 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// Where the (first) mistake is written, when it has a place in the file.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            ConfigError::Invalid { location, .. } => Some(location),
+            ConfigError::Several(errors) => errors.first()?.location(),
+            _ => None,
+        }
+    }
 }
 
 /// A position in a config file (1-based line and column).
@@ -113,11 +146,24 @@ fn locate_in(path: &Path, text: &str, keys: &[&str]) -> Location {
     }
 }
 
-/// The test name for a config path: its file stem.
+/// The test name for a config path: its file stem, with control characters escaped (`\n`,
+/// `\u{1b}`) so that a name [`valid_test_name`] refuses still lists on one line.
 pub fn test_name(path: &Path) -> String {
-    path.file_stem()
+    let stem = path
+        .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+        .unwrap_or_else(|| path.display().to_string());
+    escape_controls(&stem)
+}
+
+/// `text` with each control character escaped as Rust writes it (`\n`, `\t`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// Loads and validates one VM config file.
@@ -146,10 +192,7 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
             name,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_source(path)?;
     let (config, source) = if overrides.is_empty() {
         (parse(path, &text)?, text)
     } else {
@@ -173,10 +216,113 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
     })
 }
 
-/// Parses config text; `path` is only used in error messages.
-pub fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
-    toml::from_str(text).map_err(|err| invalid(path, text, &err))
+/// The most a config file may hold (4 MiB; the largest in-tree config is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// A config file's text: only a regular file is read (a FIFO, a device or a directory is a
+/// [`ConfigError::NotRegular`], found without blocking), and at most [`MAX_CONFIG_BYTES`].
+pub fn read_source(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (file, _) = regular_file::open_regular(path).map_err(|err| match err {
+        regular_file::OpenError::NotRegular(kind) => ConfigError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+        regular_file::OpenError::Io(source) => read_error(source),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+        });
+    }
+    String::from_utf8(bytes).map_err(|err| not_utf8(path, &err))
 }
+
+/// Where the first byte that is not UTF-8 is (line and column, in characters before it).
+fn not_utf8(path: &Path, err: &std::string::FromUtf8Error) -> ConfigError {
+    let valid = err.utf8_error().valid_up_to();
+    let bytes = err.as_bytes();
+    let before = String::from_utf8_lossy(&bytes[..valid]);
+    let (line, column) = line_column(&before, before.len());
+    let byte = bytes.get(valid).copied().unwrap_or_default();
+    ConfigError::Invalid {
+        location: Location {
+            path: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+        },
+        message: format!("byte {byte:#04x} is not UTF-8 (a VM config is UTF-8 text)"),
+        suggestion: None,
+    }
+}
+
+/// Parses config text; `path` is only used in error messages.
+///
+/// Every mistake serde meets is reported, each located, in one [`ConfigError::Several`]:
+/// after each one the text is parsed again without the entry at fault (an unknown key, or
+/// the key holding a bad value), until it parses or fails where no entry can be taken out.
+/// A missing field after a bad value was taken out is that removal's doing and is dropped.
+pub fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
+    let mut errors = Vec::new();
+    let mut rest = text.to_string();
+    let mut removed_a_value = false;
+    while errors.len() < MAX_REPORTED_ERRORS {
+        let err = match toml::from_str::<VmConfig>(&rest) {
+            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let unknown = err.message().starts_with("unknown field `");
+        if removed_a_value && err.message().starts_with("missing field `") {
+            break;
+        }
+        // Located in the file as written, by the entry's path (the rest is written anew).
+        let at = err
+            .span()
+            .and_then(|span| locate::path_at(&rest, span.start));
+        let mut error = invalid(path, &rest, &err);
+        if let ConfigError::Invalid { location, .. } = &mut error {
+            let span = at
+                .as_ref()
+                .and_then(|(entry, part)| locate::part_span(text, entry, *part));
+            let (line, column) = match span {
+                Some(span) => line_column(text, span.start),
+                None => (0, 0),
+            };
+            location.line = (line > 0).then_some(line);
+            location.column = (column > 0).then_some(column);
+        }
+        errors.push(error);
+        // The entry to take out: the key, or the key whose value (or element) is at fault.
+        let Some((mut entry, _)) = at else {
+            break;
+        };
+        while matches!(entry.last(), Some(locate::Segment::Index(_))) {
+            entry.pop();
+        }
+        match locate::without_key(&rest, &entry) {
+            Some(without) => rest = without,
+            None => break,
+        }
+        removed_a_value |= !unknown;
+    }
+    match errors.len() {
+        1 => Err(errors.remove(0)),
+        _ => Err(ConfigError::Several(errors)),
+    }
+}
+
+/// The most mistakes reported for one config file.
+const MAX_REPORTED_ERRORS: usize = 50;
 
 fn invalid(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let (line, column) = match err.span() {
@@ -299,7 +445,7 @@ fn validate_cases(path: &Path, text: &str, config: &VmConfig) -> Result<(), Conf
         } else if !valid_test_name(&case.name) {
             Some(format!(
                 "case name `{}` may only have letters, digits, `-`, `_`, `.` and `+`",
-                case.name
+                escape_controls(&case.name)
             ))
         } else if !seen.insert(case.name.as_str()) {
             Some(format!("case `{}` is defined twice", case.name))
@@ -518,17 +664,46 @@ mod tests {
                 "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobe = \"echo hi\"\n",
             ),
             (
+                "several unknown keys",
+                "arch = \"x86_64\"\nacel = \"tcg\"\ntimeouts.totl = 5\n[qemu]\nkernal = \"k.elf\"\nsmp = 2\n[console]\nbaner = [\"x\"]\nsteps = [{ expect = \"a\" }, { expect = \"b\", tiemout = 1 }]\n[[console.step]]\nexpect = \"c\"\n[disk.entrys]\ndest = \"/a\"\n",
+            ),
+            (
+                "unknown keys, then a bad value",
+                "arch = \"x86_64\"\n[qemu]\nkernal = \"k.elf\"\nsmp = \"two\"\n[console]\nbaner = [\"x\"]\n",
+            ),
+            (
+                "a bad arch and an unknown key",
+                "arch = \"mips\"\n[qemu]\nkernal = \"k.elf\"\n",
+            ),
+            (
+                "no arch and an unknown key",
+                "[qemu]\nkernal = \"k.elf\"\n",
+            ),
+            (
                 "misspelled ready key",
                 "arch = \"x86_64\"\n[ready]\nexpect = \"# \"\nprobes = \"{token}\"\n",
             ),
         ];
+        // Bytes that are no UTF-8 (a Latin-1 `é`, a stray continuation byte).
+        let bytes: [(&str, &[u8]); 2] = [
+            (
+                "invalid UTF-8",
+                b"arch = \"x86_64\"\n[qemu]\nappend = \"caf\xe9\"\n",
+            ),
+            (
+                "invalid UTF-8 after a multi-byte character",
+                b"arch = \"x86_64\"\ndescription = \"\xc3\xa9\xc3\xa9\x80\"\n",
+            ),
+        ];
         let dir = tempfile::tempdir().unwrap();
         let mut out = String::new();
-        for (name, text) in cases {
+        let cases = cases.map(|(name, text)| (name, text.as_bytes()));
+        for (name, text) in cases.into_iter().chain(bytes) {
             let path = dir.path().join("t.toml");
             std::fs::write(&path, text).unwrap();
             let err = load(&path).unwrap_err().to_string();
             let err = err.replace(&dir.path().display().to_string(), "vm-configs");
+            let text = String::from_utf8_lossy(text);
             out.push_str(&format!("--- {name}\n{text}=> {err}\n\n"));
         }
         insta::assert_snapshot!(out);

@@ -222,7 +222,9 @@ pub struct QemuSection {
     /// Extra QEMU arguments, appended verbatim (one argv element each).
     #[serde(default)]
     pub args: Vec<String>,
-    /// Add the arch's guest exit device (isa-debug-exit, semihosting); unset means yes.
+    /// Add the arch's guest exit device (x86_64 isa-debug-exit, aarch64 semihosting, riscv64
+    /// sifive_test); unset takes the arch's default: yes, except on aarch64, where semihosting
+    /// would also give the guest the host's files.
     pub exit_device: Option<bool>,
 }
 

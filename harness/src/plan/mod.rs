@@ -201,7 +201,10 @@ impl Plan {
                     .unwrap_or_else(|| spec.memory.to_string()),
                 smp: qemu.smp,
                 append: qemu.append.clone(),
-                exit_device: qemu.exit_device.unwrap_or(true).then_some(spec.exit_device),
+                exit_device: qemu
+                    .exit_device
+                    .unwrap_or(spec.exit_device_by_default)
+                    .then_some(spec.exit_device),
                 extra: qemu.args.clone(),
             },
             inputs,
@@ -211,6 +214,36 @@ impl Plan {
         };
         plan.check_accel()?;
         Ok(plan)
+    }
+
+    /// Where the config names the input used as `used` (its value); the file alone if the
+    /// key cannot be found.
+    pub fn input_location(&self, used: &InputUse) -> Location {
+        let index;
+        let keys: Vec<&str> = match used {
+            InputUse::Bios => vec!["qemu", "bios"],
+            InputUse::Kernel => vec!["qemu", "kernel"],
+            InputUse::Initrd => vec!["qemu", "initrd"],
+            InputUse::Symbols => vec!["qemu", "symbols"],
+            InputUse::Pflash(at) => {
+                index = at.to_string();
+                vec!["qemu", "pflash", &index]
+            }
+            InputUse::Loader(at) => {
+                index = at.to_string();
+                vec!["qemu", "loader", &index, "file"]
+            }
+            InputUse::Disk(dest) => {
+                let entries = self.disk.as_ref().map(|disk| disk.entries.as_slice());
+                let at = entries
+                    .unwrap_or_default()
+                    .iter()
+                    .position(|entry| &entry.dest == dest && entry.source.is_some());
+                index = at.map(|at| at.to_string()).unwrap_or_default();
+                vec!["disk", "entries", &index, "source"]
+            }
+        };
+        self.loaded.locate(&keys)
     }
 
     /// Forces the accelerator (a frontend's `--accel`).

@@ -9,7 +9,7 @@ mod spec;
 mod version;
 
 pub use argv::{shell_quote, Argv};
-pub use preflight::{debian_package, find_binary, preflight, PreflightError};
+pub use preflight::{debian_package, find_binary, preflight, regular_input, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
 pub use qmp::{Qmp, QmpError};
 pub use spec::{

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::spec::QemuSpec;
+use crate::config::Location;
+use crate::regular_file::FileKind;
 
 /// A problem found before QEMU was started.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,26 @@ pub enum PreflightError {
         /// The missing path.
         path: PathBuf,
     },
+    /// A file input that exists but is not a regular file: a FIFO would block QEMU (or a
+    /// copy to a remote host) forever, `/dev/zero` never ends, a directory is no image.
+    #[error("{location}: `{what}` {}: {kind}, not a regular file", path.display())]
+    NotRegularFile {
+        /// Where the config names it.
+        location: Location,
+        /// How it is used (`-kernel`, `symbols`, `[disk] /x`).
+        what: String,
+        /// The resolved path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: FileKind,
+    },
+}
+
+impl PreflightError {
+    /// Whether the test definition is wrong (a file it names), rather than the machine.
+    pub fn is_mistake(&self) -> bool {
+        !matches!(self, PreflightError::BinaryNotFound { .. })
+    }
 }
 
 /// The Debian package that provides a QEMU system binary.
@@ -64,6 +86,29 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// Checks that an input the config names at `location` is a regular file (or a directory,
+/// where `directory_ok`). A missing file passes: [`preflight`] and the disk builder name it.
+pub fn regular_input(
+    what: &dyn std::fmt::Display,
+    location: impl FnOnce() -> Location,
+    path: &Path,
+    directory_ok: bool,
+) -> Result<(), PreflightError> {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    match FileKind::of(&metadata) {
+        None | Some(FileKind::Directory) if directory_ok => Ok(()),
+        None => Ok(()),
+        Some(kind) => Err(PreflightError::NotRegularFile {
+            location: location(),
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            kind,
+        }),
+    }
 }
 
 /// Checks that every file the spec makes QEMU open exists: a missing one is an actionable error

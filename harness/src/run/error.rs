@@ -246,7 +246,7 @@ impl RunError {
             RunError::Disk(DiskError::Output { .. } | DiskError::Write { .. }) => ErrorClass::Infra,
             // Any other disk error: the config asks for an image that cannot be built.
             RunError::Disk(_) => ErrorClass::Fail,
-            RunError::Preflight(PreflightError::MissingFile { .. }) => ErrorClass::Fail,
+            RunError::Preflight(err) if err.is_mistake() => ErrorClass::Fail,
             RunError::Remote(crate::remote::RemoteError::MissingFile { .. }) => ErrorClass::Fail,
             RunError::QemuStart {
                 rejected_argv: true,

@@ -428,6 +428,7 @@ fn prepare_with(
     }
 
     let files = resolve::inputs(&plan, resolver, settings)?;
+    files.check_regular(&plan).map_err(RunError::from)?;
     let disk_image = resolve::build_disk(&plan, &files, settings, temp.path())?;
     // `cpu_since` needs the local QEMU's release; on a remote host the configured `cpu` applies.
     let version = match options.remote {

@@ -9,6 +9,7 @@ use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
 use crate::disk::ResolveFailure;
 use crate::fileref::FileRef;
 use crate::plan::{InputUse, Plan};
+use crate::qemu::{regular_input, ExtraArg, PreflightError};
 use crate::settings::Settings;
 
 /// Maps a config's `artifact:` references to verified host paths (the seam tests and
@@ -108,6 +109,24 @@ impl ResolvedInputs {
             .iter()
             .find(|(u, _, _)| u == used)
             .map(|(_, _, p)| p.clone())
+    }
+
+    /// Checks that every input, and every file `qemu.args` names (`-kernel`, `-pflash`…; a
+    /// `-drive` may be a block device), is a regular file; a disk entry's source may also be
+    /// a directory. Found before the disk is built or QEMU opens anything, and located at
+    /// the key that names the file.
+    pub fn check_regular(&self, plan: &Plan) -> Result<(), PreflightError> {
+        for (used, _, path) in &self.0 {
+            let directory_ok = matches!(used, InputUse::Disk(_));
+            regular_input(used, || plan.input_location(used), path, directory_ok)?;
+        }
+        for extra in ExtraArg::parse_all(&plan.qemu.extra) {
+            if let ExtraArg::File { option, path } = extra {
+                let location = || plan.loaded.locate(&["qemu", "args"]);
+                regular_input(&option, location, &path, false)?;
+            }
+        }
+        Ok(())
     }
 
     fn by_reference(&self, reference: &FileRef) -> Option<&Path> {

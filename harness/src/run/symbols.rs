@@ -21,10 +21,15 @@ impl std::fmt::Debug for Symbols {
 }
 
 impl Symbols {
-    /// Reads `path`; `None` if it is not an object file with symbols.
+    /// Reads `path`; `None` if it is not an object file with symbols, or not a regular file.
+    ///
+    /// Memory stays bounded by what the ELF's headers, symbol and string tables take: the
+    /// file is read through [`object::ReadCache`] (only the parts parsed), and a FIFO, a
+    /// device or a directory is refused without being read (or waited on).
     pub fn load(path: &Path) -> Option<Symbols> {
-        let data = std::fs::read(path).ok()?;
-        let file = object::File::parse(&*data).ok()?;
+        let (file, _) = crate::regular_file::open_regular(path).ok()?;
+        let data = object::ReadCache::new(file);
+        let file = object::File::parse(&data).ok()?;
         let text: Vec<(u64, u64)> = file
             .sections()
             .filter(|s| s.kind() == SectionKind::Text && s.size() > 0)
@@ -77,5 +82,43 @@ impl Symbols {
             }
         }
         Some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/dev/zero` used to be read until memory ran out, a FIFO waited for a writer forever.
+    #[test]
+    fn special_files_are_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for path in [Path::new("/dev/zero"), &fifo, &socket, dir.path()] {
+            assert!(Symbols::load(path).is_none(), "{}", path.display());
+        }
+        // A sparse file far larger than memory that is no ELF: only its header is read.
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        assert!(Symbols::load(&huge).is_none());
+    }
+
+    #[test]
+    fn an_elf_with_symbols_still_loads() {
+        let exe = std::env::current_exe().unwrap();
+        let symbols = Symbols::load(&exe).expect("the test binary has symbols");
+        let (address, _, name) = symbols
+            .functions
+            .iter()
+            .find(|(_, _, name)| name.contains("special_files_are_never_read"))
+            .expect("this test's neighbour is among the functions");
+        let found = symbols.describe(*address + 1).unwrap_or_default();
+        assert!(found.starts_with(&format!("{name}+0x1")), "{found}");
     }
 }

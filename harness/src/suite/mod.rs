@@ -20,7 +20,7 @@ use crate::artifact::Catalog;
 use crate::config::{self, LoadedConfig};
 use crate::outcome::{Outcome, Report};
 use crate::run::{self, FileResolver, Note, RunError, RunOptions};
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 
 pub mod availability;
 pub mod record;
@@ -46,6 +46,8 @@ pub struct Arguments {
     /// The name filters when there are several (a trial runs if its name contains any; with
     /// `--exact`, if it equals one).
     pub filters: Vec<String>,
+    /// `--verbose` (ours, not libtest's): `--list` shows each trial's arch defaults.
+    pub verbose: bool,
 }
 
 impl Arguments {
@@ -61,10 +63,13 @@ impl Arguments {
         let mut options = vec![program];
         let mut filters = Vec::new();
         let mut takes_value = false;
+        let mut verbose = false;
         for arg in args {
             if takes_value {
                 takes_value = false;
                 options.push(arg);
+            } else if arg == "--verbose" {
+                verbose = true;
             } else if arg.starts_with('-') {
                 takes_value = VALUE_OPTIONS.contains(&arg.as_str());
                 options.push(arg);
@@ -78,6 +83,7 @@ impl Arguments {
         Arguments {
             libtest: libtest_mimic::Arguments::from_iter(options),
             filters,
+            verbose,
         }
     }
 
@@ -89,24 +95,132 @@ impl Arguments {
                 false => name.contains(filter.as_str()),
             })
     }
+
+    /// Applies the extra filters to built trials, by trial name (so `config::case` filters
+    /// select case trials), and hands libtest-mimic what it needs to count the others as
+    /// filtered out: each one gets the kind [`FILTERED_KIND`] and a `--skip` entry that only
+    /// a trial of that kind can match (`[filtered-out] <name>`, whether `--exact` or not).
+    pub fn filter(&mut self, trials: Vec<Trial>) -> Vec<Trial> {
+        if self.filters.is_empty() {
+            return trials;
+        }
+        trials
+            .into_iter()
+            .map(|trial| match self.selects(trial.name()) {
+                true => trial,
+                false => {
+                    self.libtest
+                        .skip
+                        .push(format!("[{FILTERED_KIND}] {}", trial.name()));
+                    trial.with_kind(FILTERED_KIND)
+                }
+            })
+            .collect()
+    }
 }
+
+/// The kind [`Arguments::filter`] gives trials no name filter selects (never shown: they are
+/// skipped before listing or running).
+pub const FILTERED_KIND: &str = "filtered-out";
 
 /// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
 /// line, run by libtest-mimic; exits with its status.
+///
+/// An unusable environment ([`SettingsError`]) stops it before anything is listed or run,
+/// with the message on stderr and exit code 101 (libtest's for an error): without usable
+/// settings not even the workspace is known, and listing nothing would pass.
 pub fn main<F, R>(select: F, resolver: R) -> !
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
-    let args = Arguments::from_args();
-    let mut trials = trials(|name| select(name) && args.selects(name), resolver);
-    if !args.libtest.list {
-        if let Ok(settings) = Settings::from_env() {
-            longest_first(&mut trials, &settings);
+    let mut args = Arguments::from_args();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(ERROR_EXIT_CODE);
         }
+    };
+    let trials = trials_with(&settings, &select, resolver);
+    let mut trials = args.filter(trials);
+    if args.libtest.list && args.verbose {
+        list_verbose(&args, &trials, &settings, &select);
+        std::process::exit(0);
+    }
+    if !args.libtest.list {
+        longest_first(&mut trials, &settings);
     }
     libtest_mimic::run(&args.libtest, trials).exit()
 }
+
+/// `--list --verbose`: each trial libtest would list, with what its config leaves to the arch
+/// table (CPU per accelerator, exit device) on the line below.
+fn list_verbose(
+    args: &Arguments,
+    trials: &[Trial],
+    settings: &Settings,
+    select: &dyn Fn(&str) -> bool,
+) {
+    let mut details = std::collections::BTreeMap::new();
+    for path in config_files(&settings.configs_dir()).unwrap_or_default() {
+        if !select(&config::test_name(&path)) {
+            continue;
+        }
+        let plan = config::load(&path)
+            .ok()
+            .and_then(|loaded| crate::plan::Plan::new(&loaded, settings).ok());
+        let line = match &plan {
+            Some(plan) => defaults_line(plan),
+            None => "invalid VM config (its trial fails with the located error)".to_string(),
+        };
+        for name in trial_names(&path) {
+            details.insert(name, line.clone());
+        }
+    }
+    for trial in trials.iter().filter(|t| !args.libtest.is_filtered_out(t)) {
+        println!("{}: test", trial.name());
+        if let Some(line) = details.get(trial.name()) {
+            println!("    {line}");
+        }
+    }
+}
+
+/// One line of what a run of `plan` uses, each default marked as one.
+fn defaults_line(plan: &crate::plan::Plan) -> String {
+    let spec = plan.arch.spec();
+    let config = &plan.loaded.config.qemu;
+    let default = |set: bool| match set {
+        true => "",
+        false => " (default)",
+    };
+    let cpu = match &config.cpu {
+        Some(cpu) => format!("cpu {cpu}"),
+        None => format!(
+            "cpu {} under TCG, {} under KVM (default)",
+            spec.tcg_cpu, spec.kvm_cpu
+        ),
+    };
+    let exit = match (plan.qemu.exit_device, config.exit_device) {
+        (Some(device), set) => format!("exit device {device}{}", default(set.is_some())),
+        (None, Some(_)) => "exit device none".to_string(),
+        (None, None) => format!(
+            "exit device none (default: `qemu.exit_device = true` adds {})",
+            spec.exit_device
+        ),
+    };
+    format!(
+        "{}; machine {}{}; {cpu}; memory {}{}; {exit}",
+        plan.arch,
+        plan.qemu.machine,
+        default(config.machine.is_some()),
+        plan.qemu.memory,
+        default(config.memory.is_some()),
+    )
+}
+
+/// The exit code of a frontend that cannot start (libtest's `ERROR_EXIT_CODE`).
+pub const ERROR_EXIT_CODE: i32 = 101;
 
 /// Orders trials so the longest start first: with several threads the suite then ends when
 /// its longest trial does, not when a long trial that started last does. Listing keeps name
@@ -153,31 +267,16 @@ pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Builds one trial per config in `<workspace>/vm-configs` whose test name `select` accepts,
-/// with [`Settings::from_env`]. With an unusable environment every trial fails with that error.
+/// with [`Settings::from_env`]; an unusable environment is an error (it names every bad
+/// variable), never a list of trials from a guessed workspace.
 ///
 /// `resolver` is created per trial (it may hold a loaded artifact catalog).
-pub fn trials<F, R>(select: F, resolver: R) -> Vec<Trial>
+pub fn trials<F, R>(select: F, resolver: R) -> Result<Vec<Trial>, SettingsError>
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
 {
-    match Settings::from_env() {
-        Ok(settings) => trials_with(&settings, select, resolver),
-        Err(err) => {
-            let error = Arc::new(RunError::from(err));
-            let dir = crate::paths::workspace_root().join("vm-configs");
-            config_files(&dir)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|path| config::test_name(&path))
-                .filter(|name| select(name))
-                .map(|name| {
-                    let message = error.to_string();
-                    Trial::test(name, move || Err(message.into()))
-                })
-                .collect()
-        }
-    }
+    Ok(trials_with(&Settings::from_env()?, select, resolver))
 }
 
 /// [`trials`] with explicit settings.
@@ -207,7 +306,7 @@ where
 /// Whether the config at `path` is for `arch`, read from its `arch` key without validating the
 /// rest: a broken config is kept (its trial reports the error) unless it names another arch.
 pub fn arch_matches(path: &Path, arch: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = config::read_source(path) else {
         return true;
     };
     let Ok(table) = toml::from_str::<toml::Table>(&text) else {
@@ -553,5 +652,28 @@ mod tests {
         assert_eq!(one.libtest.filter.as_deref(), Some("selftest-aarch64"));
         let exact = parse(&["--exact", "a", "b"]);
         assert!(exact.selects("a") && !exact.selects("ab"));
+    }
+
+    /// Unselected trials are skipped by libtest-mimic (so it counts them as filtered out),
+    /// and a skip entry never reaches a selected trial whose name contains another's.
+    #[test]
+    fn filtered_trials_are_skipped_by_name_and_kind() {
+        let names = ["a", "ab", "c::x", "c::xy", "d::x"];
+        for (args, kept) in [
+            (&["--exact", "a", "c::x"][..], &["a", "c::x"][..]),
+            (&["b", "::x"][..], &["ab", "c::x", "c::xy", "d::x"][..]),
+            (&["--exact", "ab", "c::xy"][..], &["ab", "c::xy"][..]),
+            (&["x", "y"][..], &["c::x", "c::xy", "d::x"][..]),
+        ] {
+            let mut args = parse(args);
+            let trials = names.map(|name| Trial::test(name, || Ok(()))).into();
+            let trials = args.filter(trials);
+            let run: Vec<&str> = trials
+                .iter()
+                .filter(|trial| !args.libtest.is_filtered_out(trial))
+                .map(Trial::name)
+                .collect();
+            assert_eq!(run, kept, "{:?}", args.filters);
+        }
     }
 }

@@ -19,9 +19,10 @@ pub fn scenario_args(arch: Arch, scenario: &str) -> String {
 }
 
 /// Writes a config for the selftest guest running `scenario`, with `rest` appended (TOML).
+/// The guest exits through its arch's exit device (aarch64: semihosting, asked for).
 pub fn selftest_config(dir: &Path, name: &str, arch: Arch, scenario: &str, rest: &str) -> PathBuf {
     let text = format!(
-        "arch = \"{arch}\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-{arch}/selftest.elf\"\n{}{rest}",
+        "arch = \"{arch}\"\naccel = \"tcg\"\n[qemu]\nkernel = \"artifact:selftest-{arch}/selftest.elf\"\nexit_device = true\n{}{rest}",
         scenario_args(arch, scenario)
     );
     let path = dir.join(format!("{name}.toml"));
