@@ -3,10 +3,10 @@
 
 use std::collections::VecDeque;
 
-use super::geometry::Geometry;
-use super::names::{assign_names, FatName};
-use super::tree::{DirNode, FileNode, Node, Tree};
-use super::ImageError;
+use crate::error::ImageError;
+use crate::geometry::Geometry;
+use crate::names::{assign_names, FatName};
+use crate::tree::{DirNode, FileNode, Node, Tree};
 
 /// Bytes per directory entry.
 const DIR_ENTRY: u64 = 32;

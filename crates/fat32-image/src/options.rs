@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::ImageError;
+use crate::error::ImageError;
 
 /// Size of the whole image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

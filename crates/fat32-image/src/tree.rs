@@ -7,8 +7,28 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::names::validate_long_name;
-use super::{Entry, ImageError};
+use crate::error::ImageError;
+use crate::names::validate_long_name;
+
+/// One thing to put on the image.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A host file (copied to `dest`; a `dest` ending in `/` keeps the file's name) or a host
+    /// directory (its contents copied recursively into directory `dest`).
+    Host {
+        /// Path on the host.
+        host: PathBuf,
+        /// Path in the image, `/`-separated.
+        dest: String,
+    },
+    /// Bytes given directly, written to file `dest`.
+    Inline {
+        /// File content.
+        data: Arc<[u8]>,
+        /// Path in the image, `/`-separated.
+        dest: String,
+    },
+}
 
 /// Largest file FAT32 can hold.
 const MAX_FILE_BYTES: u64 = u32::MAX as u64;

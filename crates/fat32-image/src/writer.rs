@@ -7,13 +7,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::boot::{
+use crate::boot::{
     boot_sector, fsinfo_sector, mbr_sector, VolumeInfo, BACKUP_BOOT_SECTOR, FSINFO_SECTOR,
 };
-use super::geometry::{Geometry, SECTOR};
-use super::layout::{DosTime, Plan};
-use super::tree::Content;
-use super::ImageError;
+use crate::error::ImageError;
+use crate::geometry::{Geometry, SECTOR};
+use crate::layout::{DosTime, Plan};
+use crate::tree::Content;
 
 /// Staging buffer size: large enough for few syscalls, small enough to stay in cache.
 const STAGE_BYTES: usize = 1 << 20;
