@@ -172,4 +172,24 @@ mod tests {
             assert!(bad.parse::<DiskSize>().is_err(), "{bad:?}");
         }
     }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn sizes_and_layouts_deserialize_from_the_same_strings() {
+        use serde::de::value::{Error, StrDeserializer, U64Deserializer};
+        use serde::Deserialize;
+
+        let size = |text| DiskSize::deserialize(StrDeserializer::<Error>::new(text));
+        assert_eq!(size("64M").ok(), Some(DiskSize::Bytes(64 << 20)));
+        assert_eq!(size("auto").ok(), Some(DiskSize::Auto));
+        let message = size("64Q").err().map(|error| error.to_string());
+        assert!(message.is_some_and(|m| m.contains("unknown unit")));
+        let bytes = DiskSize::deserialize(U64Deserializer::<Error>::new(1 << 20));
+        assert_eq!(bytes.ok(), Some(DiskSize::Bytes(1 << 20)));
+        assert!(DiskSize::deserialize(U64Deserializer::<Error>::new(1000)).is_err());
+        let layout = |text| Layout::deserialize(StrDeserializer::<Error>::new(text));
+        assert_eq!(layout("mbr").ok(), Some(Layout::Mbr));
+        assert_eq!(layout("none").ok(), Some(Layout::None));
+        assert!(layout("gpt").is_err());
+    }
 }
