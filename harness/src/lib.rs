@@ -14,7 +14,7 @@ pub mod arch;
 pub mod artifact;
 pub mod config;
 pub mod console;
-pub mod digest;
+pub use vmharness_digest as digest;
 pub mod disk;
 pub mod fileref;
 pub mod nested_cargo;

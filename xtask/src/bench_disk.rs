@@ -1,4 +1,4 @@
-//! `cargo xtask bench disk`: the in-process FAT32 writer against
+//! `cargo xtask bench disk`: the in-process FAT32 writer (the `fat32-image` crate) against
 //! `truncate -s` + `mkfs.fat -F 32` + `mcopy -s` on four workloads.
 
 use std::fs;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Args;
-use vmharness::disk::{DiskSize, ImageBuilder};
+use fat32_image::{DiskSize, ImageBuilder};
 
 /// Arguments of `bench disk`.
 #[derive(Args)]
@@ -123,7 +123,7 @@ pub fn run(args: BenchDiskArgs) -> anyhow::Result<()> {
         ("1 GiB, one 30 MiB file", &big, "1G", 1 << 30),
         ("1 GiB, 2000 x 4 KiB files", &many, "1G", 1 << 30),
     ];
-    println!("| workload | vmharness (ms) | mtools (ms) | ratio | vmharness allocated | mtools allocated | apparent |");
+    println!("| workload | fat32-image (ms) | mtools (ms) | ratio | fat32-image allocated | mtools allocated | apparent |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, input, size_text, size) in workloads {
         let ours_out = scratch.path().join("ours.img");

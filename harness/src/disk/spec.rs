@@ -145,7 +145,7 @@ impl DiskSpec {
         resolve: &dyn Fn(&FileRef) -> Result<PathBuf, ResolveFailure>,
         out: &Path,
     ) -> Result<BuiltImage, DiskError> {
-        self.builder(resolve)?.build(out)
+        Ok(self.builder(resolve)?.build(out)?)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::artifact::ArtifactError;
-use crate::disk::DiskError;
+use crate::disk::{DiskError, ImageError};
 use crate::fileref::FileRef;
 use crate::plan::PlanError;
 use crate::qemu::{ExitStatus, PreflightError, SpawnError};
@@ -243,7 +243,9 @@ impl RunError {
                 _ => ErrorClass::Infra,
             },
             RunError::MissingInputs(_) => ErrorClass::Unavailable,
-            RunError::Disk(DiskError::Output { .. } | DiskError::Write { .. }) => ErrorClass::Infra,
+            RunError::Disk(DiskError::Image(
+                ImageError::Output { .. } | ImageError::Write { .. },
+            )) => ErrorClass::Infra,
             // Any other disk error: the config asks for an image that cannot be built.
             RunError::Disk(_) => ErrorClass::Fail,
             RunError::Preflight(err) if err.is_mistake() => ErrorClass::Fail,

@@ -181,6 +181,8 @@ pub fn build_disk(
     if let Some(epoch) = settings.source_date_epoch {
         builder = builder.timestamp(epoch);
     }
-    let built = builder.build(&image).map_err(RunError::Disk)?;
+    let built = builder
+        .build(&image)
+        .map_err(|error| RunError::Disk(error.into()))?;
     Ok(Some(built.path))
 }

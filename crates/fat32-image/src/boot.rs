@@ -1,6 +1,6 @@
 //! The fixed-format sectors: FAT32 boot sector (BPB), FSInfo, and the MBR.
 
-use super::geometry::{Geometry, FAT_COUNT, RESERVED_SECTORS, SECTOR};
+use crate::geometry::{Geometry, FAT_COUNT, RESERVED_SECTORS, SECTOR};
 
 /// Sector (within the volume) of the FSInfo structure.
 pub(crate) const FSINFO_SECTOR: u64 = 1;

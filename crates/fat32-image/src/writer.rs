@@ -7,13 +7,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::boot::{
+use crate::boot::{
     boot_sector, fsinfo_sector, mbr_sector, VolumeInfo, BACKUP_BOOT_SECTOR, FSINFO_SECTOR,
 };
-use super::geometry::{Geometry, SECTOR};
-use super::layout::{DosTime, Plan};
-use super::tree::Content;
-use super::DiskError;
+use crate::error::ImageError;
+use crate::geometry::{Geometry, SECTOR};
+use crate::layout::{DosTime, Plan};
+use crate::tree::Content;
 
 /// Staging buffer size: large enough for few syscalls, small enough to stay in cache.
 const STAGE_BYTES: usize = 1 << 20;
@@ -40,15 +40,15 @@ struct Stage<'f> {
 }
 
 impl Stage<'_> {
-    fn io_error(&self, source: io::Error) -> DiskError {
-        DiskError::Write {
+    fn io_error(&self, source: io::Error) -> ImageError {
+        ImageError::Write {
             path: self.image.to_path_buf(),
             source,
         }
     }
 
     /// Makes the buffer continue at `offset` (flushing if it does not) with room for one byte.
-    fn seek(&mut self, offset: u64) -> Result<(), DiskError> {
+    fn seek(&mut self, offset: u64) -> Result<(), ImageError> {
         if offset != self.start + self.buf.len() as u64 || self.buf.len() == STAGE_BYTES {
             self.flush()?;
             self.start = offset;
@@ -56,7 +56,7 @@ impl Stage<'_> {
         Ok(())
     }
 
-    fn put(&mut self, offset: u64, mut data: &[u8]) -> Result<(), DiskError> {
+    fn put(&mut self, offset: u64, mut data: &[u8]) -> Result<(), ImageError> {
         self.seek(offset)?;
         while !data.is_empty() {
             let room = STAGE_BYTES - self.buf.len();
@@ -77,8 +77,8 @@ impl Stage<'_> {
         path: &Path,
         size: u64,
         align: u64,
-    ) -> Result<(), DiskError> {
-        let source_error = |source| DiskError::Source {
+    ) -> Result<(), ImageError> {
+        let source_error = |source| ImageError::Source {
             path: path.to_path_buf(),
             source,
         };
@@ -108,7 +108,7 @@ impl Stage<'_> {
     }
 
     /// Appends zeros up to the next multiple of `align` (relative to the image start).
-    fn pad(&mut self, end: u64, align: u64) -> Result<(), DiskError> {
+    fn pad(&mut self, end: u64, align: u64) -> Result<(), ImageError> {
         let padding = end.next_multiple_of(align) - end;
         if padding > 0 {
             self.seek(end)?;
@@ -123,7 +123,7 @@ impl Stage<'_> {
     }
 
     /// Writes the buffer, skipping `HOLE_BLOCK`-aligned all-zero blocks.
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), ImageError> {
         self.hasher.update(&self.buf);
         let mut pos = 0usize;
         while pos < self.buf.len() {
@@ -163,8 +163,8 @@ fn is_zero(block: &[u8]) -> bool {
     block == &ZEROS[..block.len()]
 }
 
-fn changed(path: &Path, expected: u64) -> DiskError {
-    DiskError::SourceChanged {
+fn changed(path: &Path, expected: u64) -> ImageError {
+    ImageError::SourceChanged {
         path: path.to_path_buf(),
         expected,
     }
@@ -177,7 +177,7 @@ pub(crate) fn write_image(
     image: &Path,
     plan: &Plan,
     params: &WriteParams,
-) -> Result<u32, DiskError> {
+) -> Result<u32, ImageError> {
     let g = params.geometry;
     let base = params.volume_offset;
     let cluster_bytes = g.cluster_bytes();
@@ -227,7 +227,7 @@ pub(crate) fn write_image(
     let fsinfo = fsinfo_sector(g, plan.used_clusters);
     let write = |offset: u64, sector: &[u8; 512]| {
         file.write_all_at(sector, offset)
-            .map_err(|source| DiskError::Write {
+            .map_err(|source| ImageError::Write {
                 path: PathBuf::from(image),
                 source,
             })

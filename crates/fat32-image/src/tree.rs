@@ -7,8 +7,28 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::names::validate_long_name;
-use super::{DiskError, Entry};
+use crate::error::ImageError;
+use crate::names::validate_long_name;
+
+/// One thing to put on the image.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A host file (copied to `dest`; a `dest` ending in `/` keeps the file's name) or a host
+    /// directory (its contents copied recursively into directory `dest`).
+    Host {
+        /// Path on the host.
+        host: PathBuf,
+        /// Path in the image, `/`-separated.
+        dest: String,
+    },
+    /// Bytes given directly, written to file `dest`.
+    Inline {
+        /// File content.
+        data: Arc<[u8]>,
+        /// Path in the image, `/`-separated.
+        dest: String,
+    },
+}
 
 /// Largest file FAT32 can hold.
 const MAX_FILE_BYTES: u64 = u32::MAX as u64;
@@ -58,7 +78,7 @@ fn join(parent: &str, name: &str) -> String {
 
 impl DirNode {
     /// The child directory `name`, created if missing; an existing file there is an error.
-    fn subdir(&mut self, name: &str, path: &str, entry: usize) -> Result<&mut DirNode, DiskError> {
+    fn subdir(&mut self, name: &str, path: &str, entry: usize) -> Result<&mut DirNode, ImageError> {
         let key = name.to_uppercase();
         let index = match self.by_key.get(&key) {
             Some(&index) => index,
@@ -77,7 +97,7 @@ impl DirNode {
                 node: Node::Dir(dir),
                 ..
             } => Ok(dir),
-            Child { entry: first, .. } => Err(DiskError::DuplicateDest {
+            Child { entry: first, .. } => Err(ImageError::DuplicateDest {
                 path: path.to_string(),
                 first: *first,
                 second: entry,
@@ -92,17 +112,17 @@ impl DirNode {
         file: FileNode,
         path: &str,
         entry: usize,
-    ) -> Result<(), DiskError> {
+    ) -> Result<(), ImageError> {
         let key = name.to_uppercase();
         if let Some(&index) = self.by_key.get(&key) {
-            return Err(DiskError::DuplicateDest {
+            return Err(ImageError::DuplicateDest {
                 path: path.to_string(),
                 first: self.children[index].entry,
                 second: entry,
             });
         }
         if file.size > MAX_FILE_BYTES {
-            return Err(DiskError::FileTooLarge {
+            return Err(ImageError::FileTooLarge {
                 path: path.to_string(),
                 size: file.size,
             });
@@ -119,18 +139,18 @@ impl DirNode {
 
 /// Splits an image destination into validated components; `..` is an error, `.` and empty
 /// components are ignored, so `/a//b/./c` is `a/b/c`.
-fn dest_components(dest: &str) -> Result<Vec<&str>, DiskError> {
+fn dest_components(dest: &str) -> Result<Vec<&str>, ImageError> {
     let mut components = Vec::new();
     for component in dest.split('/') {
         match component {
             "" | "." => {}
             ".." => {
-                return Err(DiskError::PathEscapesRoot {
+                return Err(ImageError::PathEscapesRoot {
                     dest: dest.to_string(),
                 })
             }
             name => {
-                validate_long_name(name).map_err(|reason| DiskError::InvalidName {
+                validate_long_name(name).map_err(|reason| ImageError::InvalidName {
                     path: dest.to_string(),
                     name: name.to_string(),
                     reason,
@@ -143,8 +163,8 @@ fn dest_components(dest: &str) -> Result<Vec<&str>, DiskError> {
 }
 
 /// Reads a host path's metadata, following symlinks; a missing file names the entry's path.
-fn host_metadata(path: &Path) -> Result<fs::Metadata, DiskError> {
-    fs::metadata(path).map_err(|source| DiskError::Source {
+fn host_metadata(path: &Path) -> Result<fs::Metadata, ImageError> {
+    fs::metadata(path).map_err(|source| ImageError::Source {
         path: path.to_path_buf(),
         source,
     })
@@ -158,7 +178,7 @@ pub(crate) struct Tree {
 
 impl Tree {
     /// Adds entry number `index` (for messages) to the tree.
-    pub fn add(&mut self, index: usize, entry: &Entry) -> Result<(), DiskError> {
+    pub fn add(&mut self, index: usize, entry: &Entry) -> Result<(), ImageError> {
         match entry {
             Entry::Inline { data, dest } => {
                 let file = FileNode {
@@ -186,7 +206,7 @@ impl Tree {
                     };
                     self.add_file_at(dest, host.file_name().and_then(|n| n.to_str()), file, index)
                 } else {
-                    Err(DiskError::UnsupportedFileType { path: host.clone() })
+                    Err(ImageError::UnsupportedFileType { path: host.clone() })
                 }
             }
         }
@@ -200,16 +220,16 @@ impl Tree {
         default_name: Option<&str>,
         file: FileNode,
         index: usize,
-    ) -> Result<(), DiskError> {
+    ) -> Result<(), ImageError> {
         let mut components = dest_components(dest)?;
         let names_dir = dest.ends_with('/') || dest.ends_with("/.") || components.is_empty();
         let owned_default;
         if names_dir {
-            let default = default_name.ok_or_else(|| DiskError::InvalidDest {
+            let default = default_name.ok_or_else(|| ImageError::InvalidDest {
                 dest: dest.to_string(),
                 reason: "names a directory, not a file path",
             })?;
-            validate_long_name(default).map_err(|reason| DiskError::InvalidName {
+            validate_long_name(default).map_err(|reason| ImageError::InvalidName {
                 path: dest.to_string(),
                 name: default.to_string(),
                 reason,
@@ -218,7 +238,7 @@ impl Tree {
             components.push(&owned_default);
         }
         let Some((file_name, parents)) = components.split_last() else {
-            return Err(DiskError::InvalidDest {
+            return Err(ImageError::InvalidDest {
                 dest: dest.to_string(),
                 reason: "names a directory, not a file path",
             });
@@ -241,8 +261,8 @@ fn add_host_dir(
     image_path: &str,
     index: usize,
     ancestors: &mut Vec<(u64, u64)>,
-) -> Result<(), DiskError> {
-    let read_error = |source| DiskError::Source {
+) -> Result<(), ImageError> {
+    let read_error = |source| ImageError::Source {
         path: host.to_path_buf(),
         source,
     };
@@ -254,25 +274,25 @@ fn add_host_dir(
     for child in children {
         let host_child = child.path();
         let name = child.file_name();
-        let name = name.to_str().ok_or_else(|| DiskError::InvalidName {
+        let name = name.to_str().ok_or_else(|| ImageError::InvalidName {
             path: image_path.to_string(),
             name: name.to_string_lossy().into_owned(),
             reason: "host file name is not valid UTF-8",
         })?;
         let child_path = join(image_path, name);
-        validate_long_name(name).map_err(|reason| DiskError::InvalidName {
+        validate_long_name(name).map_err(|reason| ImageError::InvalidName {
             path: child_path.clone(),
             name: name.to_string(),
             reason,
         })?;
-        let file_type = child.file_type().map_err(|source| DiskError::Source {
+        let file_type = child.file_type().map_err(|source| ImageError::Source {
             path: host_child.clone(),
             source,
         })?;
         let meta = if file_type.is_symlink() {
             host_metadata(&host_child)?
         } else {
-            child.metadata().map_err(|source| DiskError::Source {
+            child.metadata().map_err(|source| ImageError::Source {
                 path: host_child.clone(),
                 source,
             })?
@@ -280,7 +300,7 @@ fn add_host_dir(
         if meta.is_dir() {
             let id = (meta.dev(), meta.ino());
             if ancestors.contains(&id) {
-                return Err(DiskError::SymlinkLoop { path: host_child });
+                return Err(ImageError::SymlinkLoop { path: host_child });
             }
             ancestors.push(id);
             let sub = dir.subdir(name, &child_path, index)?;
@@ -293,7 +313,7 @@ fn add_host_dir(
             };
             dir.add_file(name, file, &child_path, index)?;
         } else {
-            return Err(DiskError::UnsupportedFileType { path: host_child });
+            return Err(ImageError::UnsupportedFileType { path: host_child });
         }
     }
     Ok(())

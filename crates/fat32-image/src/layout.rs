@@ -3,10 +3,10 @@
 
 use std::collections::VecDeque;
 
-use super::geometry::Geometry;
-use super::names::{assign_names, FatName};
-use super::tree::{DirNode, FileNode, Node, Tree};
-use super::DiskError;
+use crate::error::ImageError;
+use crate::geometry::Geometry;
+use crate::names::{assign_names, FatName};
+use crate::tree::{DirNode, FileNode, Node, Tree};
 
 /// Bytes per directory entry.
 const DIR_ENTRY: u64 = 32;
@@ -84,7 +84,7 @@ pub(crate) struct Plan<'t> {
 
 impl<'t> Plan<'t> {
     /// Flattens `tree` and sizes every directory.
-    pub fn new(tree: &'t Tree, has_label: bool) -> Result<Plan<'t>, DiskError> {
+    pub fn new(tree: &'t Tree, has_label: bool) -> Result<Plan<'t>, ImageError> {
         let mut plan = Plan {
             dirs: Vec::new(),
             files: Vec::new(),
@@ -98,7 +98,7 @@ impl<'t> Plan<'t> {
             let fixed = if index == 0 { u64::from(has_label) } else { 2 };
             let entries = fixed + names.iter().map(|n| n.entry_count() as u64).sum::<u64>();
             if entries > MAX_DIR_ENTRIES {
-                return Err(DiskError::DirectoryTooLarge { path, entries });
+                return Err(ImageError::DirectoryTooLarge { path, entries });
             }
             let mut targets = Vec::with_capacity(node.children.len());
             let mut queued = plan.dirs.len() + queue.len() + 1;

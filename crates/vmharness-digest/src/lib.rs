@@ -1,6 +1,4 @@
-//! sha256 of files, remembered within the process while a file's metadata (size, mtime,
-//! ctime, inode) stays the same: a file is hashed once per process however often it is
-//! resolved or checked, and any write to it (which always moves its ctime) hashes it again.
+#![doc = include_str!("../README.md")]
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,12 +1,10 @@
-//! Image options that users spell in configs and on the command line: size and layout.
+//! Image options that users spell in configs and on the command line: size and layout
+//! (with the `serde` feature, both deserialize from the same strings).
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-
-use super::DiskError;
+use crate::error::ImageError;
 
 /// Size of the whole image file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,12 +17,12 @@ pub enum DiskSize {
 }
 
 impl FromStr for DiskSize {
-    type Err = DiskError;
+    type Err = ImageError;
 
     /// Parses `auto`, a byte count, or a number with a binary unit: `K`/`KiB`, `M`/`MiB`,
     /// `G`/`GiB`, `T`/`TiB` (so `64M` is 64 MiB, as with `truncate` and `qemu-img`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| DiskError::InvalidSize {
+        let invalid = |reason: &str| ImageError::InvalidSize {
             text: text.to_string(),
             reason: reason.to_string(),
         };
@@ -60,9 +58,9 @@ impl FromStr for DiskSize {
 
 impl DiskSize {
     /// A fixed size in bytes; it must be a multiple of 512.
-    pub fn from_bytes(bytes: u64) -> Result<DiskSize, DiskError> {
+    pub fn from_bytes(bytes: u64) -> Result<DiskSize, ImageError> {
         if !bytes.is_multiple_of(512) {
-            return Err(DiskError::InvalidSize {
+            return Err(ImageError::InvalidSize {
                 text: bytes.to_string(),
                 reason: "not a multiple of 512 bytes".to_string(),
             });
@@ -81,8 +79,12 @@ impl fmt::Display for DiskSize {
     }
 }
 
-impl<'de> Deserialize<'de> for DiskSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+/// `"auto"`, a size string like `"64M"` (see [`FromStr`]) or a byte count.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for DiskSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, Visitor};
+
         struct SizeVisitor;
         impl Visitor<'_> for SizeVisitor {
             type Value = DiskSize;
@@ -106,8 +108,9 @@ impl<'de> Deserialize<'de> for DiskSize {
 }
 
 /// Partitioning of the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Layout {
     /// The whole image is the FAT32 volume ("superfloppy").
     #[default]
@@ -168,5 +171,25 @@ mod tests {
         for bad in ["", "64X", "M", "1000", "-1M", "99999999999999999999T"] {
             assert!(bad.parse::<DiskSize>().is_err(), "{bad:?}");
         }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn sizes_and_layouts_deserialize_from_the_same_strings() {
+        use serde::de::value::{Error, StrDeserializer, U64Deserializer};
+        use serde::Deserialize;
+
+        let size = |text| DiskSize::deserialize(StrDeserializer::<Error>::new(text));
+        assert_eq!(size("64M").ok(), Some(DiskSize::Bytes(64 << 20)));
+        assert_eq!(size("auto").ok(), Some(DiskSize::Auto));
+        let message = size("64Q").err().map(|error| error.to_string());
+        assert!(message.is_some_and(|m| m.contains("unknown unit")));
+        let bytes = DiskSize::deserialize(U64Deserializer::<Error>::new(1 << 20));
+        assert_eq!(bytes.ok(), Some(DiskSize::Bytes(1 << 20)));
+        assert!(DiskSize::deserialize(U64Deserializer::<Error>::new(1000)).is_err());
+        let layout = |text| Layout::deserialize(StrDeserializer::<Error>::new(text));
+        assert_eq!(layout("mbr").ok(), Some(Layout::Mbr));
+        assert_eq!(layout("none").ok(), Some(Layout::None));
+        assert!(layout("gpt").is_err());
     }
 }
