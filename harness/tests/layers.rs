@@ -1,0 +1,383 @@
+//! The layering of `harness/src` (docs/architecture.md, "Layers"): every top-level module
+//! belongs to one layer, and a file may name only modules of its own layer or a lower one.
+//! Because the layers are strictly ordered, this also rules out an import cycle between files
+//! of different layers; cycles inside one layer are allowed.
+//!
+//! The check reads the source as it is: every `.rs` file under `harness/src` and the `mod`
+//! lines of `lib.rs` must match [`LAYERS`], and every `crate::` path (use trees, including
+//! `use crate::{a, b::c}`, and inline paths) and every `super::` path that climbs to the crate
+//! root is checked, outside comments, string literals and `#[cfg(test)]` items (test code may
+//! reach anywhere). Doc links are comments: rustdoc checks them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Bottom to top. A module may use modules of its own layer or below.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "vocabulary",
+        &["arch", "digest", "nested_cargo", "regular_file"],
+    ),
+    (
+        "inputs",
+        &["settings", "paths", "config", "fileref", "disk", "artifact"],
+    ),
+    ("plan", &["plan"]),
+    ("machine", &["qemu", "console", "accel", "states", "remote"]),
+    ("run", &["run", "results", "outcome"]),
+    ("suite", &["suite"]),
+];
+
+/// Upward references that still exist, as `file -> module`: the list can only shrink (an entry
+/// that no longer occurs fails the test too, so it is removed with the import it excused).
+const ALLOWED: &[&str] = &[
+    "harness/src/accel.rs -> run",
+    "harness/src/config/mod.rs -> qemu",
+    "harness/src/plan/deadlines.rs -> qemu",
+    "harness/src/plan/mod.rs -> qemu",
+    "harness/src/plan/mod.rs -> run",
+    "harness/src/run/error.rs -> suite",
+    "harness/src/settings.rs -> accel",
+    "harness/src/settings.rs -> console",
+    "harness/src/settings.rs -> remote",
+    "harness/src/settings.rs -> states",
+    "harness/src/states/key.rs -> run",
+    "harness/src/states/store.rs -> run",
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS
+        .iter()
+        .position(|(_, modules)| modules.contains(&module))
+}
+
+/// `text` with comments, string and char literals blanked (newlines kept, for line numbers).
+fn code_only(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = b.to_vec();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for c in &mut out[from..to.min(b.len())] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        let raw_hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
+        if b[i..].starts_with(b"//") {
+            let end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+            blank(&mut out, i, end);
+            i = end;
+        } else if b[i..].starts_with(b"/*") {
+            let (mut depth, mut j) = (1, i + 2);
+            while j < b.len() && depth > 0 {
+                if b[j..].starts_with(b"/*") {
+                    depth += 1;
+                    j += 2;
+                } else if b[j..].starts_with(b"*/") {
+                    depth -= 1;
+                    j += 2;
+                } else {
+                    j += 1;
+                }
+            }
+            blank(&mut out, i, j);
+            i = j;
+        } else if b[i] == b'r'
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+            && b.get(i + 1 + raw_hashes) == Some(&b'"')
+        {
+            let close: String = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', raw_hashes))
+                .collect();
+            let start = i + 2 + raw_hashes;
+            let end = text[start..]
+                .find(&close)
+                .map_or(b.len(), |n| start + n + close.len());
+            blank(&mut out, i + 1, end);
+            i = end;
+        } else if b[i] == b'"' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != b'"' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            blank(&mut out, i + 1, j);
+            i = j + 1;
+        } else if b[i] == b'\'' {
+            // A char literal ('a', '\n', '\u{1b}') or a lifetime ('a).
+            if b.get(i + 1) == Some(&b'\\') {
+                let end = text[i + 2..].find('\'').map_or(b.len(), |n| i + 2 + n);
+                blank(&mut out, i + 1, end);
+                i = end + 1;
+            } else if b.get(i + 2) == Some(&b'\'') {
+                blank(&mut out, i + 1, i + 2);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("blanking keeps the UTF-8 boundaries of code")
+}
+
+/// Blanks every item marked `#[cfg(test)]` (up to its closing brace or semicolon).
+fn without_tests(code: &str) -> String {
+    let mut out = code.to_string();
+    let mut from = 0;
+    while let Some(at) = out[from..].find("#[cfg(test)]").map(|n| from + n) {
+        let bytes = out.as_bytes();
+        let mut j = at;
+        let mut depth = 0usize;
+        while j < bytes.len() {
+            match bytes[j] {
+                b';' if depth == 0 => break,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        let end = j.min(bytes.len() - 1);
+        let blanked: String = out[at..=end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        out.replace_range(at..=end, &blanked);
+        from = at + 1;
+    }
+    out
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The first identifier of `path` (`qemu` of `qemu::spec::Accel`), unless it is `self`.
+fn first_segment(path: &str) -> Option<String> {
+    let name: String = path
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty() && name != "self").then_some(name)
+}
+
+/// The top-level modules named after `prefix` at `from` in `code`: one for a plain path, one
+/// per item of a brace group.
+fn names_after(code: &str, from: usize) -> Vec<String> {
+    let rest = code[from..].trim_start();
+    let Some(group) = rest.strip_prefix('{') else {
+        return first_segment(rest).into_iter().collect();
+    };
+    let mut names = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (k, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                names.extend(first_segment(&group[start..k]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.extend(first_segment(&group[start..k]));
+                start = k + 1;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// The top-level modules a file names, with line numbers. `depth` is how many modules deep the
+/// file is (`run/case.rs` is 2: `super::` stays in `run`, `super::super::` reaches the root).
+fn references(code: &str, depth: usize) -> Vec<(String, usize)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    let mut from = 0;
+    while let Some(at) = code[from..].find("crate::").map(|n| from + n) {
+        from = at + "crate::".len();
+        if at > 0 && (is_ident(bytes[at - 1]) || bytes[at - 1] == b'$' || bytes[at - 1] == b':') {
+            continue;
+        }
+        for name in names_after(code, from) {
+            found.push((name, line_of(at)));
+        }
+    }
+    let mut from = 0;
+    while let Some(at) = code[from..].find("super::").map(|n| from + n) {
+        from = at + "super::".len();
+        if at > 0 && (is_ident(bytes[at - 1]) || bytes[at - 1] == b':') {
+            continue;
+        }
+        let mut climbs = 1;
+        while code[from..].starts_with("super::") {
+            climbs += 1;
+            from += "super::".len();
+        }
+        if climbs >= depth {
+            for name in names_after(code, from) {
+                found.push((name, line_of(at)));
+            }
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The modules `lib.rs` declares (`mod x;`, `pub mod x;`, `pub(crate) mod x;`).
+fn declared_modules(lib: &str) -> BTreeSet<String> {
+    lib.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let rest = line
+                .strip_prefix("pub ")
+                .or_else(|| line.strip_prefix("pub(crate) "));
+            rest.unwrap_or(line)
+                .strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Every problem of the tree at `src`, as the messages a failure prints.
+fn problems(src: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let table: BTreeSet<&str> = LAYERS
+        .iter()
+        .flat_map(|(_, modules)| modules.iter().copied())
+        .collect();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("harness/src/lib.rs");
+    let declared = declared_modules(&code_only(&lib));
+    for module in &declared {
+        if !table.contains(module.as_str()) {
+            problems.push(format!(
+                "lib.rs declares `mod {module}`, which is in no layer: add it to LAYERS (harness/tests/layers.rs) and to docs/architecture.md"
+            ));
+        }
+    }
+    for module in &table {
+        if !declared.contains(*module) {
+            problems.push(format!(
+                "LAYERS lists `{module}`, which lib.rs does not declare"
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut used_allowances = BTreeSet::new();
+    for file in &files {
+        let rel = file.strip_prefix(src).expect("under src");
+        let shown = Path::new("harness/src").join(rel);
+        let components: Vec<String> = rel
+            .components()
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
+            .collect();
+        let module = components[0].clone();
+        if module == "lib" {
+            continue;
+        }
+        let depth = components.len() - usize::from(components.last().is_some_and(|c| c == "mod"));
+        let Some(from_layer) = layer_of(&module) else {
+            problems.push(format!(
+                "{}: module `{module}` is in no layer: add it to LAYERS (harness/tests/layers.rs) and to docs/architecture.md",
+                shown.display()
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(file).expect("source file");
+        for (target, line) in references(&without_tests(&code_only(&text)), depth) {
+            if target == module {
+                continue;
+            }
+            match layer_of(&target) {
+                None => problems.push(format!(
+                    "{}:{line}: `{module}` ({}) names `crate::{target}`, which is in no layer",
+                    shown.display(),
+                    LAYERS[from_layer].0
+                )),
+                Some(to_layer) if to_layer > from_layer => {
+                    let key = format!("{} -> {target}", shown.display());
+                    if ALLOWED.contains(&key.as_str()) {
+                        used_allowances.insert(key);
+                    } else {
+                        problems.push(format!(
+                            "{}:{line}: `{module}` ({} layer) uses `crate::{target}` ({} layer), a higher layer",
+                            shown.display(),
+                            LAYERS[from_layer].0,
+                            LAYERS[to_layer].0
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for allowed in ALLOWED {
+        if !used_allowances.contains(*allowed) {
+            problems.push(format!(
+                "ALLOWED lists `{allowed}`, which no longer occurs: remove it"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_file_imports_only_its_layer_or_below() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let problems = problems(&src);
+    assert!(
+        problems.is_empty(),
+        "the layers of docs/architecture.md are broken:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_reader_sees_use_trees_inline_paths_and_super_but_not_comments_strings_or_tests() {
+    let code = r#"
+use crate::{arch::Arch, qemu::{self, Accel}};
+// use crate::suite::hidden;
+/// [`crate::suite::Doc`]
+fn f() -> crate::settings::Settings { let _ = "crate::suite"; super::super::plan::x() }
+#[cfg(test)]
+mod tests { use crate::suite::Tested; }
+"#;
+    let found = references(&without_tests(&code_only(code)), 2);
+    let names: Vec<(&str, usize)> = found.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    assert_eq!(
+        names,
+        [("arch", 2), ("qemu", 2), ("settings", 5), ("plan", 5)]
+    );
+    assert!(references("fn g() { super::sibling::h() }", 2).is_empty());
+}
