@@ -192,7 +192,7 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
 pub const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
 
 fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
-    let dir = crate::run::RunTemp::new(probe.temp_dir, "kvm-probe")
+    let dir = crate::temp::RunTemp::new(probe.temp_dir, "kvm-probe")
         .map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
     let kernel = dir.path().join("probe.bin");
     std::fs::write(&kernel, probe_guest())

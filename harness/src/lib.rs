@@ -29,3 +29,4 @@ pub mod run;
 pub mod settings;
 pub mod states;
 pub mod suite;
+pub(crate) mod temp;

@@ -67,7 +67,7 @@ fn prune(test_dir: &Path) {
     let excess = runs.len().saturating_sub(KEPT_RUNS);
     for name in runs.into_iter().take(excess) {
         let mine = owner(&name) == Some(std::process::id() as i32);
-        let alive = owner(&name).is_some_and(super::cleanup::alive);
+        let alive = owner(&name).is_some_and(crate::temp::alive);
         if !alive || mine {
             let _ = std::fs::remove_dir_all(test_dir.join(name));
         }

@@ -2,7 +2,6 @@
 //! the QEMU spec, boot, and judge the console until a verdict.
 
 mod case;
-pub(crate) mod cleanup;
 mod crash;
 mod drive;
 mod error;
@@ -27,10 +26,10 @@ use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
-pub use case::{case_trial_name, run_case};
-pub use cleanup::{
+pub use crate::temp::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
+pub use case::{case_trial_name, run_case};
 pub use crash::CrashBlock;
 pub use error::{causes, ErrorClass, MissingInput, ResolveError, RunError};
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Method, StateError, StateKey};
-use crate::run::cleanup::RemovedOnSignal;
+use crate::temp::RemovedOnSignal;
 
 const META: &str = "meta.toml";
 const STATE: &str = "state";
@@ -206,7 +206,7 @@ impl StateStore {
                 continue;
             };
             let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
-            if pid.is_some_and(|pid| !crate::run::cleanup::alive(pid)) {
+            if pid.is_some_and(|pid| !crate::temp::alive(pid)) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
