@@ -57,8 +57,7 @@ pub struct ProbeSpec<'a> {
     pub temp_dir: &'a Path,
 }
 
-/// The default probe deadline.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::settings::DEFAULT_PROBE_TIMEOUT;
 
 /// Picks the accelerator for a guest.
 pub fn choose(

@@ -20,30 +20,11 @@ use crate::arch::Arch;
 use crate::config::AccelChoice;
 use crate::qemu::{shell_quote, Argv, QemuSpec};
 
-/// A host reached over OpenSSH.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remote {
-    /// `user@host` or `host` (or an alias from `~/.ssh/config`).
-    pub destination: String,
-    /// The ssh port, when not the default.
-    pub port: Option<u16>,
-    /// An identity file (`ssh -i`).
-    pub identity: Option<PathBuf>,
-    /// Extra `ssh -o` options, e.g. `UserKnownHostsFile=/path`.
-    pub ssh_options: Vec<String>,
-}
+pub use crate::settings::{InvalidRemote, Remote};
 
 /// Why a remote run could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// The `user@host[:port]` text does not parse.
-    #[error("invalid remote `{spec}`: {reason} (expected user@host[:port])")]
-    InvalidSpec {
-        /// The text as given.
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// `ssh` could not be started.
     #[error("cannot run `{program}`: {source} (install openssh-client)")]
     Spawn {
@@ -81,35 +62,6 @@ pub enum RemoteError {
 }
 
 impl Remote {
-    /// Parses `user@host[:port]`.
-    pub fn parse(spec: &str) -> Result<Remote, RemoteError> {
-        let invalid = |reason: &str| RemoteError::InvalidSpec {
-            spec: spec.to_string(),
-            reason: reason.to_string(),
-        };
-        let (destination, port) = match spec.rsplit_once(':') {
-            Some((host, port)) => {
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| invalid("the port is not a number"))?;
-                (host, Some(port))
-            }
-            None => (spec, None),
-        };
-        if destination.is_empty() || destination.ends_with('@') {
-            return Err(invalid("no host"));
-        }
-        if destination.starts_with('-') || destination.chars().any(char::is_whitespace) {
-            return Err(invalid("a host cannot start with `-` or contain spaces"));
-        }
-        Ok(Remote {
-            destination: destination.to_string(),
-            port,
-            identity: None,
-            ssh_options: Vec::new(),
-        })
-    }
-
     /// Options for every `ssh` call: never prompt, then port, identity and `-o` options.
     fn common_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-o".into(), "BatchMode=yes".into()];

@@ -36,10 +36,6 @@ const ALLOWED: &[&str] = &[
     "harness/src/plan/mod.rs -> qemu",
     "harness/src/plan/mod.rs -> run",
     "harness/src/run/error.rs -> suite",
-    "harness/src/settings.rs -> accel",
-    "harness/src/settings.rs -> console",
-    "harness/src/settings.rs -> remote",
-    "harness/src/settings.rs -> states",
     "harness/src/states/key.rs -> run",
 ];
 

@@ -8,8 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The default cap of one console log: 64 MiB.
-pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+pub use crate::settings::DEFAULT_LOG_LIMIT;
 
 /// A console log being written.
 pub struct ConsoleLog {

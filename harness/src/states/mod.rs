@@ -27,18 +27,7 @@ pub use key::StateKey;
 pub use migrate::{incoming, restore, save, wait_for_qmp};
 pub use store::{NewState, SavedState, StateLock, StateMeta, StateStore};
 
-/// How QEMU writes and reads a state, the best the version offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// `exec:cat` through a shell (every QEMU; the only one before 8.2).
-    Exec,
-    /// A `file:` URI (QEMU 8.2).
-    File,
-    /// `file:` with the `mapped-ram` capability: RAM pages at fixed offsets, a sparse file
-    /// (QEMU 9.0).
-    MappedRam,
-}
+pub use crate::settings::Method;
 
 impl Method {
     /// The best method `version` offers.
@@ -49,15 +38,6 @@ impl Method {
             Method::File
         } else {
             Method::Exec
-        }
-    }
-
-    /// Its name in reports and `meta.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Exec => "exec",
-            Method::File => "file",
-            Method::MappedRam => "mapped-ram",
         }
     }
 
@@ -75,17 +55,6 @@ impl Method {
                 self.name()
             )),
         }
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Method::Exec, Method::File, Method::MappedRam]
-            .into_iter()
-            .find(|method| method.name() == text.trim())
-            .ok_or_else(|| format!("unknown method `{text}` (exec, file or mapped-ram)"))
     }
 }
 
