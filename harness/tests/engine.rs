@@ -1076,7 +1076,14 @@ fn semihosting_only_where_a_config_asks_for_it() {
             let named = plan.inputs.iter().any(|input| &input.used_as == used);
             named.then(|| "/input".into())
         };
-        let spec = plan.qemu_spec("qemu".into(), Accel::Tcg, None, &path, None);
+        let spec = vmharness::qemu::QemuSpec::from_plan(
+            &plan,
+            "qemu".into(),
+            Accel::Tcg,
+            None,
+            &path,
+            None,
+        );
         spec.argv().to_shell_line()
     };
     let mut seen = Vec::new();

@@ -404,7 +404,7 @@ fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigErro
             });
         }
     }
-    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::qemu::HOST_CPU)
+    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::arch::HOST_CPU)
     {
         return Err(ConfigError::Invalid {
             location: locate_in(path, text, &["qemu", "cpu"]),

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::arch::Accel;
 use crate::config::TimeoutSection;
-use crate::qemu::Accel;
 
 /// A deadline that never comes (a century): what "no timeout" means for a step.
 pub const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

@@ -3,20 +3,18 @@
 //! deadlines with their one scaling rule, and the judge's expectations.
 
 mod deadlines;
+mod expectations;
 
-use std::path::PathBuf;
-
-use crate::arch::{Arch, ExitDevice};
+use crate::arch::{Accel, Arch, ExitDevice, QemuVersion, HOST_CPU};
 use regex::Regex;
 
 use crate::config::{AccelChoice, CaseSpec, CpuSince, LoadedConfig, Location, Step};
 use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
-use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, QemuVersion, HOST_CPU};
-use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
 use crate::settings::Settings;
 
 pub use deadlines::{deadline_after, scale_duration, Deadlines, Timeouts, NEVER};
+pub use expectations::{Expectations, DEFAULT_PANIC_PATTERNS};
 
 /// A config that cannot run as written (class Fail: retrying cannot fix it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -366,57 +364,6 @@ impl Plan {
                 send => send,
             })
             .collect()
-    }
-
-    /// The QEMU spec for `binary` and `accel`, with each input's resolved path from
-    /// `path_of` and the built disk image, if any.
-    pub fn qemu_spec(
-        &self,
-        binary: PathBuf,
-        accel: Accel,
-        version: Option<&QemuVersion>,
-        path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
-        disk_image: Option<PathBuf>,
-    ) -> QemuSpec {
-        let mut spec = QemuSpec::new(
-            binary,
-            &self.qemu.machine,
-            accel,
-            &self.cpu_for(accel, version),
-            &self.qemu.memory,
-        );
-        spec.smp = self.qemu.smp;
-        spec.bios = path_of(&InputUse::Bios);
-        spec.kernel = path_of(&InputUse::Kernel);
-        spec.initrd = path_of(&InputUse::Initrd);
-        spec.pflash = (0..self.loaded.config.qemu.pflash.len())
-            .filter_map(|index| path_of(&InputUse::Pflash(index)))
-            .collect();
-        spec.loaders = self
-            .loaded
-            .config
-            .qemu
-            .loader
-            .iter()
-            .enumerate()
-            .filter_map(|(index, loader)| {
-                path_of(&InputUse::Loader(index)).map(|path| Loader {
-                    path,
-                    addr: loader.addr,
-                })
-            })
-            .collect();
-        spec.append = self.qemu.append.clone();
-        spec.exit_device = self.qemu.exit_device;
-        spec.disk = match (disk_image, &self.disk) {
-            (Some(image), Some(disk)) => Some(DiskAttachment {
-                image,
-                device: disk.attach.driver().to_string(),
-            }),
-            _ => None,
-        };
-        spec.extra = ExtraArg::parse_all(&self.qemu.extra);
-        spec
     }
 }
 

@@ -8,12 +8,10 @@ mod qmp;
 mod spec;
 mod version;
 
+pub use crate::arch::{Accel, QemuVersion, HOST_CPU};
 pub use argv::{shell_quote, Argv};
 pub use preflight::{debian_package, find_binary, preflight, regular_input, PreflightError};
 pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
 pub use qmp::{Qmp, QmpError};
-pub use spec::{
-    Accel, DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID,
-    HOST_CPU,
-};
-pub use version::{version, QemuVersion, VersionError};
+pub use spec::{DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID};
+pub use version::{version, VersionError};

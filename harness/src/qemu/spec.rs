@@ -5,35 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::argv::Argv;
-use crate::arch::ExitDevice;
-
-/// A concrete accelerator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Accel {
-    /// Hardware virtualization.
-    Kvm,
-    /// QEMU's software emulation.
-    Tcg,
-}
-
-impl Accel {
-    /// The name QEMU's `-accel` takes.
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.qemu_name())
-    }
-}
-
-/// The CPU model that only KVM can provide.
-pub const HOST_CPU: &str = "host";
+use crate::arch::{Accel, ExitDevice, QemuVersion};
+use crate::plan::{InputUse, Plan};
 
 /// QEMU options whose value is a host file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,6 +237,59 @@ pub struct QemuSpec {
     /// Keep the disk image unchanged: the guest's writes go to a temporary overlay QEMU
     /// makes in this directory (`snapshot=on`, `TMPDIR`) and drops when it exits.
     pub disk_overlay_dir: Option<PathBuf>,
+}
+
+impl QemuSpec {
+    /// The spec of `plan` for `binary` and `accel`, with each input's resolved path from
+    /// `path_of` and the built disk image, if any.
+    pub fn from_plan(
+        plan: &Plan,
+        binary: PathBuf,
+        accel: Accel,
+        version: Option<&QemuVersion>,
+        path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
+        disk_image: Option<PathBuf>,
+    ) -> QemuSpec {
+        let mut spec = QemuSpec::new(
+            binary,
+            &plan.qemu.machine,
+            accel,
+            &plan.cpu_for(accel, version),
+            &plan.qemu.memory,
+        );
+        spec.smp = plan.qemu.smp;
+        spec.bios = path_of(&InputUse::Bios);
+        spec.kernel = path_of(&InputUse::Kernel);
+        spec.initrd = path_of(&InputUse::Initrd);
+        spec.pflash = (0..plan.loaded.config.qemu.pflash.len())
+            .filter_map(|index| path_of(&InputUse::Pflash(index)))
+            .collect();
+        spec.loaders = plan
+            .loaded
+            .config
+            .qemu
+            .loader
+            .iter()
+            .enumerate()
+            .filter_map(|(index, loader)| {
+                path_of(&InputUse::Loader(index)).map(|path| Loader {
+                    path,
+                    addr: loader.addr,
+                })
+            })
+            .collect();
+        spec.append = plan.qemu.append.clone();
+        spec.exit_device = plan.qemu.exit_device;
+        spec.disk = match (disk_image, &plan.disk) {
+            (Some(image), Some(disk)) => Some(DiskAttachment {
+                image,
+                device: disk.attach.driver().to_string(),
+            }),
+            _ => None,
+        };
+        spec.extra = ExtraArg::parse_all(&plan.qemu.extra);
+        spec
+    }
 }
 
 impl QemuSpec {

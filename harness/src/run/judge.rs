@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use crate::config::{Pattern, Step};
+use crate::config::Step;
 use crate::outcome::{secs, Outcome, TimeoutKind};
 use crate::plan::deadline_after;
+pub use crate::plan::{Expectations, DEFAULT_PANIC_PATTERNS};
 
 /// The first match of `pattern` in `text` at or after `start` that ends past `skip`.
 fn find_past<'t>(
@@ -38,38 +39,6 @@ fn line_start(text: &str, skip: usize) -> usize {
         0 => 0,
         _ => text.chars().next().map_or(0, char::len_utf8),
     }
-}
-
-/// Failure patterns that are always on.
-/// (Plain text that is also a valid regex, so messages show it as written.)
-pub const DEFAULT_PANIC_PATTERNS: &[&str] = &[
-    "panicked at",
-    "Panicked at",
-    "Kernel panic - not syncing",
-    "Internal error: Oops",
-];
-
-/// What the judge needs from a config.
-#[derive(Debug, Clone)]
-pub struct Expectations {
-    /// Banner regexes, in order.
-    pub banner: Vec<Pattern>,
-    /// Interaction steps, in order.
-    pub steps: Vec<Step>,
-    /// Success pattern, after banner and steps.
-    pub success: Option<Pattern>,
-    /// Failure patterns (defaults plus the config's).
-    pub panic_patterns: Vec<Regex>,
-    /// Lines that never count as failures.
-    pub allow: Vec<Regex>,
-    /// Expected guest exit code when QEMU exits on its own.
-    pub exit_code: i32,
-    /// Default deadline for each expectation (already scaled).
-    pub step_timeout: Duration,
-    /// Appended by `send_line` steps.
-    pub line_ending: String,
-    /// Pass as soon as the last step is met, without `success` or an exit (a `[[case]]`).
-    pub pass_after_steps: bool,
 }
 
 /// Where in the expectation list the judge is.
@@ -445,6 +414,7 @@ fn describe_step(step: &Step) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Pattern;
 
     fn pattern(source: &str) -> Pattern {
         Pattern(Regex::new(source).unwrap())

@@ -436,7 +436,8 @@ fn prepare_with(
         }
         _ => None,
     };
-    let mut spec = plan.qemu_spec(
+    let mut spec = QemuSpec::from_plan(
+        &plan,
         binary,
         decision.accel,
         version.as_ref(),

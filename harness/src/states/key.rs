@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Method, StateError};
 use crate::config::Step;
+use crate::plan::Expectations;
 use crate::qemu::{QemuSpec, QemuVersion};
-use crate::run::Expectations;
 
 /// A state's key and the readable inputs it was computed from (kept in its `meta.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
