@@ -28,10 +28,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("suite", &["suite"]),
 ];
 
-/// Upward references that still exist, as `file -> module`: the list can only shrink (an entry
-/// that no longer occurs fails the test too, so it is removed with the import it excused).
-const ALLOWED: &[&str] = &["harness/src/run/error.rs -> suite"];
-
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS
         .iter()
@@ -276,7 +272,6 @@ fn problems(src: &Path) -> Vec<String> {
     }
     let mut files = Vec::new();
     rust_files(src, &mut files);
-    let mut used_allowances = BTreeSet::new();
     for file in &files {
         let rel = file.strip_prefix(src).expect("under src");
         let shown = Path::new("harness/src").join(rel);
@@ -312,28 +307,14 @@ fn problems(src: &Path) -> Vec<String> {
                     shown.display(),
                     LAYERS[from_layer].0
                 )),
-                Some(to_layer) if to_layer > from_layer => {
-                    let key = format!("{} -> {target}", shown.display());
-                    if ALLOWED.contains(&key.as_str()) {
-                        used_allowances.insert(key);
-                    } else {
-                        problems.push(format!(
-                            "{}:{line}: `{module}` ({} layer) uses `crate::{target}` ({} layer), a higher layer",
-                            shown.display(),
-                            LAYERS[from_layer].0,
-                            LAYERS[to_layer].0
-                        ));
-                    }
-                }
+                Some(to_layer) if to_layer > from_layer => problems.push(format!(
+                    "{}:{line}: `{module}` ({} layer) uses `crate::{target}` ({} layer), a higher layer",
+                    shown.display(),
+                    LAYERS[from_layer].0,
+                    LAYERS[to_layer].0
+                )),
                 Some(_) => {}
             }
-        }
-    }
-    for allowed in ALLOWED {
-        if !used_allowances.contains(*allowed) {
-            problems.push(format!(
-                "ALLOWED lists `{allowed}`, which no longer occurs: remove it"
-            ));
         }
     }
     problems

@@ -177,9 +177,10 @@ pub enum RunError {
     /// QEMU could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    /// The run's `result.toml` could not be written.
+    /// The run's `result.toml` could not be written (the cause is the suite's
+    /// `RecordError`, boxed because the record is written a layer above the run).
     #[error("cannot record the result")]
-    Record(#[from] crate::suite::record::RecordError),
+    Record(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// `[qemu] cpu_since` needs the QEMU release, and the binary did not tell it.
     #[error("`qemu.cpu_since` needs the QEMU release")]
     QemuVersion(#[source] crate::qemu::VersionError),

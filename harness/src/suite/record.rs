@@ -386,7 +386,7 @@ impl ResultRecord {
 pub fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
     if let Err(err) = write(&report, loaded) {
         if report.outcome.is_pass() || report.outcome.is_unavailable() {
-            report.outcome = crate::run::RunError::from(err).into();
+            report.outcome = crate::run::RunError::Record(Box::new(err)).into();
         } else {
             eprintln!("warning: {}: {}", loaded.name, err);
         }
