@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crate::accel::Accel;
 use crate::artifact::Provenance;
+use crate::error::ErrorClass;
+use crate::note::Note;
 use crate::qemu::ExitStatus;
 use crate::results::Results;
-use crate::run::{ErrorClass, Note, RunError};
+use crate::run::RunError;
 
 /// Which deadline ran out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +165,7 @@ impl Outcome {
     /// What caused an [`Outcome::Error`], outermost first.
     pub fn causes(&self) -> Vec<String> {
         match self {
-            Outcome::Error(error) => crate::run::causes(error.as_ref()),
+            Outcome::Error(error) => crate::error::causes(error.as_ref()),
             _ => Vec::new(),
         }
     }

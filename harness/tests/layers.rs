@@ -16,7 +16,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
-        &["arch", "digest", "nested_cargo", "regular_file", "temp"],
+        &[
+            "error",
+            "note",
+            "arch",
+            "digest",
+            "nested_cargo",
+            "regular_file",
+            "temp",
+        ],
     ),
     (
         "inputs",

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{
-    error::one_line, launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError,
-    RunOptions,
+    launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
 };
 use crate::config::{CaseSpec, LoadedConfig, ReadySection};
 use crate::console::Session;
+use crate::error::one_line;
 use crate::outcome::{Outcome, Report};
 use crate::plan::CasePart;
 use crate::qemu::{self, Qmp};

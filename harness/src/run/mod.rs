@@ -8,7 +8,6 @@ mod error;
 mod interactive;
 pub mod judge;
 pub mod logs;
-mod note;
 mod probe;
 mod resolve;
 mod symbols;
@@ -26,14 +25,15 @@ use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
 use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
+pub use crate::error::{causes, ErrorClass};
+pub use crate::note::Note;
 pub use crate::temp::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
 pub use case::{case_trial_name, run_case};
 pub use crash::CrashBlock;
-pub use error::{causes, ErrorClass, MissingInput, ResolveError, RunError};
+pub use error::{MissingInput, ResolveError, RunError};
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
-pub use note::Note;
 pub use resolve::{resolve_ref, FileResolver, Resolver};
 pub use symbols::Symbols;
 
@@ -331,7 +331,7 @@ fn vcpu_state(
     symbols: Option<&Symbols>,
 ) -> Option<Result<Vec<vcpu::CpuState>, String>> {
     let socket = prepared.spec.qmp.as_ref()?;
-    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| error::one_line(&err)))
+    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| crate::error::one_line(&err)))
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {

@@ -524,7 +524,7 @@ pub fn run_unit(
                 continue;
             }
             Some(policy) if !failed.is_empty() => {
-                report.notes.push(crate::run::Note::Retried {
+                report.notes.push(crate::note::Note::Retried {
                     failed: std::mem::take(&mut failed),
                     allowed: policy.count + 1,
                     why: policy.why.clone(),
