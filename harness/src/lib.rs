@@ -17,6 +17,7 @@ pub mod console;
 pub mod digest;
 pub mod disk;
 pub(crate) mod error;
+pub(crate) mod evidence;
 pub mod fileref;
 pub mod nested_cargo;
 pub(crate) mod note;

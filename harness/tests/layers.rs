@@ -32,7 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("plan", &["plan"]),
     ("machine", &["qemu", "console", "accel", "states", "remote"]),
-    ("run", &["run", "results", "outcome"]),
+    ("run", &["evidence", "results", "outcome", "run"]),
     ("suite", &["suite"]),
 ];
 

@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::crash::{CrashBlock, CrashDetector};
-use super::error::RunError;
 use super::judge::{Action, Judge};
 use super::Prepared;
 use crate::accel::failure_marker;
 use crate::console::{Line, ReadEvent, Session};
+use crate::evidence::crash::{CrashBlock, CrashDetector};
+use crate::outcome::RunError;
 use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::plan::deadline_after;
 use crate::qemu::ExitStatus;

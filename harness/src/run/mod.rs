@@ -2,16 +2,12 @@
 //! the QEMU spec, boot, and judge the console until a verdict.
 
 mod case;
-mod crash;
 mod drive;
-mod error;
 mod interactive;
 pub mod judge;
 pub mod logs;
 mod probe;
 mod resolve;
-mod symbols;
-pub mod vcpu;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,16 +22,15 @@ use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
 pub use crate::error::{causes, ErrorClass};
+pub use crate::evidence::{vcpu, CrashBlock, Symbols};
 pub use crate::note::Note;
+pub use crate::outcome::{MissingInput, ResolveError, RunError};
 pub use crate::temp::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
 pub use case::{case_trial_name, run_case};
-pub use crash::CrashBlock;
-pub use error::{MissingInput, ResolveError, RunError};
 pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
 pub use resolve::{resolve_ref, FileResolver, Resolver};
-pub use symbols::Symbols;
 
 /// Knobs a frontend may turn for one run.
 #[derive(Default)]

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::error::{ResolveError, RunError};
 use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
 use crate::disk::ResolveFailure;
 use crate::fileref::FileRef;
+use crate::outcome::{ResolveError, RunError};
 use crate::plan::{InputUse, Plan};
 use crate::qemu::{regular_input, ExtraArg, PreflightError};
 use crate::settings::Settings;

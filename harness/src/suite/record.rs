@@ -139,8 +139,8 @@ impl From<crate::results::Counts> for SubCounts {
     }
 }
 
-impl From<&crate::run::vcpu::CpuState> for VcpuRecord {
-    fn from(cpu: &crate::run::vcpu::CpuState) -> Self {
+impl From<&crate::evidence::vcpu::CpuState> for VcpuRecord {
+    fn from(cpu: &crate::evidence::vcpu::CpuState) -> Self {
         VcpuRecord {
             index: cpu.index,
             pc: cpu.pc.map(|v| format!("{v:#x}")),

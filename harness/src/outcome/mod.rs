@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod error;
+
+pub use error::{MissingInput, ResolveError, RunError};
+
 use crate::accel::Accel;
 use crate::artifact::Provenance;
 use crate::error::ErrorClass;
 use crate::note::Note;
 use crate::qemu::ExitStatus;
 use crate::results::Results;
-use crate::run::RunError;
 
 /// Which deadline ran out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,9 +238,9 @@ pub struct Report {
     /// What the guest reported about its own tests (`[results]`), if the config asks.
     pub results: Option<Results>,
     /// The first crash block of the console (a panic, Oops, BUG, WARNING), whole.
-    pub crash: Option<crate::run::CrashBlock>,
+    pub crash: Option<crate::evidence::CrashBlock>,
     /// The vCPUs when a failing or hanging run was stopped (or why they could not be read).
-    pub vcpus: Option<Result<Vec<crate::run::vcpu::CpuState>, String>>,
+    pub vcpus: Option<Result<Vec<crate::evidence::vcpu::CpuState>, String>>,
 }
 
 impl Report {
@@ -379,7 +382,7 @@ impl fmt::Display for Report {
 }
 
 /// One vCPU in one line: pc with its symbol, sp, key state, what it was doing.
-fn describe_cpu(cpu: &crate::run::vcpu::CpuState) -> String {
+fn describe_cpu(cpu: &crate::evidence::vcpu::CpuState) -> String {
     let hex = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| format!("{v:#x}"));
     let mut text = format!("pc {}", hex(cpu.pc));
     if let Some(symbol) = &cpu.symbol {
