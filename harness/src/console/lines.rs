@@ -5,6 +5,10 @@ use std::collections::VecDeque;
 /// Lines longer than this are split, so a guest that never prints `\n` cannot grow memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// How much of a cut line's end is carried into matching its next piece: a pattern up to this
+/// long is found wherever the line was cut (by the judge and the results collector alike).
+pub const CARRY_BYTES: usize = 4096;
+
 /// A piece of the console the splitter emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::ResultsSection;
-use crate::run::judge::CARRY_BYTES;
+use crate::console::CARRY_BYTES;
 
 /// How a sub-result ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

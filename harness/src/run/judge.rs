@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::config::Step;
+pub use crate::console::CARRY_BYTES;
 use crate::outcome::{secs, Outcome, TimeoutKind};
 use crate::plan::deadline_after;
 pub use crate::plan::{Expectations, DEFAULT_PANIC_PATTERNS};
@@ -74,10 +75,6 @@ pub struct Judge {
     /// is still found.
     carry: String,
 }
-
-/// How much of a cut line's end is carried into matching its next piece: a pattern up to this
-/// long is found wherever the line was cut.
-pub const CARRY_BYTES: usize = 4096;
 
 impl Judge {
     /// A judge at the first expectation, with the clock starting now.
