@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
-use crate::config::AccelChoice;
 use crate::console::{Line, ReadEvent, Session};
 use crate::qemu::{QemuProcess, QemuSpec};
 

@@ -1,6 +1,6 @@
 //! Guest architectures and their per-arch QEMU defaults, kept in one table, and the machine
-//! facts every layer names: the accelerator ([`Accel`], [`HOST_CPU`]) and a QEMU release
-//! ([`QemuVersion`]).
+//! facts every layer names: the accelerator asked for ([`AccelChoice`]) and used ([`Accel`],
+//! [`HOST_CPU`]) and a QEMU release ([`QemuVersion`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -228,6 +228,44 @@ impl fmt::Display for QemuVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (major, minor, micro) = self.numbers;
         write!(f, "{major}.{minor}.{micro}")
+    }
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM when the probe says it works and the guest arch is the host arch, else TCG.
+    #[default]
+    Auto,
+    /// KVM or an infrastructure failure.
+    Kvm,
+    /// Always TCG (software emulation).
+    Tcg,
+}
+
+impl FromStr for AccelChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => Ok(AccelChoice::Auto),
+            "kvm" => Ok(AccelChoice::Kvm),
+            "tcg" => Ok(AccelChoice::Tcg),
+            other => Err(format!(
+                "unknown accel `{other}` (expected auto, kvm or tcg)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AccelChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccelChoice::Auto => "auto",
+            AccelChoice::Kvm => "kvm",
+            AccelChoice::Tcg => "tcg",
+        })
     }
 }
 

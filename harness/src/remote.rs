@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::accel::{Accel, Decision};
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
-use crate::config::AccelChoice;
 use crate::qemu::{shell_quote, Argv, QemuSpec};
 
 pub use crate::settings::{InvalidRemote, Remote};

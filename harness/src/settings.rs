@@ -34,9 +34,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
 use crate::artifact::{LockMode, Network, ResolveOptions};
-use crate::config::AccelChoice;
 
 /// The variable that forces an accelerator for every config.
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";

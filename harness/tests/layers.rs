@@ -1,7 +1,8 @@
 //! The layering of `harness/src` (docs/architecture.md, "Layers"): every top-level module
 //! belongs to one layer, and a file may name only modules of its own layer or a lower one.
 //! Because the layers are strictly ordered, this also rules out an import cycle between files
-//! of different layers; cycles inside one layer are allowed.
+//! of different layers; on top of that, no two top-level modules may import each other in a
+//! cycle, even inside one layer.
 //!
 //! The check reads the source as it is: every `.rs` file under `harness/src` and the `mod`
 //! lines of `lib.rs` must match [`LAYERS`], and every `crate::` path (use trees, including
@@ -9,7 +10,7 @@
 //! root is checked, outside comments, string literals and `#[cfg(test)]` items (test code may
 //! reach anywhere). Doc links are comments: rustdoc checks them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may use modules of its own layer or below.
@@ -280,6 +281,8 @@ fn problems(src: &Path) -> Vec<String> {
     }
     let mut files = Vec::new();
     rust_files(src, &mut files);
+    // module -> module it names -> the first site that names it.
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for file in &files {
         let rel = file.strip_prefix(src).expect("under src");
         let shown = Path::new("harness/src").join(rel);
@@ -309,6 +312,11 @@ fn problems(src: &Path) -> Vec<String> {
             if target == module {
                 continue;
             }
+            graph
+                .entry(module.clone())
+                .or_default()
+                .entry(target.clone())
+                .or_insert_with(|| format!("{}:{line}", shown.display()));
             match layer_of(&target) {
                 None => problems.push(format!(
                     "{}:{line}: `{module}` ({}) names `crate::{target}`, which is in no layer",
@@ -325,7 +333,53 @@ fn problems(src: &Path) -> Vec<String> {
             }
         }
     }
+    problems.extend(cycles(&graph));
     problems
+}
+
+/// Every import cycle between top-level modules, with the site of each of its edges.
+fn cycles(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        state.insert(node.to_string(), 1);
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flat_map(BTreeMap::keys) {
+            match state.get(next.as_str()).copied().unwrap_or(0) {
+                0 => visit(next, graph, state, path, found),
+                1 => {
+                    let start = path.iter().position(|n| n == next).expect("on the path");
+                    let mut ring: Vec<&String> = path[start..].iter().collect();
+                    ring.push(next);
+                    let sites: Vec<String> = ring
+                        .windows(2)
+                        .map(|pair| {
+                            format!("{} -> {} at {}", pair[0], pair[1], graph[pair[0]][pair[1]])
+                        })
+                        .collect();
+                    found.push(format!(
+                        "import cycle between top-level modules: {}",
+                        sites.join(", ")
+                    ));
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(node.to_string(), 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut found = Vec::new();
+    for node in graph.keys() {
+        if state.get(node.as_str()).copied().unwrap_or(0) == 0 {
+            visit(node, graph, &mut state, &mut Vec::new(), &mut found);
+        }
+    }
+    found
 }
 
 #[test]

@@ -5,9 +5,10 @@
 //! use vmharness::artifact::{ArtifactRef, Catalog};
 //! use vmharness::settings::Settings;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let catalog = Catalog::load_default()?;
+//! let settings = Settings::from_env()?;
+//! let catalog = Catalog::load(&settings.guests_dir())?;
 //! let kernel: ArtifactRef = "artifact:nimbos-aarch64/nimbos-aarch64.bin".parse()?;
-//! let path = catalog.resolve_ref(&kernel, &Settings::from_env()?.artifacts)?;
+//! let path = catalog.resolve_ref(&kernel, &settings.artifacts)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -161,11 +162,6 @@ impl Catalog {
             recipes,
             lock,
         })
-    }
-
-    /// Loads `<workspace root>/guests`.
-    pub fn load_default() -> Result<Catalog, ArtifactError> {
-        Catalog::load(&crate::paths::workspace_root().join("guests"))
     }
 
     /// The guests directory recipes are relative to.
