@@ -42,7 +42,7 @@ impl ExitDevice {
     }
 
     /// QEMU arguments that enable this exit channel.
-    pub fn qemu_args(self) -> &'static [&'static str] {
+    pub(crate) fn qemu_args(self) -> &'static [&'static str] {
         match self {
             ExitDevice::IsaDebugExit => &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
             ExitDevice::Semihosting => &["-semihosting"],
@@ -54,7 +54,7 @@ impl ExitDevice {
     ///
     /// For `isa-debug-exit` an even status (QEMU's own exit, e.g. 0 after poweroff) means the
     /// guest did not use the device; it is reported as is.
-    pub fn guest_code(self, qemu_status: i32) -> i32 {
+    pub(crate) fn guest_code(self, qemu_status: i32) -> i32 {
         match self {
             ExitDevice::IsaDebugExit if qemu_status & 1 == 1 => qemu_status >> 1,
             _ => qemu_status,

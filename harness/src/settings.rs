@@ -372,7 +372,7 @@ impl Settings {
 }
 
 /// The smallest console log cap accepted.
-pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+pub(crate) const MIN_LOG_LIMIT: u64 = 64 << 10;
 
 /// Bytes with an optional `K`, `M` or `G` suffix (binary units).
 fn parse_bytes(text: &str) -> Option<u64> {
@@ -387,10 +387,10 @@ fn parse_bytes(text: &str) -> Option<u64> {
 
 /// The most retries of an infrastructure failure (`VMHARNESS_INFRA_RETRIES`): each is a whole
 /// run, and a machine that fails eleven times in a row will not pass the twelfth.
-pub const MAX_INFRA_RETRIES: u32 = 10;
+pub(crate) const MAX_INFRA_RETRIES: u32 = 10;
 
 /// The largest timeout scale accepted: a week for a one-second step is plenty.
-pub const MAX_SCALE: f64 = 1e6;
+pub(crate) const MAX_SCALE: f64 = 1e6;
 
 /// The nearest ancestor of `manifest_dir` or `cwd` that holds `vm-configs/`, else `cwd`.
 fn find_root(manifest_dir: Option<PathBuf>, cwd: &Path) -> PathBuf {

@@ -13,7 +13,7 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Runs the recipe's command in `guests_dir` with `{out}` replaced by `out_dir` and
 /// `{package:<role>}` by the downloaded `.deb` of that role, then checks that every declared
 /// output is a regular file in `out_dir`.
-pub fn run_command(
+pub(super) fn run_command(
     artifact: &str,
     recipe: &CommandRecipe,
     guests_dir: &Path,

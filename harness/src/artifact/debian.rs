@@ -28,11 +28,11 @@ use super::{ArtifactError, Network};
 /// Debian's archive keyring (the `debian-archive-keyring` package, on Debian and Ubuntu).
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// The default Debian mirror.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+pub(crate) const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// The default Debian security mirror (suites ending in `-security`).
-pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+pub(crate) const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// How old the package lists may get before they are refreshed.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// One package a recipe declares in `[<artifact>.packages]`, under a role name.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -74,7 +74,7 @@ pub struct ResolvedPackage {
 
 impl ResolvedPackage {
     /// The one-line form kept in `guests.lock` and reports: `name version arch sha256:<hex>`.
-    pub fn lock_value(&self) -> String {
+    pub(crate) fn lock_value(&self) -> String {
         format!(
             "{} {} {} sha256:{}",
             self.name, self.version, self.arch, self.sha256
@@ -123,7 +123,7 @@ impl Default for DebianArchive {
 
 /// When the lists are refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refresh {
+pub(crate) enum Refresh {
     /// When older than [`DebianArchive::max_age`] (and online).
     IfStale,
     /// Now (a package the lists name vanished from the archive).
@@ -134,7 +134,7 @@ pub enum Refresh {
 
 /// A private apt root for one architecture and one set of sources.
 #[derive(Debug, Clone)]
-pub struct AptRoot {
+pub(crate) struct AptRoot {
     dir: PathBuf,
     arch: String,
     sources: String,
@@ -145,7 +145,7 @@ const STAMP: &str = ".updated";
 
 impl AptRoot {
     /// The root for `spec`'s architecture and suites inside `cache`.
-    pub fn for_spec(
+    pub(crate) fn for_spec(
         cache: &Cache,
         archive: &DebianArchive,
         spec: &PackageSpec,
@@ -185,11 +185,6 @@ impl AptRoot {
             sources,
             archive: archive.clone(),
         })
-    }
-
-    /// The root directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn command(&self, program: &str) -> Command {
@@ -290,7 +285,7 @@ impl AptRoot {
     }
 
     /// Makes sure package lists are at hand, refreshing them as `refresh` says.
-    pub fn ensure_lists(
+    pub(crate) fn ensure_lists(
         &self,
         artifact: &str,
         network: Network,
@@ -388,7 +383,7 @@ impl AptRoot {
     }
 
     /// Resolves a declared package to the concrete one the index names.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         artifact: &str,
         role: &str,
@@ -432,7 +427,7 @@ impl AptRoot {
 
     /// Downloads the `.deb` (apt checks it against the signed index) into the object store, or
     /// reuses the object already there. Returns its path.
-    pub fn download(
+    pub(crate) fn download(
         &self,
         artifact: &str,
         package: &ResolvedPackage,
@@ -590,7 +585,7 @@ fn remember(memo: &Path, bytes: &[u8]) {
 
 /// Resolves every declared package of a recipe, sorted by role. Holds the apt root's lock so
 /// concurrent processes refresh the lists once.
-pub fn resolve_all(
+pub(crate) fn resolve_all(
     artifact: &str,
     packages: &BTreeMap<String, PackageSpec>,
     cache: &Cache,

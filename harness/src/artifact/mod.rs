@@ -39,12 +39,13 @@ pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
 pub use recipe::{ArchiveFormat, Recipe, Source};
-pub use reference::{ArtifactRef, PREFIX as ARTIFACT_PREFIX};
+pub use reference::ArtifactRef;
+pub(crate) use reference::PREFIX as ARTIFACT_PREFIX;
 pub use resolve::{LockStatus, Origin, Provenance, Resolved};
 pub use unpack::UnpackLimits;
 
 /// File name of the lock file inside the guests directory.
-pub const LOCK_FILE: &str = "guests.lock";
+pub(crate) const LOCK_FILE: &str = "guests.lock";
 
 /// How strictly resolution treats artifacts that `guests.lock` does not pin.
 ///
@@ -124,7 +125,7 @@ impl ResolveOptions {
 }
 
 /// Environment variable: the download mirror prefix (see [`ResolveOptions::mirror`]).
-pub const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
+pub(crate) const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
 #[derive(Debug, Clone)]

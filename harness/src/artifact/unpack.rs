@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use super::recipe::ArchiveFormat;
 
 /// The default cap on the total bytes an archive may unpack to: 4 GiB.
-pub const DEFAULT_MAX_UNPACKED: u64 = 4 << 30;
+pub(crate) const DEFAULT_MAX_UNPACKED: u64 = 4 << 30;
 
 /// Limits applied while unpacking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -528,7 +528,7 @@ fn de_memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String
 }
 
 /// The bytes of a `-m` size, if it is one.
-pub fn memory_bytes(text: &str) -> Option<u64> {
+pub(crate) fn memory_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

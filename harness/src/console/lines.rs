@@ -48,12 +48,12 @@ impl LineSplitter {
     }
 
     /// The unfinished last line (e.g. a prompt), decoded lossily.
-    pub fn partial(&self) -> String {
+    pub(crate) fn partial(&self) -> String {
         String::from_utf8_lossy(&self.partial).into_owned()
     }
 
     /// Whether there is an unfinished line.
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         !self.partial.is_empty()
     }
 
@@ -71,7 +71,7 @@ impl LineSplitter {
 
 /// The last `capacity` lines, each cut to a readable length.
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     lines: VecDeque<String>,
     capacity: usize,
 }
@@ -81,7 +81,7 @@ const TAIL_LINE_CHARS: usize = 500;
 
 impl Tail {
     /// An empty tail holding at most `capacity` lines.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Tail {
             lines: VecDeque::with_capacity(capacity),
             capacity,
@@ -89,7 +89,7 @@ impl Tail {
     }
 
     /// Adds a line, dropping the oldest when full.
-    pub fn push(&mut self, line: &str) {
+    pub(crate) fn push(&mut self, line: &str) {
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
         }
@@ -101,7 +101,7 @@ impl Tail {
     }
 
     /// The last `n` lines, oldest first.
-    pub fn last(&self, n: usize) -> Vec<String> {
+    pub(crate) fn last(&self, n: usize) -> Vec<String> {
         let skip = self.lines.len().saturating_sub(n);
         self.lines.iter().skip(skip).cloned().collect()
     }

@@ -7,4 +7,4 @@ pub(crate) mod symbols;
 pub mod vcpu;
 
 pub use crash::CrashBlock;
-pub use symbols::Symbols;
+pub(crate) use symbols::Symbols;

@@ -33,7 +33,7 @@ impl ResolveError {
     /// Whether the config names something that does not exist (a misspelled artifact or file
     /// of an artifact), or a recipe file or `guests.lock` is malformed: the test definition's
     /// mistake.
-    pub fn is_mistake(&self) -> bool {
+    pub(crate) fn is_mistake(&self) -> bool {
         let err = match self {
             ResolveError::Artifact(err) => &**err,
             ResolveError::Catalog(err) => &**err,

@@ -269,7 +269,7 @@ impl Report {
     }
 
     /// This report, ended with `outcome` after `elapsed` (for runs that never booted).
-    pub fn ended(mut self, outcome: Outcome, elapsed: Duration) -> Report {
+    pub(crate) fn ended(mut self, outcome: Outcome, elapsed: Duration) -> Report {
         self.outcome = outcome;
         self.elapsed = elapsed;
         self
@@ -289,7 +289,7 @@ pub struct VerdictTiming {
 }
 
 /// How many console lines a failure report shows.
-pub const REPORT_TAIL_LINES: usize = 40;
+pub(crate) const REPORT_TAIL_LINES: usize = 40;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -397,7 +397,7 @@ fn describe_cpu(cpu: &crate::evidence::vcpu::CpuState) -> String {
 }
 
 /// How many failing sub-results a report lists with their console lines; it counts the rest.
-pub const REPORT_FAILURES: usize = 10;
+pub(crate) const REPORT_FAILURES: usize = 10;
 
 /// The failing sub-results first (the first [`REPORT_FAILURES`]), with their console excerpts,
 /// then the recorded values.
@@ -445,6 +445,6 @@ fn write_results(f: &mut fmt::Formatter<'_>, results: &Results) -> fmt::Result {
 }
 
 /// Formats a duration as seconds with millisecond precision.
-pub fn secs(duration: Duration) -> String {
+pub(crate) fn secs(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
 }

@@ -9,7 +9,7 @@ use crate::config::{Pattern, Step};
 
 /// Failure patterns that are always on.
 /// (Plain text that is also a valid regex, so messages show it as written.)
-pub const DEFAULT_PANIC_PATTERNS: &[&str] = &[
+pub(crate) const DEFAULT_PANIC_PATTERNS: &[&str] = &[
     "panicked at",
     "Panicked at",
     "Kernel panic - not syncing",

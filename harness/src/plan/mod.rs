@@ -13,8 +13,10 @@ use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
 use crate::settings::Settings;
 
-pub use deadlines::{deadline_after, scale_duration, Deadlines, Timeouts, NEVER};
-pub use expectations::{Expectations, DEFAULT_PANIC_PATTERNS};
+pub(crate) use deadlines::deadline_after;
+pub use deadlines::{Deadlines, Timeouts};
+pub use expectations::Expectations;
+pub(crate) use expectations::DEFAULT_PANIC_PATTERNS;
 
 /// A config that cannot run as written (class Fail: retrying cannot fix it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +33,7 @@ pub enum PlanError {
 
 /// Which part of a `[[case]]` run a judge watches.
 #[derive(Debug, Clone, Copy)]
-pub enum CasePart<'a> {
+pub(crate) enum CasePart<'a> {
     /// Boot to `[ready]`, to save the state there.
     Boot,
     /// Boot to `[ready]`, then the case (no saved state).
@@ -216,7 +218,7 @@ impl Plan {
 
     /// Where the config names the input used as `used` (its value); the file alone if the
     /// key cannot be found.
-    pub fn input_location(&self, used: &InputUse) -> Location {
+    pub(crate) fn input_location(&self, used: &InputUse) -> Location {
         let index;
         let keys: Vec<&str> = match used {
             InputUse::Bios => vec!["qemu", "bios"],
@@ -245,7 +247,7 @@ impl Plan {
     }
 
     /// Forces the accelerator (a frontend's `--accel`).
-    pub fn set_accel(&mut self, choice: AccelChoice) -> Result<(), PlanError> {
+    pub(crate) fn set_accel(&mut self, choice: AccelChoice) -> Result<(), PlanError> {
         self.accel = choice;
         self.accel_source = "--accel";
         self.check_accel()
@@ -261,7 +263,7 @@ impl Plan {
 
     /// The CPU model for `accel`: the configured one, or the arch's default for it. `host`
     /// under TCG is a [`PlanError`] naming `why` TCG was chosen.
-    pub fn check_cpu(&self, accel: Accel, why: &str) -> Result<(), PlanError> {
+    pub(crate) fn check_cpu(&self, accel: Accel, why: &str) -> Result<(), PlanError> {
         if accel == Accel::Tcg && self.qemu.cpu.as_deref() == Some(HOST_CPU) {
             return Err(PlanError::HostCpuUnderTcg {
                 location: self.loaded.locate(&["qemu", "cpu"]),
@@ -272,7 +274,7 @@ impl Plan {
     }
 
     /// The CPU model for `accel`, for a QEMU whose version is not known.
-    pub fn cpu(&self, accel: Accel) -> String {
+    pub(crate) fn cpu(&self, accel: Accel) -> String {
         self.cpu_for(accel, None)
     }
 
@@ -298,7 +300,7 @@ impl Plan {
     }
 
     /// The judge's expectations, with every step deadline scaled for `accel`.
-    pub fn expectations(&self, accel: Accel) -> Expectations {
+    pub(crate) fn expectations(&self, accel: Accel) -> Expectations {
         let console = &self.loaded.config.console;
         let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
             .iter()
@@ -320,7 +322,7 @@ impl Plan {
 
     /// The expectations of one part of a `[[case]]` run, passing when its last step is met:
     /// the boot to `[ready]` (banner, steps, the ready pattern), the case's own steps, or both.
-    pub fn case_expectations(&self, accel: Accel, part: CasePart<'_>) -> Expectations {
+    pub(crate) fn case_expectations(&self, accel: Accel, part: CasePart<'_>) -> Expectations {
         let mut expect = self.expectations(accel);
         expect.success = None;
         expect.pass_after_steps = true;

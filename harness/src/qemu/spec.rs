@@ -27,7 +27,7 @@ pub enum FileOption {
 
 impl FileOption {
     /// The options whose value is a bare path.
-    pub const BARE: [FileOption; 4] = [
+    pub(crate) const BARE: [FileOption; 4] = [
         FileOption::Bios,
         FileOption::Kernel,
         FileOption::Initrd,
@@ -35,7 +35,7 @@ impl FileOption {
     ];
 
     /// The option as written on QEMU's command line (`-drive` for drives).
-    pub fn flag(self) -> &'static str {
+    pub(crate) fn flag(self) -> &'static str {
         match self {
             FileOption::Bios => "-bios",
             FileOption::Kernel => "-kernel",
@@ -58,7 +58,7 @@ impl fmt::Display for FileOption {
 }
 
 /// The drive id of the config's `[disk]` image.
-pub const DISK_DRIVE_ID: &str = "vmhdisk0";
+pub(crate) const DISK_DRIVE_ID: &str = "vmhdisk0";
 
 /// The config's disk image and the `-device` that presents it to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +132,7 @@ pub enum ExtraArg {
 impl ExtraArg {
     /// Types a list of extra arguments: file-taking options become [`ExtraArg::File`] and
     /// [`ExtraArg::Drive`]; everything else stays a word.
-    pub fn parse_all(words: &[String]) -> Vec<ExtraArg> {
+    pub(crate) fn parse_all(words: &[String]) -> Vec<ExtraArg> {
         let mut parsed = Vec::with_capacity(words.len());
         let mut words = words.iter();
         while let Some(word) = words.next() {
@@ -190,7 +190,7 @@ fn escape_value(path: &Path) -> String {
 
 /// A host file the spec makes QEMU open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpecFile<'a> {
+pub(crate) struct SpecFile<'a> {
     /// The option that names it.
     pub option: FileOption,
     /// The file.
@@ -399,7 +399,7 @@ impl QemuSpec {
     }
 
     /// Every host file QEMU will open, with the option that names it, in argv order.
-    pub fn files(&self) -> Vec<SpecFile<'_>> {
+    pub(crate) fn files(&self) -> Vec<SpecFile<'_>> {
         let mut out: Vec<SpecFile<'_>> = Vec::new();
         for (option, path) in [
             (FileOption::Bios, &self.bios),
@@ -444,7 +444,7 @@ impl QemuSpec {
     /// e.g. with its copy on a remote host.
     ///
     /// [`files`]: QemuSpec::files
-    pub fn map_files(&self, mut map: impl FnMut(FileOption, &Path) -> PathBuf) -> QemuSpec {
+    pub(crate) fn map_files(&self, mut map: impl FnMut(FileOption, &Path) -> PathBuf) -> QemuSpec {
         let mut spec = self.clone();
         for (option, slot) in [
             (FileOption::Bios, &mut spec.bios),

@@ -7,7 +7,7 @@ use super::{excerpt, Results, SubResult, SubStatus};
 
 /// Follows the cases a guest runs.
 #[derive(Debug)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     patterns: CasePatterns,
     open: Option<(String, Vec<String>)>,
     done: Results,
@@ -15,7 +15,7 @@ pub struct Matcher {
 
 impl Matcher {
     /// A matcher for these patterns.
-    pub fn new(patterns: &CasePatterns) -> Matcher {
+    pub(crate) fn new(patterns: &CasePatterns) -> Matcher {
         Matcher {
             patterns: patterns.clone(),
             open: None,
@@ -24,7 +24,8 @@ impl Matcher {
     }
 
     /// Sees one console line.
-    pub fn line(&mut self, text: &str) {
+    #[cfg(test)]
+    pub(crate) fn line(&mut self, text: &str) {
         self.piece(text, 0, 0);
     }
 
@@ -123,7 +124,7 @@ impl Matcher {
     }
 
     /// The sub-results; a case still open is crashed (or skipped, as configured).
-    pub fn finish(mut self) -> Results {
+    pub(crate) fn finish(mut self) -> Results {
         if let Some(open) = self.open.take() {
             self.crash(open);
         }

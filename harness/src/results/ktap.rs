@@ -40,7 +40,7 @@ impl Level {
 
 /// The KTAP state of one console.
 #[derive(Debug, Default)]
-pub struct Parser {
+pub(crate) struct Parser {
     prefix: usize,
     stack: Vec<Level>,
     done: Results,
@@ -68,7 +68,7 @@ fn plan_re() -> &'static Regex {
 
 impl Parser {
     /// Sees one console line.
-    pub fn line(&mut self, raw: &str) {
+    pub(crate) fn line(&mut self, raw: &str) {
         self.just_closed = None;
         if let Some(found) = version_re().find(raw) {
             self.version(raw, found.start());
@@ -272,7 +272,7 @@ impl Parser {
     }
 
     /// The sub-results, with what the output left unfinished crashed.
-    pub fn finish(mut self) -> Results {
+    pub(crate) fn finish(mut self) -> Results {
         self.close_all();
         self.done
     }

@@ -64,10 +64,10 @@ pub const KEPT_FAILURES: usize = 1000;
 pub const KEPT_OTHERS: usize = 10_000;
 
 /// A kept sub-result's name, detail and excerpt lines are cut to this many characters.
-pub const FIELD_CHARS: usize = 500;
+pub(crate) const FIELD_CHARS: usize = 500;
 
 /// How many failing sub-results the verdict names; it counts the rest.
-pub const VERDICT_NAMES: usize = 10;
+pub(crate) const VERDICT_NAMES: usize = 10;
 
 /// Everything the guest reported in one run: every sub-result counted, the first
 /// [`KEPT_FAILURES`] failures and [`KEPT_OTHERS`] others kept, so a guest printing a million
@@ -304,7 +304,7 @@ impl Collector {
 
     /// Sees one piece of the console: a whole line, or (`cut`) a piece of an overlong line
     /// that the next piece continues.
-    pub fn piece(&mut self, text: &str, cut: bool) {
+    pub(crate) fn piece(&mut self, text: &str, cut: bool) {
         let (joined, skip, from) = match self.cut.take() {
             None => (std::borrow::Cow::Borrowed(text), 0, 0),
             Some(Cut { carry, consumed }) => {

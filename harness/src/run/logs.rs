@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const KEPT_RUNS: usize = 5;
 
 /// The name of the link to a test's newest run.
-pub const LATEST: &str = "latest";
+pub(crate) const LATEST: &str = "latest";
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 

@@ -22,14 +22,15 @@ use crate::remote::{self, Remote};
 use crate::settings::Settings;
 
 pub use crate::error::{causes, ErrorClass};
-pub use crate::evidence::{vcpu, CrashBlock, Symbols};
+pub(crate) use crate::evidence::Symbols;
+pub use crate::evidence::{vcpu, CrashBlock};
 pub use crate::note::Note;
 pub use crate::outcome::{MissingInput, ResolveError, RunError};
 pub use crate::temp::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
 pub use case::{case_trial_name, run_case};
-pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
+pub use judge::Expectations;
 pub use resolve::{resolve_ref, FileResolver, Resolver};
 
 /// Knobs a frontend may turn for one run.

@@ -11,7 +11,7 @@
 //!
 //! The key covers the QEMU binary and version, the argv with every file's sha256 (the disk's
 //! bytes too), the method and the boot's expectations, so a change to any input makes a new
-//! state. Whether saved states work at all depends on the (arch, QEMU version): [`support`].
+//! state. Whether saved states work at all depends on the (arch, QEMU version): `states::support`.
 
 mod key;
 mod migrate;
@@ -23,9 +23,9 @@ use std::time::Duration;
 use crate::arch::Arch;
 use crate::qemu::{QemuVersion, QmpError, VersionError};
 
-pub use key::StateKey;
-pub use migrate::{incoming, restore, save, wait_for_qmp};
-pub use store::{NewState, SavedState, StateLock, StateMeta, StateStore};
+pub(crate) use key::StateKey;
+pub(crate) use migrate::{incoming, restore, save, wait_for_qmp};
+pub(crate) use store::{SavedState, StateMeta, StateStore};
 
 pub use crate::settings::Method;
 
@@ -71,7 +71,7 @@ const KNOWN_BAD: &[(Arch, &str)] = &[(
 
 /// The method saved states use for `arch` on `version` (`forced`, if the version has it, else
 /// the best it offers), or why they are not used there.
-pub fn support(
+pub(crate) fn support(
     arch: Arch,
     version: &QemuVersion,
     forced: Option<Method>,
