@@ -1,9 +1,9 @@
-//! Results the guest reports itself: KTAP ([`ktap`]), cases delimited by patterns of the
-//! config ([`cases`]), and recorded values. A [`Collector`] sees every console line next to the
+//! Results the guest reports itself: KTAP (`ktap`), cases delimited by patterns of the
+//! config (`cases`), and recorded values. A [`Collector`] sees every console line next to the
 //! judge; [`Results`] is what it found, with the cases that failed first in the report.
 
-pub mod cases;
-pub mod ktap;
+mod cases;
+mod ktap;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,7 +4,7 @@
 mod case;
 mod drive;
 mod interactive;
-pub mod judge;
+mod judge;
 pub mod logs;
 mod probe;
 mod resolve;

@@ -27,7 +27,7 @@ pub(crate) use key::StateKey;
 pub(crate) use migrate::{incoming, restore, save, wait_for_qmp};
 pub(crate) use store::{SavedState, StateMeta, StateStore};
 
-pub use crate::settings::Method;
+pub(crate) use crate::settings::Method;
 
 impl Method {
     /// The best method `version` offers.
