@@ -10,8 +10,9 @@
 //! verdict.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use super::probe::now_secs;
 use super::{
     launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
 };
@@ -450,12 +451,6 @@ fn restore_state(
     let mut qmp = states::wait_for_qmp(socket, Instant::now() + limit)?;
     states::restore(&mut qmp, method, state, limit)?;
     Ok(())
-}
-
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Moves a failed attempt's logs into `<dir>/<name>/`.

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::judge::{Action, Judge};
-use super::Prepared;
+use super::options::Prepared;
 use crate::accel::failure_marker;
 use crate::console::{Line, ReadEvent, Session};
 use crate::evidence::crash::{CrashBlock, CrashDetector};
