@@ -3,7 +3,7 @@
 
 use crate::config::{CasePatterns, Unfinished};
 
-use super::{excerpt, Results, SubResult, SubStatus};
+use super::sub::{excerpt, Results, SubResult, SubStatus};
 
 /// Follows the cases a guest runs.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl Matcher {
     /// where in `text` a match ended (0 without one).
     pub(crate) fn piece(&mut self, text: &str, skip: usize, from: usize) -> usize {
         let new = &text[skip..];
-        if let Some(captures) = super::captures_past(&self.patterns.end.0, text, skip, from) {
+        if let Some(captures) = super::sub::captures_past(&self.patterns.end.0, text, skip, from) {
             let end = captures.get(0).map_or(0, |m| m.end());
             let name = captures
                 .name("name")
@@ -51,7 +51,7 @@ impl Matcher {
                 }
                 None => Vec::new(),
             };
-            lines.push(super::field(new));
+            lines.push(super::sub::field(new));
             let (status, detail) = self.judge(&name, &captures);
             self.done.push(SubResult {
                 name,
@@ -62,7 +62,7 @@ impl Matcher {
             return end;
         }
         if let Some(start) = &self.patterns.start {
-            if let Some(captures) = super::captures_past(&start.0, text, skip, from) {
+            if let Some(captures) = super::sub::captures_past(&start.0, text, skip, from) {
                 let name = captures
                     .name("name")
                     .map(|m| m.as_str().trim().to_string())
@@ -70,14 +70,14 @@ impl Matcher {
                 if let Some(previous) = self.open.take() {
                     self.crash(previous);
                 }
-                self.open = Some((name, vec![super::field(new)]));
+                self.open = Some((name, vec![super::sub::field(new)]));
                 return captures.get(0).map_or(0, |m| m.end());
             }
         }
         if let Some((_, lines)) = &mut self.open {
-            lines.push(super::field(new));
-            if lines.len() > 4 * super::EXCERPT_LINES {
-                lines.drain(..lines.len() - super::EXCERPT_LINES);
+            lines.push(super::sub::field(new));
+            if lines.len() > 4 * super::sub::EXCERPT_LINES {
+                lines.drain(..lines.len() - super::sub::EXCERPT_LINES);
             }
         }
         0

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::{excerpt, Results, SubResult, SubStatus};
+use super::sub::{excerpt, Results, SubResult, SubStatus};
 
 /// One open (sub)test document.
 #[derive(Debug)]
@@ -107,11 +107,11 @@ impl Parser {
             return;
         }
         if let Some(level) = self.stack.last_mut() {
-            level.lines.push(super::field(content));
-            if level.lines.len() > 4 * super::EXCERPT_LINES {
+            level.lines.push(super::sub::field(content));
+            if level.lines.len() > 4 * super::sub::EXCERPT_LINES {
                 level
                     .lines
-                    .drain(..level.lines.len() - super::EXCERPT_LINES);
+                    .drain(..level.lines.len() - super::sub::EXCERPT_LINES);
             }
         }
     }
