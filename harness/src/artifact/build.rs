@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::error::ArtifactError;
 use super::recipe::CommandRecipe;
-use super::ArtifactError;
 
 /// Lines of stderr kept in error messages.
 const STDERR_TAIL_LINES: usize = 20;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{ArtifactError, CacheCorruption};
+use super::error::{ArtifactError, CacheCorruption};
 
 /// Name of the checksum file inside a materialized artifact directory (sha256sum format).
 pub(crate) const SUMS_FILE: &str = ".vmharness.sha256";
@@ -406,4 +406,48 @@ pub(crate) fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
 
 pub(crate) fn create_dir_all(dir: &Path) -> Result<(), ArtifactError> {
     std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io("create directory", dir, e))
+}
+
+/// What the object store holds for one sha256.
+pub(super) enum ObjectCheck {
+    /// The object, verified.
+    Valid(PathBuf),
+    /// Its bytes had changed: moved aside now, or by an earlier resolution and not stored again.
+    Corrupt(Quarantined),
+    /// Not there, and not known to have been corrupt.
+    Absent,
+}
+
+/// Re-hashes the object of `sha256`; a changed one is quarantined (`then` says what happens
+/// next, for the warning).
+pub(super) fn check_object(
+    cache: &Cache,
+    artifact: &str,
+    sha256: &str,
+    then: &str,
+) -> Result<ObjectCheck, ArtifactError> {
+    let object = cache.object_path(sha256);
+    if !object.is_file() {
+        return Ok(match cache.quarantined(Entry::Object(sha256)) {
+            Some(quarantined) => ObjectCheck::Corrupt(quarantined),
+            None => ObjectCheck::Absent,
+        });
+    }
+    let actual = super::key::sha256_file(&object)?;
+    if actual == sha256 {
+        return Ok(ObjectCheck::Valid(object));
+    }
+    let found = Corrupt {
+        artifact: artifact.to_string(),
+        file: object.clone(),
+        expected: sha256.to_string(),
+        actual: actual.clone(),
+    };
+    let quarantined = cache.quarantine(&object, Entry::Object(sha256), found)?;
+    eprintln!(
+        "warning: artifact `{artifact}`: cached file {} does not match its sha256 (got {actual}); moved to {} and {then}",
+        object.display(),
+        quarantined.moved_to.display()
+    );
+    Ok(ObjectCheck::Corrupt(quarantined))
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::ArtifactError;
+use super::error::ArtifactError;
 
 /// How often and how patiently transient network failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

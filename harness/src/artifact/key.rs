@@ -6,9 +6,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::debian::ResolvedPackage;
+use super::error::ArtifactError;
+use super::package::ResolvedPackage;
 use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
-use super::ArtifactError;
 
 /// Hex sha256 of a file's contents (hashed once per process while the file is unchanged).
 pub(crate) fn sha256_file(path: &Path) -> Result<String, ArtifactError> {

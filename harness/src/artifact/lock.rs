@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ArtifactError;
+use super::error::ArtifactError;
 
 /// The lock file format version this code reads and writes.
 pub(crate) const LOCK_VERSION: u32 = 1;

@@ -5,8 +5,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::debian::PackageSpec;
-use super::ArtifactError;
+use super::error::ArtifactError;
+use super::package::PackageSpec;
+pub use super::unpack::ArchiveFormat;
 
 /// One named artifact and how to obtain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,31 +86,6 @@ pub struct PathRecipe {
     pub path: PathBuf,
     /// Output name (default: the file name of `path`).
     pub file: Option<String>,
-}
-
-/// Archive formats `kind = "url"` can unpack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ArchiveFormat {
-    /// `.zip`
-    #[serde(rename = "zip")]
-    Zip,
-    /// `.tar.gz`
-    #[serde(rename = "tar.gz")]
-    TarGz,
-    /// `.tar.xz`
-    #[serde(rename = "tar.xz")]
-    TarXz,
-}
-
-impl ArchiveFormat {
-    /// The name used in recipes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArchiveFormat::Zip => "zip",
-            ArchiveFormat::TarGz => "tar.gz",
-            ArchiveFormat::TarXz => "tar.xz",
-        }
-    }
 }
 
 impl Recipe {

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::error::ArtifactError;
 use super::recipe::check_relative;
-use super::ArtifactError;
 
 /// The prefix that marks an artifact reference.
 pub(crate) const PREFIX: &str = "artifact:";

@@ -9,13 +9,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::cache::{read_sums, Cache, CacheLock, Corrupt, Entry, Quarantined};
-use super::debian::{self, AptRoot, Refresh, ResolvedPackage};
+use super::cache::{
+    check_object, read_sums, Cache, CacheLock, Corrupt, Entry, ObjectCheck, Quarantined,
+};
+use super::debian::{self, AptRoot, Refresh};
+use super::error::ArtifactError;
 use super::fetch::{download, Trust};
 use super::key::{input_changes, recipe_key, sha256_file, KeyedInputs};
+use super::lock::LockEntry;
+use super::options::{LockMode, Network, ResolveOptions};
+use super::package::ResolvedPackage;
 use super::recipe::{PathRecipe, Recipe, Source, UrlRecipe};
 use super::unpack::resolves_beneath;
-use super::{build, unpack, ArtifactError, LockEntry, LockMode, Network, ResolveOptions};
+use super::{build, unpack};
 
 /// A resolved artifact: verified files on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -684,50 +690,6 @@ fn obtain_download(
         .keep()
         .map_err(|e| ArtifactError::io("keep download in", &objects, e.error))?;
     cache.store_object(&path, &fetched.sha256)
-}
-
-/// What the object store holds for one sha256.
-pub(super) enum ObjectCheck {
-    /// The object, verified.
-    Valid(PathBuf),
-    /// Its bytes had changed: moved aside now, or by an earlier resolution and not stored again.
-    Corrupt(Quarantined),
-    /// Not there, and not known to have been corrupt.
-    Absent,
-}
-
-/// Re-hashes the object of `sha256`; a changed one is quarantined (`then` says what happens
-/// next, for the warning).
-pub(super) fn check_object(
-    cache: &Cache,
-    artifact: &str,
-    sha256: &str,
-    then: &str,
-) -> Result<ObjectCheck, ArtifactError> {
-    let object = cache.object_path(sha256);
-    if !object.is_file() {
-        return Ok(match cache.quarantined(Entry::Object(sha256)) {
-            Some(quarantined) => ObjectCheck::Corrupt(quarantined),
-            None => ObjectCheck::Absent,
-        });
-    }
-    let actual = sha256_file(&object)?;
-    if actual == sha256 {
-        return Ok(ObjectCheck::Valid(object));
-    }
-    let found = Corrupt {
-        artifact: artifact.to_string(),
-        file: object.clone(),
-        expected: sha256.to_string(),
-        actual: actual.clone(),
-    };
-    let quarantined = cache.quarantine(&object, Entry::Object(sha256), found)?;
-    eprintln!(
-        "warning: artifact `{artifact}`: cached file {} does not match its sha256 (got {actual}); moved to {} and {then}",
-        object.display(),
-        quarantined.moved_to.display()
-    );
-    Ok(ObjectCheck::Corrupt(quarantined))
 }
 
 fn resolve_path(
