@@ -24,11 +24,12 @@ use super::cache::Cache;
 use super::cache::{check_object, ObjectCheck};
 use super::error::ArtifactError;
 use super::key::{local_build_key, recipe_key, KeyedInputs};
+use super::materialize::{
+    check_cached, finish, materialize, output_paths, verify_outputs, CacheCheck, Request,
+};
 use super::options::LockMode;
 use super::recipe::{Source, UrlRecipe};
-use super::resolve::{check_cached, finish, materialize, output_paths};
-use super::resolve::{verify_outputs, CacheCheck};
-use super::resolve::{LockStatus, Origin, Request, Resolved};
+use super::resolved::{LockStatus, Origin, Resolved};
 
 /// What `guests import --local-build` recorded for one artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,12 +24,14 @@ pub mod fetch;
 pub mod key;
 pub mod local_build;
 pub mod lock;
+mod materialize;
 mod offline;
 mod options;
 mod package;
 pub mod recipe;
 mod reference;
 mod resolve;
+mod resolved;
 pub mod unpack;
 
 use std::collections::BTreeMap;
@@ -45,7 +47,7 @@ pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
 pub(crate) use reference::PREFIX as ARTIFACT_PREFIX;
-pub use resolve::{LockStatus, Origin, Provenance, Resolved};
+pub use resolved::{LockStatus, Origin, Provenance, Resolved};
 pub use unpack::UnpackLimits;
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
@@ -136,8 +138,8 @@ impl Catalog {
         recipe: &'a Recipe,
         options: &'a ResolveOptions,
         imported: Option<&'a str>,
-    ) -> resolve::Request<'a> {
-        resolve::Request {
+    ) -> materialize::Request<'a> {
+        materialize::Request {
             recipe,
             guests_dir: &self.guests_dir,
             locked: self.lock.get(&recipe.name),
