@@ -42,11 +42,11 @@ impl LockMode {
 pub enum Network {
     /// Downloads and `network = true` commands may run.
     Online,
-    /// Anything that needs the network is [`ArtifactError::Unavailable`] unless cached.
+    /// Anything that needs the network is [`ArtifactError::Unavailable`](super::ArtifactError::Unavailable) unless cached.
     Offline,
 }
 
-/// Knobs for [`Catalog::resolve`].
+/// Knobs for [`Catalog::resolve`](super::Catalog::resolve).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveOptions {
     /// The cache root.
