@@ -8,24 +8,25 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
-use crate::config::AccelChoice;
 use crate::console::{Line, ReadEvent, Session};
 use crate::qemu::{QemuProcess, QemuSpec};
 
 pub use crate::qemu::Accel;
 
 /// What QEMU prints on stderr when the accelerator, not the guest, failed.
-pub const FAILURE_MARKERS: &[&str] = &["KVM internal error", "failed to set MSR", "kvm run failed"];
+pub(crate) const FAILURE_MARKERS: &[&str] =
+    &["KVM internal error", "failed to set MSR", "kvm run failed"];
 
 /// The first accelerator failure marker in QEMU's stderr, if any.
-pub fn failure_marker(stderr: &str) -> Option<&'static str> {
+pub(crate) fn failure_marker(stderr: &str) -> Option<&'static str> {
     FAILURE_MARKERS.iter().copied().find(|m| stderr.contains(m))
 }
 
 /// The chosen accelerator and, when `auto` fell back, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The accelerator to use.
     pub accel: Accel,
     /// Why `auto` fell back to TCG, if it did.
@@ -57,11 +58,10 @@ pub struct ProbeSpec<'a> {
     pub temp_dir: &'a Path,
 }
 
-/// The default probe deadline.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::settings::DEFAULT_PROBE_TIMEOUT;
 
 /// Picks the accelerator for a guest.
-pub fn choose(
+pub(crate) fn choose(
     choice: AccelChoice,
     arch: Arch,
     probe: &ProbeSpec<'_>,
@@ -189,10 +189,10 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
 }
 
 /// The marker the probe guest prints after executing x87 and SSE instructions.
-pub const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
+pub(crate) const PROBE_MARKER: &str = "vmharness-kvm-probe-ok";
 
 fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
-    let dir = crate::run::RunTemp::new(probe.temp_dir, "kvm-probe")
+    let dir = crate::temp::RunTemp::new(probe.temp_dir, "kvm-probe")
         .map_err(|err| format!("cannot create a probe temp dir: {err}"))?;
     let kernel = dir.path().join("probe.bin");
     std::fs::write(&kernel, probe_guest())
@@ -256,7 +256,7 @@ fn run_probe(probe: &ProbeSpec<'_>) -> Result<(), String> {
 }
 
 /// A multiboot (a.out kludge) flat binary that enables x87/SSE, runs `fldz` and `xorps`,
-/// prints [`PROBE_MARKER`] on COM1 and exits through `isa-debug-exit`.
+/// prints `PROBE_MARKER` on COM1 and exits through `isa-debug-exit`.
 pub fn probe_guest() -> Vec<u8> {
     const LOAD: u32 = 0x0010_0000;
     const MAGIC: u32 = 0x1bad_b002;

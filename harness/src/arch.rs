@@ -1,4 +1,6 @@
-//! Guest architectures and their per-arch QEMU defaults, kept in one table.
+//! Guest architectures and their per-arch QEMU defaults, kept in one table, and the machine
+//! facts every layer names: the accelerator asked for ([`AccelChoice`]) and used ([`Accel`],
+//! [`HOST_CPU`]) and a QEMU release ([`QemuVersion`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -40,7 +42,7 @@ impl ExitDevice {
     }
 
     /// QEMU arguments that enable this exit channel.
-    pub fn qemu_args(self) -> &'static [&'static str] {
+    pub(crate) fn qemu_args(self) -> &'static [&'static str] {
         match self {
             ExitDevice::IsaDebugExit => &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
             ExitDevice::Semihosting => &["-semihosting"],
@@ -52,7 +54,7 @@ impl ExitDevice {
     ///
     /// For `isa-debug-exit` an even status (QEMU's own exit, e.g. 0 after poweroff) means the
     /// guest did not use the device; it is reported as is.
-    pub fn guest_code(self, qemu_status: i32) -> i32 {
+    pub(crate) fn guest_code(self, qemu_status: i32) -> i32 {
         match self {
             ExitDevice::IsaDebugExit if qemu_status & 1 == 1 => qemu_status >> 1,
             _ => qemu_status,
@@ -157,6 +159,113 @@ impl FromStr for Arch {
                 "unknown arch `{other}` (expected x86_64, aarch64 or riscv64)"
             )),
         }
+    }
+}
+
+/// A concrete accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// The name QEMU's `-accel` takes.
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.qemu_name())
+    }
+}
+
+/// The CPU model that only KVM can provide.
+pub const HOST_CPU: &str = "host";
+
+/// A QEMU release, from its `--version` line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QemuVersion {
+    /// Major, minor and micro numbers.
+    pub numbers: (u32, u32, u32),
+    /// The whole first line (`QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)`).
+    pub line: String,
+}
+
+impl QemuVersion {
+    /// Parses QEMU's `--version` output.
+    pub fn parse(output: &str) -> Option<QemuVersion> {
+        let line = output.lines().next()?.trim();
+        let rest = line.split("version ").nth(1)?;
+        let number = rest.split_whitespace().next()?;
+        let mut parts = number.split('.').map(|part| {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        let major = parts.next()??;
+        let minor = parts.next().flatten().unwrap_or(0);
+        let micro = parts.next().flatten().unwrap_or(0);
+        Some(QemuVersion {
+            numbers: (major, minor, micro),
+            line: line.to_string(),
+        })
+    }
+
+    /// Whether this is at least `major.minor`.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.numbers.0, self.numbers.1) >= (major, minor)
+    }
+}
+
+impl fmt::Display for QemuVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor, micro) = self.numbers;
+        write!(f, "{major}.{minor}.{micro}")
+    }
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM when the probe says it works and the guest arch is the host arch, else TCG.
+    #[default]
+    Auto,
+    /// KVM or an infrastructure failure.
+    Kvm,
+    /// Always TCG (software emulation).
+    Tcg,
+}
+
+impl FromStr for AccelChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => Ok(AccelChoice::Auto),
+            "kvm" => Ok(AccelChoice::Kvm),
+            "tcg" => Ok(AccelChoice::Tcg),
+            other => Err(format!(
+                "unknown accel `{other}` (expected auto, kvm or tcg)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AccelChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccelChoice::Auto => "auto",
+            AccelChoice::Kvm => "kvm",
+            AccelChoice::Tcg => "tcg",
+        })
     }
 }
 

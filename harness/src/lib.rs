@@ -8,6 +8,39 @@
 //! with [`console`] and judges it into an [`outcome::Outcome`]; [`suite`] makes every config a
 //! libtest-mimic trial and writes its [`suite::ResultRecord`]. [`remote`] runs QEMU on another
 //! host over OpenSSH.
+//!
+//! # What is public, and why
+//!
+//! The users are the frontends: `xtask` (`cargo xtask qemu`, `ci`, `guests`, benchmarks), the
+//! `tests/` trial binaries and `harness/tests/`. Everything else is `pub(crate)`; the layers
+//! and their import rule are in `docs/architecture.md`. The surface is pinned by
+//! `harness/tests/public_api.rs` (a snapshot of every `pub` item), so it changes only on purpose.
+//!
+//! - [`suite`]: the front door: `suite::main` turns every VM config into a trial; the record
+//!   (`result.toml`, `junit.xml`) that CI reads.
+//! - [`run`]: running one config or one `[[case]]` from a frontend (`RunOptions`, `run`,
+//!   `run_case`), the `FileResolver` seam, run directories, and the re-exported verdict words.
+//! - [`outcome`]: the verdict (`Outcome`, `Report`, `RunError` with its cause chain) a frontend
+//!   prints or checks.
+//! - [`results`]: what the guest reported (sub-results, counts), as a report carries it.
+//! - [`config`]: loading and checking a VM config, the schema users write.
+//! - [`settings`]: the environment, typed (`Settings`), and the types of what it reads.
+//! - [`plan`]: a config and settings as one run's typed plan (inputs, deadlines, expectations).
+//! - [`arch`]: the arch table and the machine facts (`Accel`, `AccelChoice`, `QemuVersion`).
+//! - [`qemu`]: the typed QEMU command (`QemuSpec`), its argv, binary lookup and version.
+//! - [`accel`]: the KVM probe a frontend can run and show (`cargo xtask qemu --probe`).
+//! - [`console`]: console input keys and the line splitting and ANSI stripping the judge uses.
+//! - [`remote`]: `VMHARNESS_REMOTE` hosts and why a remote run could not be set up.
+//! - [`artifact`]: the guest artifact store (`Catalog`, cache, lock, recipes) for
+//!   `cargo xtask guests` and the store's tests.
+//! - [`fileref`]: `artifact:`, `env:` and path references as configs write them.
+//! - [`disk`]: the FAT32 image builder and the `[disk]` spec (becoming a crate of its own).
+//! - [`digest`]: the cached sha256 of files (becoming a crate of its own).
+//! - [`regular_file`]: what else a path is, as errors about inputs say (`FileKind`).
+//! - [`paths`]: the workspace root, for frontends that have no `Settings`.
+//! - [`nested_cargo`]: removing cargo's variables before a frontend runs cargo again.
+
+#![warn(unreachable_pub)]
 
 pub mod accel;
 pub mod arch;
@@ -16,8 +49,11 @@ pub mod config;
 pub mod console;
 pub use vmharness_digest as digest;
 pub mod disk;
+pub(crate) mod error;
+pub(crate) mod evidence;
 pub mod fileref;
 pub mod nested_cargo;
+pub(crate) mod note;
 pub mod outcome;
 pub mod paths;
 pub mod plan;
@@ -27,5 +63,6 @@ pub mod remote;
 pub mod results;
 pub mod run;
 pub mod settings;
-pub mod states;
+pub(crate) mod states;
 pub mod suite;
+pub(crate) mod temp;

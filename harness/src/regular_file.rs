@@ -63,7 +63,7 @@ impl fmt::Display for FileKind {
 
 /// Why a path could not be opened as a regular file.
 #[derive(Debug, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// It exists but is something else.
     #[error("{0}, not a regular file")]
     NotRegular(FileKind),
@@ -73,7 +73,7 @@ pub enum OpenError {
 }
 
 /// The metadata of `path` (symlinks followed) if it is a regular file.
-pub fn regular_metadata(path: &Path) -> Result<Metadata, OpenError> {
+pub(crate) fn regular_metadata(path: &Path) -> Result<Metadata, OpenError> {
     let metadata = std::fs::metadata(path)?;
     match FileKind::of(&metadata) {
         None => Ok(metadata),
@@ -84,7 +84,7 @@ pub fn regular_metadata(path: &Path) -> Result<Metadata, OpenError> {
 /// Opens `path` for reading if it is a regular file, never blocking: the path is checked
 /// first (a socket cannot be opened at all), then opened with `O_NONBLOCK` (a FIFO swapped in
 /// meanwhile does not wait for a writer) and the open file is checked again.
-pub fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
     regular_metadata(path)?;
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -1,13 +1,13 @@
 //! Running QEMU on another machine (a remote KVM host) over OpenSSH.
 //!
-//! No agent of our own: [`stage`] makes a private temp dir on the host (`mktemp -d`), copies
+//! No agent of our own: `stage` makes a private temp dir on the host (`mktemp -d`), copies
 //! every file the [`QemuSpec`] names into it over ssh, and returns a command that runs
 //! `ssh -tt host 'exec sh -c "..."'` with the spec's argv built for the remote paths. The
 //! console comes back over the ssh channel, so the verdict logic is unchanged. Cleanup happens on every exit path, SIGKILL included:
 //! the dir belongs to a keeper ssh session that removes it when its connection or input ends;
 //! every ssh process we start dies with us (parent-death signal), so a killed runner leaves no
 //! copy running and its connections close; the QEMU script traps `EXIT HUP INT TERM`; a lost
-//! connection hangs up the remote pty, which sends SIGHUP to QEMU; and [`RemoteGuard`] removes
+//! connection hangs up the remote pty, which sends SIGHUP to QEMU; and `RemoteGuard` removes
 //! the dir again on drop.
 
 use std::ffi::OsString;
@@ -16,34 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::accel::{Accel, Decision};
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
-use crate::config::AccelChoice;
 use crate::qemu::{shell_quote, Argv, QemuSpec};
 
-/// A host reached over OpenSSH.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remote {
-    /// `user@host` or `host` (or an alias from `~/.ssh/config`).
-    pub destination: String,
-    /// The ssh port, when not the default.
-    pub port: Option<u16>,
-    /// An identity file (`ssh -i`).
-    pub identity: Option<PathBuf>,
-    /// Extra `ssh -o` options, e.g. `UserKnownHostsFile=/path`.
-    pub ssh_options: Vec<String>,
-}
+pub use crate::settings::{InvalidRemote, Remote};
 
 /// Why a remote run could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// The `user@host[:port]` text does not parse.
-    #[error("invalid remote `{spec}`: {reason} (expected user@host[:port])")]
-    InvalidSpec {
-        /// The text as given.
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// `ssh` could not be started.
     #[error("cannot run `{program}`: {source} (install openssh-client)")]
     Spawn {
@@ -81,35 +62,6 @@ pub enum RemoteError {
 }
 
 impl Remote {
-    /// Parses `user@host[:port]`.
-    pub fn parse(spec: &str) -> Result<Remote, RemoteError> {
-        let invalid = |reason: &str| RemoteError::InvalidSpec {
-            spec: spec.to_string(),
-            reason: reason.to_string(),
-        };
-        let (destination, port) = match spec.rsplit_once(':') {
-            Some((host, port)) => {
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| invalid("the port is not a number"))?;
-                (host, Some(port))
-            }
-            None => (spec, None),
-        };
-        if destination.is_empty() || destination.ends_with('@') {
-            return Err(invalid("no host"));
-        }
-        if destination.starts_with('-') || destination.chars().any(char::is_whitespace) {
-            return Err(invalid("a host cannot start with `-` or contain spaces"));
-        }
-        Ok(Remote {
-            destination: destination.to_string(),
-            port,
-            identity: None,
-            ssh_options: Vec::new(),
-        })
-    }
-
     /// Options for every `ssh` call: never prompt, then port, identity and `-o` options.
     fn common_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-o".into(), "BatchMode=yes".into()];
@@ -200,7 +152,7 @@ impl Remote {
 /// connection ends, however this process ends (a SIGKILL closes the connection); dropping the
 /// guard also removes it at once.
 #[derive(Debug)]
-pub struct RemoteGuard {
+pub(crate) struct RemoteGuard {
     remote: Remote,
     dir: String,
     keeper: std::process::Child,
@@ -208,7 +160,7 @@ pub struct RemoteGuard {
 
 impl RemoteGuard {
     /// The private temp dir on the host.
-    pub fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         &self.dir
     }
 }
@@ -287,7 +239,7 @@ fn start_keeper(remote: &Remote, binary: &str) -> Result<RemoteGuard, RemoteErro
 
 /// Picks the accelerator on the host: KVM when `/dev/kvm` there is read-writable and the
 /// host's arch is the guest's (a cheaper check than the local probe guest).
-pub fn choose_accel(
+pub(crate) fn choose_accel(
     remote: &Remote,
     choice: AccelChoice,
     arch: Arch,
@@ -333,7 +285,7 @@ pub fn choose_accel(
 /// Copies every file the spec names ([`QemuSpec::files`]: firmware, kernel, initrd, pflash,
 /// drives) to a private temp dir on `remote` and returns the `ssh -tt` command that runs QEMU
 /// there with those copies, plus the guard that removes the dir.
-pub fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), RemoteError> {
+pub(crate) fn stage(spec: &QemuSpec, remote: &Remote) -> Result<(Argv, RemoteGuard), RemoteError> {
     let binary = spec.binary.to_string_lossy().into_owned();
     if let Some(missing) = spec.files().into_iter().find(|f| !f.path.is_file()) {
         return Err(RemoteError::MissingFile {

@@ -34,15 +34,20 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::arch::AccelChoice;
 use crate::arch::Arch;
 use crate::artifact::{LockMode, Network, ResolveOptions};
-use crate::config::AccelChoice;
-use crate::remote::Remote;
 
 /// The variable that forces an accelerator for every config.
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
 /// The variable that keeps only one arch's configs.
 pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
+
+/// The default deadline of the KVM probe guest (`VMHARNESS_KVM_PROBE_TIMEOUT`).
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default cap of one console log (`VMHARNESS_CONSOLE_LOG_LIMIT`): 64 MiB.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
 
 /// A variable with a value vmharness cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +65,95 @@ pub struct BadVariable {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid environment: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct SettingsError(pub Vec<BadVariable>);
+
+/// How QEMU writes and reads a state, the best the version offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// `exec:cat` through a shell (every QEMU; the only one before 8.2).
+    Exec,
+    /// A `file:` URI (QEMU 8.2).
+    File,
+    /// `file:` with the `mapped-ram` capability: RAM pages at fixed offsets, a sparse file
+    /// (QEMU 9.0).
+    MappedRam,
+}
+
+impl Method {
+    /// Its name in reports and `meta.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exec => "exec",
+            Method::File => "file",
+            Method::MappedRam => "mapped-ram",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Method::Exec, Method::File, Method::MappedRam]
+            .into_iter()
+            .find(|method| method.name() == text.trim())
+            .ok_or_else(|| format!("unknown method `{text}` (exec, file or mapped-ram)"))
+    }
+}
+
+/// A host reached over OpenSSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// `user@host` or `host` (or an alias from `~/.ssh/config`).
+    pub destination: String,
+    /// The ssh port, when not the default.
+    pub port: Option<u16>,
+    /// An identity file (`ssh -i`).
+    pub identity: Option<PathBuf>,
+    /// Extra `ssh -o` options, e.g. `UserKnownHostsFile=/path`.
+    pub ssh_options: Vec<String>,
+}
+
+impl Remote {
+    /// Parses `user@host[:port]`.
+    pub fn parse(spec: &str) -> Result<Remote, InvalidRemote> {
+        let invalid = |reason: &str| InvalidRemote {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (destination, port) = match spec.rsplit_once(':') {
+            Some((host, port)) => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| invalid("the port is not a number"))?;
+                (host, Some(port))
+            }
+            None => (spec, None),
+        };
+        if destination.is_empty() || destination.ends_with('@') {
+            return Err(invalid("no host"));
+        }
+        if destination.starts_with('-') || destination.chars().any(char::is_whitespace) {
+            return Err(invalid("a host cannot start with `-` or contain spaces"));
+        }
+        Ok(Remote {
+            destination: destination.to_string(),
+            port,
+            identity: None,
+            ssh_options: Vec::new(),
+        })
+    }
+}
+
+/// A `user@host[:port]` text that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid remote `{spec}`: {reason} (expected user@host[:port])")]
+pub struct InvalidRemote {
+    /// The text as given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
 
 /// Everything the environment decides.
 #[derive(Debug, Clone)]
@@ -97,7 +191,7 @@ pub struct Settings {
     /// Whether `[[case]]`s may start from saved states (`VMHARNESS_SAVED_STATES`).
     pub saved_states: bool,
     /// How states are saved, instead of the best the QEMU version offers.
-    pub state_method: Option<crate::states::Method>,
+    pub state_method: Option<Method>,
     vars: BTreeMap<String, OsString>,
 }
 
@@ -114,7 +208,7 @@ impl Settings {
             arch: None,
             timeout_scale: 1.0,
             infra_retries: 1,
-            kvm_probe_timeout: crate::accel::DEFAULT_PROBE_TIMEOUT,
+            kvm_probe_timeout: DEFAULT_PROBE_TIMEOUT,
             remote: None,
             remote_identity: None,
             remote_ssh_options: Vec::new(),
@@ -122,7 +216,7 @@ impl Settings {
             artifacts: ResolveOptions::new(cache),
             source_date_epoch: None,
             nextest: false,
-            console_log_limit: crate::console::DEFAULT_LOG_LIMIT,
+            console_log_limit: DEFAULT_LOG_LIMIT,
             saved_states: true,
             state_method: None,
             vars: BTreeMap::new(),
@@ -243,7 +337,7 @@ impl Settings {
     }
 
     /// A remote host `user@host[:port]` with this environment's identity and ssh options.
-    pub fn remote_at(&self, spec: &str) -> Result<Remote, crate::remote::RemoteError> {
+    pub fn remote_at(&self, spec: &str) -> Result<Remote, InvalidRemote> {
         let mut remote = Remote::parse(spec)?;
         remote.identity = self.remote_identity.clone();
         remote.ssh_options = self.remote_ssh_options.clone();
@@ -278,7 +372,7 @@ impl Settings {
 }
 
 /// The smallest console log cap accepted.
-pub const MIN_LOG_LIMIT: u64 = 64 << 10;
+pub(crate) const MIN_LOG_LIMIT: u64 = 64 << 10;
 
 /// Bytes with an optional `K`, `M` or `G` suffix (binary units).
 fn parse_bytes(text: &str) -> Option<u64> {
@@ -293,10 +387,10 @@ fn parse_bytes(text: &str) -> Option<u64> {
 
 /// The most retries of an infrastructure failure (`VMHARNESS_INFRA_RETRIES`): each is a whole
 /// run, and a machine that fails eleven times in a row will not pass the twelfth.
-pub const MAX_INFRA_RETRIES: u32 = 10;
+pub(crate) const MAX_INFRA_RETRIES: u32 = 10;
 
 /// The largest timeout scale accepted: a week for a one-second step is plenty.
-pub const MAX_SCALE: f64 = 1e6;
+pub(crate) const MAX_SCALE: f64 = 1e6;
 
 /// The nearest ancestor of `manifest_dir` or `cwd` that holds `vm-configs/`, else `cwd`.
 fn find_root(manifest_dir: Option<PathBuf>, cwd: &Path) -> PathBuf {

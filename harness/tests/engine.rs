@@ -1076,7 +1076,14 @@ fn semihosting_only_where_a_config_asks_for_it() {
             let named = plan.inputs.iter().any(|input| &input.used_as == used);
             named.then(|| "/input".into())
         };
-        let spec = plan.qemu_spec("qemu".into(), Accel::Tcg, None, &path, None);
+        let spec = vmharness::qemu::QemuSpec::from_plan(
+            &plan,
+            "qemu".into(),
+            Accel::Tcg,
+            None,
+            &path,
+            None,
+        );
         spec.argv().to_shell_line()
     };
     let mut seen = Vec::new();
@@ -1105,10 +1112,12 @@ fn semihosting_only_where_a_config_asks_for_it() {
     }
     // The selftest guest exits through semihosting: with it, it passes for real; without it,
     // it says so (QEMU refused the call) and cannot exit.
-    let selftest = configs.join("selftest-aarch64.toml");
+    // Run from a copy: run_config logs beside the config, and vm-configs/ is source.
+    let dir = tempfile::tempdir().unwrap();
+    let selftest = dir.path().join("selftest-aarch64.toml");
+    std::fs::copy(configs.join("selftest-aarch64.toml"), &selftest).unwrap();
     let report = support::run_config(&selftest);
     assert!(report.outcome.is_pass(), "{report}");
-    let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(&selftest)
         .unwrap()
         .replace("exit_device = true\n", "")

@@ -130,6 +130,21 @@ fn child_with_qemu(
     }
 }
 
+/// The QEMU `parent` runs (waiting up to a minute for it to start).
+fn qemu_child_of(parent: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = processes()
+            .into_iter()
+            .find(|(_, ppid, comm)| *ppid == parent && comm.starts_with("qemu-system"));
+        if let Some((pid, _, _)) = found {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "{parent} never started QEMU");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn temp_dirs(target: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(target.join("vmharness/tmp"))
         .map(|entries| {
@@ -222,14 +237,21 @@ fn terminated_saves_leave_no_half_made_states() {
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("target");
-        let (mut child, qemu) = child_with_qemu(
+        let (mut child, _) = child_with_qemu(
             "child_mode_saves_a_state_that_never_gets_ready",
             SAVE_CHILD_ENV,
             dir.path(),
             &target,
         );
+        // The first QEMU may be the KVM probe's, started before the state is begun: wait for
+        // the state being made, then take the QEMU that boots to save it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while half_made_states(&target).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let made = half_made_states(&target);
         assert_eq!(made.len(), 1, "{signal}: {made:?}");
+        let qemu = qemu_child_of(child.id() as i32);
         kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         child.wait().unwrap();
         wait_gone(qemu, "QEMU");

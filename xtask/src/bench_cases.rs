@@ -32,7 +32,7 @@ pub struct BenchCasesArgs {
     /// Save states with each of these methods (`exec`, `file`, `mapped-ram`), one row each,
     /// instead of the best the QEMU version offers. Cold boots are measured once per arch.
     #[arg(long, value_delimiter = ',')]
-    methods: Vec<vmharness::states::Method>,
+    methods: Vec<vmharness::settings::Method>,
 }
 
 /// Cases of the benchmark config: each reads the FAT32 disk once.
@@ -171,7 +171,7 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
             let found = vmharness::qemu::find_binary(&binary)?;
             let version = vmharness::qemu::version(&found)?;
             let config = config(&base.root, scratch.path(), arch, &binary)?;
-            let methods: Vec<Option<vmharness::states::Method>> = match args.methods.is_empty() {
+            let methods: Vec<Option<vmharness::settings::Method>> = match args.methods.is_empty() {
                 true => vec![None],
                 false => args.methods.iter().copied().map(Some).collect(),
             };

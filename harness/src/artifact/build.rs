@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::error::ArtifactError;
 use super::recipe::CommandRecipe;
-use super::ArtifactError;
 
 /// Lines of stderr kept in error messages.
 const STDERR_TAIL_LINES: usize = 20;
@@ -13,7 +13,7 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Runs the recipe's command in `guests_dir` with `{out}` replaced by `out_dir` and
 /// `{package:<role>}` by the downloaded `.deb` of that role, then checks that every declared
 /// output is a regular file in `out_dir`.
-pub fn run_command(
+pub(super) fn run_command(
     artifact: &str,
     recipe: &CommandRecipe,
     guests_dir: &Path,

@@ -21,16 +21,16 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{ArtifactError, CacheCorruption};
+use super::error::{ArtifactError, CacheCorruption};
 
 /// Name of the checksum file inside a materialized artifact directory (sha256sum format).
-pub const SUMS_FILE: &str = ".vmharness.sha256";
+pub(crate) const SUMS_FILE: &str = ".vmharness.sha256";
 
 const STAGING_PREFIX: &str = ".tmp-";
 
 /// One entry of the cache, as quarantine labels and notes name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry<'a> {
+pub(crate) enum Entry<'a> {
     /// `objects/<sha256>`.
     Object(&'a str),
     /// `<name>/<key>`, a materialized artifact.
@@ -53,7 +53,7 @@ impl Entry<'_> {
 
 /// What was found wrong with a cache entry, before it is moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Corrupt {
+pub(crate) struct Corrupt {
     /// The artifact that found it.
     pub artifact: String,
     /// The file whose bytes changed.
@@ -68,7 +68,7 @@ pub struct Corrupt {
 /// stays until the entry is produced again, so a resolution that cannot produce it (offline,
 /// on a retry, in a later process) reports the corruption instead of "not cached".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quarantined {
+pub(crate) struct Quarantined {
     /// The artifact that found it.
     pub artifact: String,
     /// The file whose bytes changed.
@@ -83,7 +83,7 @@ pub struct Quarantined {
 
 impl Quarantined {
     /// The error for a quarantined entry that cannot be produced again, saying why.
-    pub fn into_error(self, reason: impl Into<String>) -> ArtifactError {
+    pub(crate) fn into_error(self, reason: impl Into<String>) -> ArtifactError {
         ArtifactError::CorruptCache(Box::new(CacheCorruption {
             artifact: self.artifact,
             file: self.file,
@@ -114,12 +114,12 @@ impl Cache {
     }
 
     /// The cache root.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Directory of downloaded objects.
-    pub fn objects_dir(&self) -> PathBuf {
+    pub(crate) fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")
     }
 
@@ -137,7 +137,7 @@ impl Cache {
     /// object of that sha256 is already there; a changed one is moved aside) and returns the
     /// object's path. The copy is hashed again, so a file that changed while it was copied is
     /// refused.
-    pub fn store_copy(
+    pub(crate) fn store_copy(
         &self,
         artifact: &str,
         file: &Path,
@@ -180,7 +180,7 @@ impl Cache {
 
     /// Moves a verified file into the object store as `objects/<sha256>` by rename, makes it
     /// read-only and forgets an earlier corruption of that object. Returns the object's path.
-    pub fn store_object(&self, from: &Path, sha256: &str) -> Result<PathBuf, ArtifactError> {
+    pub(crate) fn store_object(&self, from: &Path, sha256: &str) -> Result<PathBuf, ArtifactError> {
         let to = self.object_path(sha256);
         set_read_only(from)?;
         std::fs::rename(from, &to).map_err(|e| ArtifactError::io("store object as", &to, e))?;
@@ -189,7 +189,7 @@ impl Cache {
     }
 
     /// Directory holding all materializations of one artifact.
-    pub fn artifact_root(&self, name: &str) -> PathBuf {
+    pub(crate) fn artifact_root(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -215,7 +215,11 @@ impl Cache {
     }
 
     /// Removes staging dirs left behind by killed processes. Call only while holding the lock.
-    pub fn remove_stale_staging(&self, name: &str, _lock: &CacheLock) -> Result<(), ArtifactError> {
+    pub(crate) fn remove_stale_staging(
+        &self,
+        name: &str,
+        _lock: &CacheLock,
+    ) -> Result<(), ArtifactError> {
         let dir = self.artifact_root(name);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
@@ -235,7 +239,7 @@ impl Cache {
     }
 
     /// A fresh, empty staging directory next to where `name` is materialized.
-    pub fn staging_dir(
+    pub(crate) fn staging_dir(
         &self,
         name: &str,
         _lock: &CacheLock,
@@ -249,7 +253,7 @@ impl Cache {
     }
 
     /// Writes the checksum file into `staging` and renames it to `<name>/<key>` atomically.
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         staging: tempfile::TempDir,
         name: &str,
@@ -275,7 +279,7 @@ impl Cache {
 
     /// Moves a cache entry whose bytes no longer match aside, to `<cache>/quarantine/`, so the
     /// evidence is kept, and notes what was wrong until the entry is produced again.
-    pub fn quarantine(
+    pub(crate) fn quarantine(
         &self,
         path: &Path,
         entry: Entry<'_>,
@@ -324,13 +328,13 @@ impl Cache {
     }
 
     /// The note of an entry that was quarantined and not produced again since.
-    pub fn quarantined(&self, entry: Entry<'_>) -> Option<Quarantined> {
+    pub(crate) fn quarantined(&self, entry: Entry<'_>) -> Option<Quarantined> {
         let text = std::fs::read_to_string(self.note_path(entry)).ok()?;
         toml::from_str(&text).ok()
     }
 
     /// Whether an entry `artifact` found corrupt is still quarantined (not produced again).
-    pub fn has_quarantined(&self, artifact: &str) -> bool {
+    pub(crate) fn has_quarantined(&self, artifact: &str) -> bool {
         let Ok(entries) = std::fs::read_dir(self.notes_dir()) else {
             return false;
         };
@@ -350,7 +354,7 @@ impl Cache {
 
     /// Removes partial downloads (`objects/.tmp*`) older than `age`: a download is bounded in
     /// time, so an older one belongs to a process that died.
-    pub fn sweep_partial_objects(&self, age: std::time::Duration) {
+    pub(crate) fn sweep_partial_objects(&self, age: std::time::Duration) {
         let Ok(entries) = std::fs::read_dir(self.objects_dir()) else {
             return;
         };
@@ -390,7 +394,7 @@ fn make_read_only(dir: &Path) -> Result<(), ArtifactError> {
 }
 
 /// Reads the checksum file of a materialized directory, if it is complete.
-pub fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
+pub(crate) fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(dir.join(SUMS_FILE)).ok()?;
     text.lines()
         .map(|line| {
@@ -402,4 +406,48 @@ pub fn read_sums(dir: &Path) -> Option<BTreeMap<String, String>> {
 
 pub(crate) fn create_dir_all(dir: &Path) -> Result<(), ArtifactError> {
     std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io("create directory", dir, e))
+}
+
+/// What the object store holds for one sha256.
+pub(super) enum ObjectCheck {
+    /// The object, verified.
+    Valid(PathBuf),
+    /// Its bytes had changed: moved aside now, or by an earlier resolution and not stored again.
+    Corrupt(Quarantined),
+    /// Not there, and not known to have been corrupt.
+    Absent,
+}
+
+/// Re-hashes the object of `sha256`; a changed one is quarantined (`then` says what happens
+/// next, for the warning).
+pub(super) fn check_object(
+    cache: &Cache,
+    artifact: &str,
+    sha256: &str,
+    then: &str,
+) -> Result<ObjectCheck, ArtifactError> {
+    let object = cache.object_path(sha256);
+    if !object.is_file() {
+        return Ok(match cache.quarantined(Entry::Object(sha256)) {
+            Some(quarantined) => ObjectCheck::Corrupt(quarantined),
+            None => ObjectCheck::Absent,
+        });
+    }
+    let actual = super::key::sha256_file(&object)?;
+    if actual == sha256 {
+        return Ok(ObjectCheck::Valid(object));
+    }
+    let found = Corrupt {
+        artifact: artifact.to_string(),
+        file: object.clone(),
+        expected: sha256.to_string(),
+        actual: actual.clone(),
+    };
+    let quarantined = cache.quarantine(&object, Entry::Object(sha256), found)?;
+    eprintln!(
+        "warning: artifact `{artifact}`: cached file {} does not match its sha256 (got {actual}); moved to {} and {then}",
+        object.display(),
+        quarantined.moved_to.display()
+    );
+    Ok(ObjectCheck::Corrupt(quarantined))
 }

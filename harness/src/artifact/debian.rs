@@ -13,117 +13,21 @@
 //! `.deb`. Those go into the recipe key, so a package that moved is a new key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use serde::Deserialize;
-
+use super::cache::ObjectCheck;
 use super::cache::{create_dir_all, Cache};
+use super::error::ArtifactError;
 use super::key::sha256_file;
-use super::resolve::ObjectCheck;
-use super::{ArtifactError, Network};
+use super::options::Network;
 
-/// Debian's archive keyring (the `debian-archive-keyring` package, on Debian and Ubuntu).
-pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-/// The default Debian mirror.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
-/// The default Debian security mirror (suites ending in `-security`).
-pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
-/// How old the package lists may get before they are refreshed.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
-
-/// One package a recipe declares in `[<artifact>.packages]`, under a role name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackageSpec {
-    /// The package name asked for (`linux-image-arm64`, `busybox-static`).
-    pub name: String,
-    /// The Debian architecture (`amd64`, `arm64`, `riscv64`).
-    pub arch: String,
-    /// The suites to search, best version wins (`["bookworm", "bookworm-security"]`).
-    pub suites: Vec<String>,
-    /// The component (default `main`).
-    #[serde(default = "main_component")]
-    pub component: String,
-    /// For a metapackage: follow its `Depends` to the first package whose name matches this
-    /// regex (the concrete `linux-image-6.1.0-57-arm64`), and use that package.
-    #[serde(default)]
-    pub via_depends: Option<String>,
-}
-
-fn main_component() -> String {
-    "main".into()
-}
-
-/// A package as the signed index describes it: what goes into the recipe key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedPackage {
-    /// The role the recipe gave it (`kernel`).
-    pub role: String,
-    /// The concrete package name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its architecture.
-    pub arch: String,
-    /// sha256 of the `.deb` as published in the index.
-    pub sha256: String,
-}
-
-impl ResolvedPackage {
-    /// The one-line form kept in `guests.lock` and reports: `name version arch sha256:<hex>`.
-    pub fn lock_value(&self) -> String {
-        format!(
-            "{} {} {} sha256:{}",
-            self.name, self.version, self.arch, self.sha256
-        )
-    }
-}
-
-impl fmt::Display for ResolvedPackage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.name, self.version)
-    }
-}
-
-/// Which key material verifies the archive's `InRelease`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keyring {
-    /// A keyring file (default: [`DEBIAN_KEYRING`]).
-    File(PathBuf),
-    /// No signature check: only accepted for `file:` mirrors, for tests with a local archive.
-    TrustedLocal,
-}
-
-/// Where Debian packages come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebianArchive {
-    /// The mirror for ordinary suites.
-    pub mirror: String,
-    /// The mirror for `*-security` suites.
-    pub security_mirror: String,
-    /// What verifies the index.
-    pub keyring: Keyring,
-    /// Lists older than this are refreshed before use (when online).
-    pub max_age: Duration,
-}
-
-impl Default for DebianArchive {
-    fn default() -> Self {
-        DebianArchive {
-            mirror: DEFAULT_MIRROR.into(),
-            security_mirror: DEFAULT_SECURITY_MIRROR.into(),
-            keyring: Keyring::File(DEBIAN_KEYRING.into()),
-            max_age: DEFAULT_MAX_AGE,
-        }
-    }
-}
+pub use super::package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage, DEBIAN_KEYRING};
 
 /// When the lists are refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refresh {
+pub(crate) enum Refresh {
     /// When older than [`DebianArchive::max_age`] (and online).
     IfStale,
     /// Now (a package the lists name vanished from the archive).
@@ -134,7 +38,7 @@ pub enum Refresh {
 
 /// A private apt root for one architecture and one set of sources.
 #[derive(Debug, Clone)]
-pub struct AptRoot {
+pub(crate) struct AptRoot {
     dir: PathBuf,
     arch: String,
     sources: String,
@@ -145,7 +49,7 @@ const STAMP: &str = ".updated";
 
 impl AptRoot {
     /// The root for `spec`'s architecture and suites inside `cache`.
-    pub fn for_spec(
+    pub(crate) fn for_spec(
         cache: &Cache,
         archive: &DebianArchive,
         spec: &PackageSpec,
@@ -185,11 +89,6 @@ impl AptRoot {
             sources,
             archive: archive.clone(),
         })
-    }
-
-    /// The root directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn command(&self, program: &str) -> Command {
@@ -290,7 +189,7 @@ impl AptRoot {
     }
 
     /// Makes sure package lists are at hand, refreshing them as `refresh` says.
-    pub fn ensure_lists(
+    pub(crate) fn ensure_lists(
         &self,
         artifact: &str,
         network: Network,
@@ -388,7 +287,7 @@ impl AptRoot {
     }
 
     /// Resolves a declared package to the concrete one the index names.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         artifact: &str,
         role: &str,
@@ -432,14 +331,14 @@ impl AptRoot {
 
     /// Downloads the `.deb` (apt checks it against the signed index) into the object store, or
     /// reuses the object already there. Returns its path.
-    pub fn download(
+    pub(crate) fn download(
         &self,
         artifact: &str,
         package: &ResolvedPackage,
         cache: &Cache,
         network: Network,
     ) -> Result<PathBuf, ArtifactError> {
-        let corrupt = match super::resolve::check_object(
+        let corrupt = match super::cache::check_object(
             cache,
             artifact,
             &package.sha256,
@@ -590,7 +489,7 @@ fn remember(memo: &Path, bytes: &[u8]) {
 
 /// Resolves every declared package of a recipe, sorted by role. Holds the apt root's lock so
 /// concurrent processes refresh the lists once.
-pub fn resolve_all(
+pub(crate) fn resolve_all(
     artifact: &str,
     packages: &BTreeMap<String, PackageSpec>,
     cache: &Cache,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::ArtifactError;
+use super::error::ArtifactError;
 
 /// How often and how patiently transient network failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl Default for DownloadLimits {
 
 /// What the caller knows about the bytes it asks for.
 #[derive(Debug, Clone, Copy)]
-pub struct Trust<'a> {
+pub(crate) struct Trust<'a> {
     /// The lock pins the sha256 of the download: any transport may deliver it.
     pub pinned: bool,
     /// Hosts a redirect may lead to besides the URL's own.
@@ -70,7 +70,7 @@ pub struct Trust<'a> {
 
 /// A finished download: the temp file holding it and its sha256.
 #[derive(Debug)]
-pub struct Download {
+pub(crate) struct Download {
     /// The downloaded bytes, in a temp file next to where they will be kept.
     pub file: tempfile::NamedTempFile,
     /// Hex sha256 of the bytes.
@@ -88,7 +88,7 @@ enum Failure {
 const MAX_REDIRECTS: usize = 8;
 
 /// Downloads `url` into a temp file in `dir`, retrying transient failures per `retry`.
-pub fn download(
+pub(crate) fn download(
     artifact: &str,
     url: &str,
     dir: &Path,
@@ -167,7 +167,7 @@ fn parse(text: &str) -> Result<url::Url, String> {
 /// Checks a download mirror prefix (`VMHARNESS_ARTIFACT_MIRROR`): an absolute http(s) URL
 /// without credentials, query or fragment, since `https://host/path` is fetched from
 /// `<prefix>/host/path`. Returns it without a trailing `/`, or what is wrong.
-pub fn mirror_prefix(text: &str) -> Result<String, String> {
+pub(crate) fn mirror_prefix(text: &str) -> Result<String, String> {
     let url = parse(text)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err("a mirror prefix cannot have a query or fragment".into());

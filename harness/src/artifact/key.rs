@@ -6,17 +6,17 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::debian::ResolvedPackage;
+use super::error::ArtifactError;
+use super::package::ResolvedPackage;
 use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
-use super::ArtifactError;
 
 /// Hex sha256 of a file's contents (hashed once per process while the file is unchanged).
-pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
     crate::digest::file_sha256(path).map_err(|e| ArtifactError::io("read", path, e))
 }
 
 /// Hex sha256 of bytes in memory.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
+pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -137,7 +137,7 @@ fn command_key(
 
 /// What changed between the inputs a lock entry recorded and the current ones, one line each
 /// (`package kernel: linux-image-6.1.0-56-arm64 6.1.192-2 -> linux-image-6.1.0-57-arm64 6.1.192-3`).
-pub fn input_changes(
+pub(crate) fn input_changes(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Vec<String> {
@@ -190,7 +190,7 @@ fn url_key(recipe: &UrlRecipe) -> String {
 
 /// Key under which a local build of a `url` artifact is materialized: the release key mixed
 /// with "local build" and the build's sha256, so it can never be taken for the release.
-pub fn local_build_key(release_key: &str, sha256: &str) -> String {
+pub(crate) fn local_build_key(release_key: &str, sha256: &str) -> String {
     let mut hasher = KeyHasher::new("vmharness local build v1");
     hasher.field("release-key", release_key.as_bytes());
     hasher.field("sha256", sha256.as_bytes());

@@ -21,12 +21,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
+use super::cache::{check_object, ObjectCheck};
+use super::error::ArtifactError;
 use super::key::{local_build_key, recipe_key, KeyedInputs};
+use super::materialize::{
+    check_cached, finish, materialize, output_paths, verify_outputs, CacheCheck, Request,
+};
+use super::options::LockMode;
 use super::recipe::{Source, UrlRecipe};
-use super::resolve::{check_cached, check_object, finish, materialize, output_paths};
-use super::resolve::{verify_outputs, CacheCheck, ObjectCheck};
-use super::resolve::{LockStatus, Origin, Request, Resolved};
-use super::{ArtifactError, LockMode};
+use super::resolved::{LockStatus, Origin, Resolved};
 
 /// What `guests import --local-build` recorded for one artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ArtifactError;
+use super::error::ArtifactError;
 
 /// The lock file format version this code reads and writes.
-pub const LOCK_VERSION: u32 = 1;
+pub(crate) const LOCK_VERSION: u32 = 1;
 
 /// What the lock pins for one artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -138,7 +138,7 @@ impl LockFile {
     }
 
     /// The canonical text of the lock file.
-    pub fn to_toml_string(&self) -> String {
+    pub(crate) fn to_toml_string(&self) -> String {
         let mut out = String::from(
             "# Pinned sha256 of every guest artifact. Written by `cargo xtask guests lock`.\n",
         );

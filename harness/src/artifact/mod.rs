@@ -5,9 +5,10 @@
 //! use vmharness::artifact::{ArtifactRef, Catalog};
 //! use vmharness::settings::Settings;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let catalog = Catalog::load_default()?;
+//! let settings = Settings::from_env()?;
+//! let catalog = Catalog::load(&settings.guests_dir())?;
 //! let kernel: ArtifactRef = "artifact:nimbos-aarch64/nimbos-aarch64.bin".parse()?;
-//! let path = catalog.resolve_ref(&kernel, &Settings::from_env()?.artifacts)?;
+//! let path = catalog.resolve_ref(&kernel, &settings.artifacts)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -23,107 +24,31 @@ pub mod fetch;
 pub mod key;
 pub mod local_build;
 pub mod lock;
+mod materialize;
 mod offline;
+mod options;
+mod package;
 pub mod recipe;
 mod reference;
 mod resolve;
+mod resolved;
 pub mod unpack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use debian::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use error::{ArtifactError, CacheCorruption};
 pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
+pub use options::{LockMode, Network, ResolveOptions};
+pub(crate) use options::{LOCK_FILE, MIRROR_ENV};
+pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
-pub use reference::{ArtifactRef, PREFIX as ARTIFACT_PREFIX};
-pub use resolve::{LockStatus, Origin, Provenance, Resolved};
+pub use reference::ArtifactRef;
+pub(crate) use reference::PREFIX as ARTIFACT_PREFIX;
+pub use resolved::{LockStatus, Origin, Provenance, Resolved};
 pub use unpack::UnpackLimits;
-
-/// File name of the lock file inside the guests directory.
-pub const LOCK_FILE: &str = "guests.lock";
-
-/// How strictly resolution treats artifacts that `guests.lock` does not pin.
-///
-/// A pinned artifact whose bytes differ for the same recipe key is an error in every mode
-/// except [`LockMode::Update`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    /// Any key the lock has not recorded is an error, also a command recipe whose inputs moved
-    /// (`VMHARNESS_LOCKED=strict`, `--locked=strict`).
-    Strict,
-    /// CI: a `url` or `path` artifact the lock does not pin is an error; a command recipe whose
-    /// inputs moved (a new Debian kernel) is built, used and reported, not failed.
-    Locked,
-    /// Local development: an unpinned artifact is used with a warning on stderr.
-    Lenient,
-    /// `guests lock`: like [`LockMode::Lenient`], but silent, since recording is the point.
-    Record,
-    /// `guests lock --update`: the lock is ignored; whatever is produced is reported for recording.
-    Update,
-}
-
-impl LockMode {
-    /// Whether an unpinned `url`/`path` artifact is an error.
-    pub fn requires_pins(self) -> bool {
-        matches!(self, LockMode::Strict | LockMode::Locked)
-    }
-}
-
-/// Whether resolution may use the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    /// Downloads and `network = true` commands may run.
-    Online,
-    /// Anything that needs the network is [`ArtifactError::Unavailable`] unless cached.
-    Offline,
-}
-
-/// Knobs for [`Catalog::resolve`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolveOptions {
-    /// The cache root.
-    pub cache_dir: PathBuf,
-    /// Treatment of unpinned artifacts.
-    pub lock_mode: LockMode,
-    /// Whether the network may be used.
-    pub network: Network,
-    /// Retries for transient download failures.
-    pub retry: RetryPolicy,
-    /// Caps for unpacking archives.
-    pub unpack: UnpackLimits,
-    /// Download progress display.
-    pub progress: Progress,
-    /// Size and time limits of one download.
-    pub download: DownloadLimits,
-    /// A prefix that download URLs are rewritten to: `https://host/path` is fetched from
-    /// `<mirror>/host/path` (`VMHARNESS_ARTIFACT_MIRROR`).
-    pub mirror: Option<String>,
-    /// Where Debian packages of command recipes come from.
-    pub debian: DebianArchive,
-}
-
-impl ResolveOptions {
-    /// Options for this cache dir with defaults: lenient lock, online, default retries and caps.
-    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
-        ResolveOptions {
-            cache_dir: cache_dir.into(),
-            lock_mode: LockMode::Lenient,
-            network: Network::Online,
-            retry: RetryPolicy::default(),
-            unpack: UnpackLimits::default(),
-            progress: Progress::Auto,
-            download: DownloadLimits::default(),
-            mirror: None,
-            debian: DebianArchive::default(),
-        }
-    }
-}
-
-/// Environment variable: the download mirror prefix (see [`ResolveOptions::mirror`]).
-pub const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
 #[derive(Debug, Clone)]
@@ -161,11 +86,6 @@ impl Catalog {
             recipes,
             lock,
         })
-    }
-
-    /// Loads `<workspace root>/guests`.
-    pub fn load_default() -> Result<Catalog, ArtifactError> {
-        Catalog::load(&crate::paths::workspace_root().join("guests"))
     }
 
     /// The guests directory recipes are relative to.
@@ -218,8 +138,8 @@ impl Catalog {
         recipe: &'a Recipe,
         options: &'a ResolveOptions,
         imported: Option<&'a str>,
-    ) -> resolve::Request<'a> {
-        resolve::Request {
+    ) -> materialize::Request<'a> {
+        materialize::Request {
             recipe,
             guests_dir: &self.guests_dir,
             locked: self.lock.get(&recipe.name),

@@ -6,9 +6,13 @@ use std::path::Path;
 
 use super::cache::{read_sums, Cache};
 use super::debian::{self, Refresh};
+use super::error::ArtifactError;
 use super::key::recipe_key;
-use super::Source;
-use super::{ArtifactError, LocalBuild, LockEntry, LockMode, Network, Recipe, ResolveOptions};
+use super::local_build::LocalBuild;
+use super::lock::LockEntry;
+use super::options::{LockMode, Network, ResolveOptions};
+use super::recipe::Recipe;
+use super::recipe::Source;
 
 /// Whether resolving `recipe` without the network would succeed as far as the cache can tell:
 /// its materialized files are there; or a command's Debian packages are cached (no

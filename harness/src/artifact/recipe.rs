@@ -5,8 +5,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::debian::PackageSpec;
-use super::ArtifactError;
+use super::error::ArtifactError;
+use super::package::PackageSpec;
+pub use super::unpack::ArchiveFormat;
 
 /// One named artifact and how to obtain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,31 +86,6 @@ pub struct PathRecipe {
     pub path: PathBuf,
     /// Output name (default: the file name of `path`).
     pub file: Option<String>,
-}
-
-/// Archive formats `kind = "url"` can unpack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ArchiveFormat {
-    /// `.zip`
-    #[serde(rename = "zip")]
-    Zip,
-    /// `.tar.gz`
-    #[serde(rename = "tar.gz")]
-    TarGz,
-    /// `.tar.xz`
-    #[serde(rename = "tar.xz")]
-    TarXz,
-}
-
-impl ArchiveFormat {
-    /// The name used in recipes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArchiveFormat::Zip => "zip",
-            ArchiveFormat::TarGz => "tar.gz",
-            ArchiveFormat::TarXz => "tar.xz",
-        }
-    }
 }
 
 impl Recipe {
@@ -200,7 +176,7 @@ impl Recipe {
 
 impl UrlRecipe {
     /// The output name of a plain download: `file`, else the last URL path segment.
-    pub fn output_name(&self) -> String {
+    pub(crate) fn output_name(&self) -> String {
         if let Some(file) = &self.file {
             return file.clone();
         }
@@ -211,7 +187,7 @@ impl UrlRecipe {
 
 impl PathRecipe {
     /// The output name: `file`, else the file name of `path`.
-    pub fn output_name(&self) -> String {
+    pub(crate) fn output_name(&self) -> String {
         match (&self.file, self.path.file_name()) {
             (Some(file), _) => file.clone(),
             (None, Some(name)) => name.to_string_lossy().into_owned(),
@@ -246,13 +222,13 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
 }
 
 /// Parses one recipe file; every top-level table is one artifact.
-pub fn parse_file(file: &Path) -> Result<Vec<Recipe>, ArtifactError> {
+pub(crate) fn parse_file(file: &Path) -> Result<Vec<Recipe>, ArtifactError> {
     let text = std::fs::read_to_string(file).map_err(|e| ArtifactError::io("read", file, e))?;
     parse_str(file, &text)
 }
 
 /// Parses recipe text; `file` is used for error messages and as the recipe's origin.
-pub fn parse_str(file: &Path, text: &str) -> Result<Vec<Recipe>, ArtifactError> {
+pub(crate) fn parse_str(file: &Path, text: &str) -> Result<Vec<Recipe>, ArtifactError> {
     let recipe_error = |message: String| ArtifactError::Recipe {
         file: file.to_path_buf(),
         message,

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::error::ArtifactError;
 use super::recipe::check_relative;
-use super::ArtifactError;
 
 /// The prefix that marks an artifact reference.
-pub const PREFIX: &str = "artifact:";
+pub(crate) const PREFIX: &str = "artifact:";
 
 /// A reference to one output file of one artifact, e.g. `artifact:linux-aarch64/vmlinuz`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,10 +12,35 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::recipe::ArchiveFormat;
+use serde::Deserialize;
+
+/// Archive formats `kind = "url"` can unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ArchiveFormat {
+    /// `.zip`
+    #[serde(rename = "zip")]
+    Zip,
+    /// `.tar.gz`
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    /// `.tar.xz`
+    #[serde(rename = "tar.xz")]
+    TarXz,
+}
+
+impl ArchiveFormat {
+    /// The name used in recipes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveFormat::Zip => "zip",
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::TarXz => "tar.xz",
+        }
+    }
+}
 
 /// The default cap on the total bytes an archive may unpack to: 4 GiB.
-pub const DEFAULT_MAX_UNPACKED: u64 = 4 << 30;
+pub(crate) const DEFAULT_MAX_UNPACKED: u64 = 4 << 30;
 
 /// Limits applied while unpacking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use toml_edit::{DocumentMut, ImDocument, Item};
 
 /// The byte span of the value at `keys` (`["qemu", "cpu"]`; a number indexes an array or an
 /// array of tables, `["case", "1", "name"]`), if the text has it.
-pub fn span(text: &str, keys: &[&str]) -> Option<Range<usize>> {
+pub(super) fn span(text: &str, keys: &[&str]) -> Option<Range<usize>> {
     let document = ImDocument::parse(text).ok()?;
     let mut item: &Item = document.as_item();
     for key in keys {
@@ -20,7 +20,7 @@ pub fn span(text: &str, keys: &[&str]) -> Option<Range<usize>> {
 
 /// One step into a TOML document: a key, or an index into an array (of tables).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+pub(super) enum Segment {
     /// A key of a table or inline table.
     Key(String),
     /// An element of an array or array of tables.
@@ -29,7 +29,7 @@ pub enum Segment {
 
 /// Which part of an entry a position is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(super) enum Part {
     /// The key (`baner` in `baner = [...]`).
     Key,
     /// The value.
@@ -38,7 +38,7 @@ pub enum Part {
 
 /// The path of the key or value that starts at byte `offset` of `text` (where a parser
 /// error about it points), if one does.
-pub fn path_at(text: &str, offset: usize) -> Option<(Vec<Segment>, Part)> {
+pub(super) fn path_at(text: &str, offset: usize) -> Option<(Vec<Segment>, Part)> {
     let document = ImDocument::parse(text).ok()?;
     let mut path = Vec::new();
     let part = find(document.as_item(), offset, &mut path)?;
@@ -79,7 +79,7 @@ fn find(item: &Item, offset: usize, path: &mut Vec<Segment>) -> Option<Part> {
 
 /// `text` without the entry at `path` (its key and value: a whole table for a table),
 /// written out again; `None` if there is no such key.
-pub fn without_key(text: &str, path: &[Segment]) -> Option<String> {
+pub(super) fn without_key(text: &str, path: &[Segment]) -> Option<String> {
     let mut document: DocumentMut = text.parse().ok()?;
     let (Segment::Key(last), parents) = path.split_last()? else {
         return None;
@@ -103,7 +103,7 @@ pub fn without_key(text: &str, path: &[Segment]) -> Option<String> {
 }
 
 /// The byte span of the key or the value at `path`, if the text has it.
-pub fn part_span(text: &str, path: &[Segment], part: Part) -> Option<Range<usize>> {
+pub(super) fn part_span(text: &str, path: &[Segment], part: Part) -> Option<Range<usize>> {
     let document = ImDocument::parse(text).ok()?;
     let (last, parents) = path.split_last()?;
     let mut item: &Item = document.as_item();

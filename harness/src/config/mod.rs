@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::regular_file::{self, FileKind};
 
 pub use schema::{
-    memory_bytes, AccelChoice, CasePatterns, CaseSpec, ConsoleSection, CpuSince, LoaderSpec,
-    Pattern, QemuSection, ReadySection, ResultsSection, RetrySection, Step, TimeoutSection,
-    Unfinished, VmConfig, MAX_DURATION, MAX_RETRIES,
+    AccelChoice, CasePatterns, CaseSpec, ConsoleSection, CpuSince, LoaderSpec, Pattern,
+    QemuSection, ReadySection, ResultsSection, RetrySection, Step, TimeoutSection, Unfinished,
+    VmConfig, MAX_DURATION, MAX_RETRIES,
 };
 
 /// A config file that failed to load.
@@ -61,7 +61,7 @@ pub enum ConfigError {
         name: String,
     },
     /// Several mistakes in one file, in the order they are written (every unknown key and
-    /// bad value serde meets; see [`parse`]).
+    /// bad value serde meets; see `config::parse`).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Several(Vec<ConfigError>),
     /// A `--set key=value` override could not be applied.
@@ -126,7 +126,7 @@ impl LoadedConfig {
     }
 
     /// Where a key (`["qemu", "cpu"]`) is written, at its value; the file alone if unset.
-    pub fn locate(&self, keys: &[&str]) -> Location {
+    pub(crate) fn locate(&self, keys: &[&str]) -> Location {
         locate_in(&self.path, &self.source, keys)
     }
 }
@@ -157,7 +157,7 @@ pub fn test_name(path: &Path) -> String {
 }
 
 /// `text` with each control character escaped as Rust writes it (`\n`, `\t`, `\u{1b}`).
-pub fn escape_controls(text: &str) -> String {
+pub(crate) fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| match c.is_control() {
             true => c.escape_default().to_string(),
@@ -217,11 +217,11 @@ pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<LoadedCo
 }
 
 /// The most a config file may hold (4 MiB; the largest in-tree config is a few KiB).
-pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// A config file's text: only a regular file is read (a FIFO, a device or a directory is a
 /// [`ConfigError::NotRegular`], found without blocking), and at most [`MAX_CONFIG_BYTES`].
-pub fn read_source(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_source(path: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -271,7 +271,7 @@ fn not_utf8(path: &Path, err: &std::string::FromUtf8Error) -> ConfigError {
 /// after each one the text is parsed again without the entry at fault (an unknown key, or
 /// the key holding a bad value), until it parses or fails where no entry can be taken out.
 /// A missing field after a bad value was taken out is that removal's doing and is dropped.
-pub fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<VmConfig, ConfigError> {
     let mut errors = Vec::new();
     let mut rest = text.to_string();
     let mut removed_a_value = false;
@@ -404,7 +404,7 @@ fn validate(path: &Path, text: &str, config: &VmConfig) -> Result<(), ConfigErro
             });
         }
     }
-    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::qemu::HOST_CPU)
+    if config.accel == AccelChoice::Tcg && config.qemu.cpu.as_deref() == Some(crate::arch::HOST_CPU)
     {
         return Err(ConfigError::Invalid {
             location: locate_in(path, text, &["qemu", "cpu"]),

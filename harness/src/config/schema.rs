@@ -6,6 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::arch::AccelChoice;
 use crate::arch::Arch;
 use crate::fileref::FileRef;
 
@@ -141,44 +142,6 @@ pub enum Unfinished {
     Crashed,
     /// Not counted against the trial.
     Skipped,
-}
-
-/// Which accelerator to use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccelChoice {
-    /// KVM when the probe says it works and the guest arch is the host arch, else TCG.
-    #[default]
-    Auto,
-    /// KVM or an infrastructure failure.
-    Kvm,
-    /// Always TCG (software emulation).
-    Tcg,
-}
-
-impl std::str::FromStr for AccelChoice {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "auto" => Ok(AccelChoice::Auto),
-            "kvm" => Ok(AccelChoice::Kvm),
-            "tcg" => Ok(AccelChoice::Tcg),
-            other => Err(format!(
-                "unknown accel `{other}` (expected auto, kvm or tcg)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for AccelChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AccelChoice::Auto => "auto",
-            AccelChoice::Kvm => "kvm",
-            AccelChoice::Tcg => "tcg",
-        })
-    }
 }
 
 /// The `[qemu]` section. Unset fields take the arch table's defaults.
@@ -565,7 +528,7 @@ fn de_memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String
 }
 
 /// The bytes of a `-m` size, if it is one.
-pub fn memory_bytes(text: &str) -> Option<u64> {
+pub(crate) fn memory_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

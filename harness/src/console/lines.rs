@@ -5,6 +5,10 @@ use std::collections::VecDeque;
 /// Lines longer than this are split, so a guest that never prints `\n` cannot grow memory.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// How much of a cut line's end is carried into matching its next piece: a pattern up to this
+/// long is found wherever the line was cut (by the judge and the results collector alike).
+pub const CARRY_BYTES: usize = 4096;
+
 /// A piece of the console the splitter emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
@@ -44,12 +48,12 @@ impl LineSplitter {
     }
 
     /// The unfinished last line (e.g. a prompt), decoded lossily.
-    pub fn partial(&self) -> String {
+    pub(crate) fn partial(&self) -> String {
         String::from_utf8_lossy(&self.partial).into_owned()
     }
 
     /// Whether there is an unfinished line.
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         !self.partial.is_empty()
     }
 
@@ -67,7 +71,7 @@ impl LineSplitter {
 
 /// The last `capacity` lines, each cut to a readable length.
 #[derive(Debug)]
-pub struct Tail {
+pub(crate) struct Tail {
     lines: VecDeque<String>,
     capacity: usize,
 }
@@ -77,7 +81,7 @@ const TAIL_LINE_CHARS: usize = 500;
 
 impl Tail {
     /// An empty tail holding at most `capacity` lines.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Tail {
             lines: VecDeque::with_capacity(capacity),
             capacity,
@@ -85,7 +89,7 @@ impl Tail {
     }
 
     /// Adds a line, dropping the oldest when full.
-    pub fn push(&mut self, line: &str) {
+    pub(crate) fn push(&mut self, line: &str) {
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
         }
@@ -97,7 +101,7 @@ impl Tail {
     }
 
     /// The last `n` lines, oldest first.
-    pub fn last(&self, n: usize) -> Vec<String> {
+    pub(crate) fn last(&self, n: usize) -> Vec<String> {
         let skip = self.lines.len().saturating_sub(n);
         self.lines.iter().skip(skip).cloned().collect()
     }

@@ -5,15 +5,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-/// The default cap of one console log: 64 MiB.
-pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+pub use crate::settings::DEFAULT_LOG_LIMIT;
 
 /// A console log being written.
-pub struct ConsoleLog {
-    path: PathBuf,
+pub(crate) struct ConsoleLog {
     file: BufWriter<File>,
     head_limit: u64,
     tail_limit: u64,
@@ -27,10 +25,9 @@ pub struct ConsoleLog {
 
 impl ConsoleLog {
     /// Creates (truncates) the log at `path`, capped at `limit` bytes plus the marker.
-    pub fn create(path: &Path, limit: u64) -> std::io::Result<ConsoleLog> {
+    pub(crate) fn create(path: &Path, limit: u64) -> std::io::Result<ConsoleLog> {
         let file = File::create(path)?;
         Ok(ConsoleLog {
-            path: path.to_path_buf(),
             file: BufWriter::with_capacity(64 * 1024, file),
             head_limit: limit / 2,
             tail_limit: limit - limit / 2,
@@ -43,13 +40,8 @@ impl ConsoleLog {
         })
     }
 
-    /// The log file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends one console line seen `at` after QEMU started.
-    pub fn line(&mut self, at: Duration, text: &str) {
+    pub(crate) fn line(&mut self, at: Duration, text: &str) {
         let entry = format!("[{:>11.6}] {text}\n", at.as_secs_f64());
         let size = entry.len() as u64;
         if self.tail.is_empty() && self.written + size <= self.head_limit {
@@ -72,14 +64,14 @@ impl ConsoleLog {
     /// Flushes what is written so far (the rolling tail stays in memory until [`finish`]).
     ///
     /// [`finish`]: ConsoleLog::finish
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if let Err(err) = self.file.flush() {
             self.error.get_or_insert(err);
         }
     }
 
     /// Writes the marker and the tail, flushes, and returns the first write error, if any.
-    pub fn finish(&mut self) -> Result<(), std::io::Error> {
+    pub(crate) fn finish(&mut self) -> Result<(), std::io::Error> {
         if self.dropped_lines > 0 {
             let marker = format!(
                 "[vmharness] console log limit: {} lines ({} bytes) were dropped here; \

@@ -6,6 +6,7 @@ mod log;
 mod session;
 
 pub use ansi::AnsiStripper;
-pub use lines::{LineSplitter, Piece, Tail, MAX_LINE_BYTES};
-pub use log::{ConsoleLog, DEFAULT_LOG_LIMIT};
-pub use session::{key_name, ConsoleInput, Line, ReadEvent, Session};
+pub use lines::{LineSplitter, Piece, CARRY_BYTES, MAX_LINE_BYTES};
+pub use log::DEFAULT_LOG_LIMIT;
+pub use session::{key_name, ConsoleInput};
+pub(crate) use session::{Line, ReadEvent, Session};

@@ -20,7 +20,7 @@ const TAIL_LINES: usize = 200;
 
 /// What happened while waiting for console output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadEvent {
+pub(crate) enum ReadEvent {
     /// New output arrived (complete lines are in the caller's vector, the rest is partial).
     Output,
     /// The deadline passed without output.
@@ -50,7 +50,7 @@ pub fn key_name(byte: u8) -> String {
 
 /// A timestamped console line.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// Time since QEMU started.
     pub at: Duration,
     /// The text, with escape sequences and `\r` removed.
@@ -66,7 +66,7 @@ enum InputEvent {
 }
 
 /// QEMU's serial console, owned together with the QEMU process.
-pub struct Session {
+pub(crate) struct Session {
     process: QemuProcess,
     reader: File,
     writer: File,
@@ -89,7 +89,11 @@ pub struct Session {
 impl Session {
     /// Wraps a freshly spawned QEMU; console lines go to `log_path`, capped at `log_limit`
     /// bytes ([`ConsoleLog`]).
-    pub fn new(process: QemuProcess, log_path: &Path, log_limit: u64) -> std::io::Result<Session> {
+    pub(crate) fn new(
+        process: QemuProcess,
+        log_path: &Path,
+        log_limit: u64,
+    ) -> std::io::Result<Session> {
         let reader = process.console_reader()?;
         let writer = process.console_writer()?;
         let log = ConsoleLog::create(log_path, log_limit)?;
@@ -117,7 +121,7 @@ impl Session {
 
     /// Waits until output arrives, the console closes, or `deadline` passes. Complete lines
     /// are appended to `lines` (and to the log and the tail).
-    pub fn read(&mut self, deadline: Instant, lines: &mut Vec<Line>) -> ReadEvent {
+    pub(crate) fn read(&mut self, deadline: Instant, lines: &mut Vec<Line>) -> ReadEvent {
         if self.closed {
             return ReadEvent::Closed;
         }
@@ -228,45 +232,45 @@ impl Session {
     }
 
     /// Forwards keyboard input to the guest from now on (see [`ConsoleInput`]).
-    pub fn set_input(&mut self, input: ConsoleInput) {
+    pub(crate) fn set_input(&mut self, input: ConsoleInput) {
         self.input = Some(input);
     }
 
     /// Whether keyboard input is being forwarded (an interactive session).
-    pub fn is_interactive(&self) -> bool {
+    pub(crate) fn is_interactive(&self) -> bool {
         self.input.is_some() || self.detached
     }
 
     /// Whether the user ended the session with the escape key.
-    pub fn detached(&self) -> bool {
+    pub(crate) fn detached(&self) -> bool {
         self.detached
     }
 
     /// Writes a harness message to the tee (not to the log), e.g. a note for the user.
-    pub fn tee_note(&mut self, text: &str) {
+    pub(crate) fn tee_note(&mut self, text: &str) {
         if let Some(tee) = self.tee.as_mut() {
             let _ = tee.write_all(text.as_bytes()).and_then(|()| tee.flush());
         }
     }
 
     /// Copies the cleaned console bytes to `tee` as they arrive (e.g. to a terminal).
-    pub fn set_tee(&mut self, tee: Box<dyn Write + Send>) {
+    pub(crate) fn set_tee(&mut self, tee: Box<dyn Write + Send>) {
         self.tee = Some(tee);
     }
 
     /// Writes bytes to the guest's serial input.
-    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes)?;
         self.writer.flush()
     }
 
     /// The unfinished last line, e.g. a shell prompt.
-    pub fn partial(&self) -> String {
+    pub(crate) fn partial(&self) -> String {
         self.splitter.partial()
     }
 
     /// The last `n` console lines, plus the unfinished one if any.
-    pub fn tail(&self, n: usize) -> Vec<String> {
+    pub(crate) fn tail(&self, n: usize) -> Vec<String> {
         let mut lines = self.tail.last(n);
         if self.splitter.has_partial() {
             if lines.len() == n {
@@ -278,28 +282,28 @@ impl Session {
     }
 
     /// When the last output arrived.
-    pub fn last_output(&self) -> Instant {
+    pub(crate) fn last_output(&self) -> Instant {
         self.last_output
     }
 
     /// When QEMU was started.
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.started
     }
 
     /// Console bytes read so far.
-    pub fn bytes_read(&self) -> u64 {
+    pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes
     }
 
     /// QEMU's exit status once it has exited; waits up to `grace` for it.
-    pub fn wait_exit(&mut self, grace: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.process.wait_timeout(grace)
     }
 
     /// Kills QEMU (its whole process group) and flushes the log, with the unfinished last
     /// line (a prompt a verdict matched) kept in it and in the tail. Returns QEMU's exit status.
-    pub fn kill(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
         let status = self.process.kill();
         if !self.closed {
             let mut lines = Vec::new();
@@ -310,7 +314,7 @@ impl Session {
 
     /// Completes the log (the kept tail of a capped log, the flush) and returns the first
     /// error writing it: a log that is not whole must not pass unnoticed.
-    pub fn finish_log(&mut self) -> Result<(), std::io::Error> {
+    pub(crate) fn finish_log(&mut self) -> Result<(), std::io::Error> {
         self.log.finish()
     }
 }

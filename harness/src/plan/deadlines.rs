@@ -3,20 +3,20 @@
 
 use std::time::{Duration, Instant};
 
+use crate::arch::Accel;
 use crate::config::TimeoutSection;
-use crate::qemu::Accel;
 
 /// A deadline that never comes (a century): what "no timeout" means for a step.
-pub const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `duration * scale`, saturating at [`NEVER`] (never a panic or a wrap for huge values).
-pub fn scale_duration(duration: Duration, scale: f64) -> Duration {
+pub(crate) fn scale_duration(duration: Duration, scale: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * scale)
         .map_or(NEVER, |scaled| scaled.min(NEVER))
 }
 
 /// The instant `duration` after `start`, saturating far in the future (never a panic).
-pub fn deadline_after(start: Instant, duration: Duration) -> Instant {
+pub(crate) fn deadline_after(start: Instant, duration: Duration) -> Instant {
     start
         .checked_add(duration)
         .or_else(|| start.checked_add(NEVER))
@@ -63,7 +63,7 @@ impl Deadlines {
     }
 
     /// The factor for `accel`.
-    pub fn scale(&self, accel: Accel) -> f64 {
+    pub(crate) fn scale(&self, accel: Accel) -> f64 {
         self.env_scale
             * match accel {
                 Accel::Tcg => self.tcg_scale,
@@ -72,7 +72,7 @@ impl Deadlines {
     }
 
     /// A deadline scaled for `accel`; [`NEVER`] when deadlines are off or it is `0`.
-    pub fn scaled(&self, duration: Duration, accel: Accel) -> Duration {
+    pub(crate) fn scaled(&self, duration: Duration, accel: Accel) -> Duration {
         match self.enabled && !duration.is_zero() {
             true => scale_duration(duration, self.scale(accel)),
             false => NEVER,
@@ -80,7 +80,7 @@ impl Deadlines {
     }
 
     /// A watch window (`expect_not`) scaled for `accel`: it ends even with deadlines off.
-    pub fn window(&self, duration: Duration, accel: Accel) -> Duration {
+    pub(crate) fn window(&self, duration: Duration, accel: Accel) -> Duration {
         match self.enabled {
             true => scale_duration(duration, self.scale(accel)),
             false => duration,
@@ -88,7 +88,7 @@ impl Deadlines {
     }
 
     /// The run-wide deadlines for `accel` (`0` is none).
-    pub fn timeouts(&self, accel: Accel) -> Timeouts {
+    pub(crate) fn timeouts(&self, accel: Accel) -> Timeouts {
         let scaled = |d: Duration| {
             (self.enabled && !d.is_zero()).then(|| scale_duration(d, self.scale(accel)))
         };

@@ -3,20 +3,20 @@
 //! deadlines with their one scaling rule, and the judge's expectations.
 
 mod deadlines;
+mod expectations;
 
-use std::path::PathBuf;
-
-use crate::arch::{Arch, ExitDevice};
+use crate::arch::{Accel, Arch, ExitDevice, QemuVersion, HOST_CPU};
 use regex::Regex;
 
 use crate::config::{AccelChoice, CaseSpec, CpuSince, LoadedConfig, Location, Step};
 use crate::disk::DiskSpec;
 use crate::fileref::FileRef;
-use crate::qemu::{Accel, DiskAttachment, ExtraArg, Loader, QemuSpec, QemuVersion, HOST_CPU};
-use crate::run::{Expectations, DEFAULT_PANIC_PATTERNS};
 use crate::settings::Settings;
 
-pub use deadlines::{deadline_after, scale_duration, Deadlines, Timeouts, NEVER};
+pub(crate) use deadlines::deadline_after;
+pub use deadlines::{Deadlines, Timeouts};
+pub use expectations::Expectations;
+pub(crate) use expectations::DEFAULT_PANIC_PATTERNS;
 
 /// A config that cannot run as written (class Fail: retrying cannot fix it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum PlanError {
 
 /// Which part of a `[[case]]` run a judge watches.
 #[derive(Debug, Clone, Copy)]
-pub enum CasePart<'a> {
+pub(crate) enum CasePart<'a> {
     /// Boot to `[ready]`, to save the state there.
     Boot,
     /// Boot to `[ready]`, then the case (no saved state).
@@ -218,7 +218,7 @@ impl Plan {
 
     /// Where the config names the input used as `used` (its value); the file alone if the
     /// key cannot be found.
-    pub fn input_location(&self, used: &InputUse) -> Location {
+    pub(crate) fn input_location(&self, used: &InputUse) -> Location {
         let index;
         let keys: Vec<&str> = match used {
             InputUse::Bios => vec!["qemu", "bios"],
@@ -247,7 +247,7 @@ impl Plan {
     }
 
     /// Forces the accelerator (a frontend's `--accel`).
-    pub fn set_accel(&mut self, choice: AccelChoice) -> Result<(), PlanError> {
+    pub(crate) fn set_accel(&mut self, choice: AccelChoice) -> Result<(), PlanError> {
         self.accel = choice;
         self.accel_source = "--accel";
         self.check_accel()
@@ -263,7 +263,7 @@ impl Plan {
 
     /// The CPU model for `accel`: the configured one, or the arch's default for it. `host`
     /// under TCG is a [`PlanError`] naming `why` TCG was chosen.
-    pub fn check_cpu(&self, accel: Accel, why: &str) -> Result<(), PlanError> {
+    pub(crate) fn check_cpu(&self, accel: Accel, why: &str) -> Result<(), PlanError> {
         if accel == Accel::Tcg && self.qemu.cpu.as_deref() == Some(HOST_CPU) {
             return Err(PlanError::HostCpuUnderTcg {
                 location: self.loaded.locate(&["qemu", "cpu"]),
@@ -274,7 +274,7 @@ impl Plan {
     }
 
     /// The CPU model for `accel`, for a QEMU whose version is not known.
-    pub fn cpu(&self, accel: Accel) -> String {
+    pub(crate) fn cpu(&self, accel: Accel) -> String {
         self.cpu_for(accel, None)
     }
 
@@ -300,7 +300,7 @@ impl Plan {
     }
 
     /// The judge's expectations, with every step deadline scaled for `accel`.
-    pub fn expectations(&self, accel: Accel) -> Expectations {
+    pub(crate) fn expectations(&self, accel: Accel) -> Expectations {
         let console = &self.loaded.config.console;
         let mut panic_patterns: Vec<Regex> = DEFAULT_PANIC_PATTERNS
             .iter()
@@ -322,7 +322,7 @@ impl Plan {
 
     /// The expectations of one part of a `[[case]]` run, passing when its last step is met:
     /// the boot to `[ready]` (banner, steps, the ready pattern), the case's own steps, or both.
-    pub fn case_expectations(&self, accel: Accel, part: CasePart<'_>) -> Expectations {
+    pub(crate) fn case_expectations(&self, accel: Accel, part: CasePart<'_>) -> Expectations {
         let mut expect = self.expectations(accel);
         expect.success = None;
         expect.pass_after_steps = true;
@@ -366,57 +366,6 @@ impl Plan {
                 send => send,
             })
             .collect()
-    }
-
-    /// The QEMU spec for `binary` and `accel`, with each input's resolved path from
-    /// `path_of` and the built disk image, if any.
-    pub fn qemu_spec(
-        &self,
-        binary: PathBuf,
-        accel: Accel,
-        version: Option<&QemuVersion>,
-        path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
-        disk_image: Option<PathBuf>,
-    ) -> QemuSpec {
-        let mut spec = QemuSpec::new(
-            binary,
-            &self.qemu.machine,
-            accel,
-            &self.cpu_for(accel, version),
-            &self.qemu.memory,
-        );
-        spec.smp = self.qemu.smp;
-        spec.bios = path_of(&InputUse::Bios);
-        spec.kernel = path_of(&InputUse::Kernel);
-        spec.initrd = path_of(&InputUse::Initrd);
-        spec.pflash = (0..self.loaded.config.qemu.pflash.len())
-            .filter_map(|index| path_of(&InputUse::Pflash(index)))
-            .collect();
-        spec.loaders = self
-            .loaded
-            .config
-            .qemu
-            .loader
-            .iter()
-            .enumerate()
-            .filter_map(|(index, loader)| {
-                path_of(&InputUse::Loader(index)).map(|path| Loader {
-                    path,
-                    addr: loader.addr,
-                })
-            })
-            .collect();
-        spec.append = self.qemu.append.clone();
-        spec.exit_device = self.qemu.exit_device;
-        spec.disk = match (disk_image, &self.disk) {
-            (Some(image), Some(disk)) => Some(DiskAttachment {
-                image,
-                device: disk.attach.driver().to_string(),
-            }),
-            _ => None,
-        };
-        spec.extra = ExtraArg::parse_all(&self.qemu.extra);
-        spec
     }
 }
 

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// A command line to start: QEMU itself, or a wrapper such as the `ssh -tt` of
-/// [`crate::remote::stage`] that carries QEMU's argv inside.
+/// `remote::stage` that carries QEMU's argv inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Argv {
     program: PathBuf,
@@ -55,7 +55,7 @@ impl Argv {
     }
 
     /// The program and its arguments as strings (lossy), program first.
-    pub fn words(&self) -> Vec<String> {
+    pub(crate) fn words(&self) -> Vec<String> {
         std::iter::once(self.program.as_os_str())
             .chain(self.args.iter().map(OsString::as_os_str))
             .map(|word| word.to_string_lossy().into_owned())
@@ -82,7 +82,7 @@ impl Argv {
     }
 
     /// The command as a `std::process::Command` (arguments only; stdio is set by the spawner).
-    pub fn to_command(&self) -> std::process::Command {
+    pub(crate) fn to_command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.program);
         command.args(&self.args);
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
@@ -93,7 +93,7 @@ impl Argv {
 /// `word` as one shell word in POSIX sh, bash and zsh: `shell_words::quote`, which leaves
 /// the braces of bash's and zsh's brace expansion (`{a,b}`) and zsh's `^` and `!` bare, with
 /// those quoted too.
-pub fn shell_quote(word: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shell_quote(word: &str) -> std::borrow::Cow<'_, str> {
     let quoted = shell_words::quote(word);
     let bare = matches!(quoted, std::borrow::Cow::Borrowed(_));
     if bare && word.contains(['{', '}', '!', '^']) {

@@ -8,12 +8,14 @@ mod qmp;
 mod spec;
 mod version;
 
-pub use argv::{shell_quote, Argv};
-pub use preflight::{debian_package, find_binary, preflight, regular_input, PreflightError};
-pub use process::{ExitStatus, QemuProcess, SpawnError, Transport};
-pub use qmp::{Qmp, QmpError};
-pub use spec::{
-    Accel, DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec, SpecFile, DISK_DRIVE_ID,
-    HOST_CPU,
-};
-pub use version::{version, QemuVersion, VersionError};
+pub use crate::arch::{Accel, QemuVersion, HOST_CPU};
+pub(crate) use argv::shell_quote;
+pub use argv::Argv;
+pub use preflight::{find_binary, PreflightError};
+pub(crate) use preflight::{preflight, regular_input};
+pub use process::{ExitStatus, SpawnError};
+pub(crate) use process::{QemuProcess, Transport};
+pub(crate) use qmp::Qmp;
+pub use qmp::QmpError;
+pub use spec::{DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec};
+pub use version::{version, VersionError};

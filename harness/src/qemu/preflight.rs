@@ -40,13 +40,13 @@ pub enum PreflightError {
 
 impl PreflightError {
     /// Whether the test definition is wrong (a file it names), rather than the machine.
-    pub fn is_mistake(&self) -> bool {
+    pub(crate) fn is_mistake(&self) -> bool {
         !matches!(self, PreflightError::BinaryNotFound { .. })
     }
 }
 
 /// The Debian package that provides a QEMU system binary.
-pub fn debian_package(binary: &str) -> Option<&'static str> {
+pub(crate) fn debian_package(binary: &str) -> Option<&'static str> {
     let name = Path::new(binary).file_name()?.to_str()?;
     match name {
         "qemu-system-x86_64" | "qemu-system-i386" => Some("qemu-system-x86"),
@@ -90,7 +90,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Checks that an input the config names at `location` is a regular file (or a directory,
 /// where `directory_ok`). A missing file passes: [`preflight`] and the disk builder name it.
-pub fn regular_input(
+pub(crate) fn regular_input(
     what: &dyn std::fmt::Display,
     location: impl FnOnce() -> Location,
     path: &Path,
@@ -113,7 +113,7 @@ pub fn regular_input(
 
 /// Checks that every file the spec makes QEMU open exists: a missing one is an actionable error
 /// before boot, not a QEMU exit the console has to explain.
-pub fn preflight(spec: &QemuSpec) -> Result<(), PreflightError> {
+pub(crate) fn preflight(spec: &QemuSpec) -> Result<(), PreflightError> {
     match spec.files().into_iter().find(|file| !file.path.exists()) {
         Some(file) => Err(PreflightError::MissingFile {
             option: file.option.to_string(),

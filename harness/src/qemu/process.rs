@@ -18,7 +18,7 @@ use super::argv::Argv;
 
 /// How QEMU's serial console reaches us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Pipes: nothing between QEMU's writes and our reads (non-interactive runs).
     Pipe,
     /// A pseudo-terminal, for a person at a keyboard (`cargo xtask qemu` attached).
@@ -63,7 +63,7 @@ pub enum SpawnError {
 
 impl SpawnError {
     /// Whether the command line itself is at fault (too long), not the machine.
-    pub fn is_argv_mistake(&self) -> bool {
+    pub(crate) fn is_argv_mistake(&self) -> bool {
         matches!(self, SpawnError::Exec { source, .. } if source.raw_os_error() == Some(nix::libc::E2BIG))
     }
 }
@@ -104,7 +104,7 @@ impl std::fmt::Display for ExitStatus {
 }
 
 /// A running QEMU. Dropping it kills QEMU's whole process group and reaps it.
-pub struct QemuProcess {
+pub(crate) struct QemuProcess {
     pid: Pid,
     reader: File,
     writer: File,
@@ -117,7 +117,7 @@ impl QemuProcess {
     ///
     /// The fork happens on a process-lifetime spawner thread, because `PR_SET_PDEATHSIG` fires
     /// when the *thread* that forked exits, and test threads come and go.
-    pub fn spawn(
+    pub(crate) fn spawn(
         command: &Argv,
         stderr_log: &Path,
         transport: Transport,
@@ -204,22 +204,22 @@ impl QemuProcess {
     }
 
     /// QEMU's pid (also its process-group id).
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         self.pid
     }
 
     /// A new handle on the console for reading.
-    pub fn console_reader(&self) -> std::io::Result<File> {
+    pub(crate) fn console_reader(&self) -> std::io::Result<File> {
         self.reader.try_clone()
     }
 
     /// A new handle on the console for writing (the guest's serial input).
-    pub fn console_writer(&self) -> std::io::Result<File> {
+    pub(crate) fn console_writer(&self) -> std::io::Result<File> {
         self.writer.try_clone()
     }
 
     /// QEMU's exit status if it has exited (non-blocking).
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = match waitpid(self.pid(), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, code)) => Some(ExitStatus::Code(code)),
@@ -231,7 +231,7 @@ impl QemuProcess {
     }
 
     /// Waits up to `timeout` for QEMU to exit on its own.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_wait() {
@@ -245,7 +245,7 @@ impl QemuProcess {
     }
 
     /// Kills QEMU's process group with SIGKILL and reaps QEMU. Returns its exit status.
-    pub fn kill(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn kill(&mut self) -> Option<ExitStatus> {
         if self.try_wait().is_none() {
             let _ = killpg(self.pid(), Signal::SIGKILL);
             if let Ok(status) = waitpid(self.pid(), None) {

@@ -34,7 +34,7 @@ pub enum QmpError {
 }
 
 /// A connected, negotiated QMP session.
-pub struct Qmp {
+pub(crate) struct Qmp {
     path: String,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
@@ -42,7 +42,7 @@ pub struct Qmp {
 
 impl Qmp {
     /// Connects to `path`, reads the greeting and enters command mode.
-    pub fn connect(path: &Path) -> Result<Qmp, QmpError> {
+    pub(crate) fn connect(path: &Path) -> Result<Qmp, QmpError> {
         let name = path.display().to_string();
         let io = |source| QmpError::Io {
             path: name.clone(),
@@ -69,7 +69,7 @@ impl Qmp {
     }
 
     /// Runs `command` with `arguments` and returns its `return` value.
-    pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QmpError> {
+    pub(crate) fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QmpError> {
         let request = json!({ "execute": command, "arguments": arguments });
         let io = |source| QmpError::Io {
             path: self.path.clone(),
@@ -98,7 +98,7 @@ impl Qmp {
     }
 
     /// Runs a human-monitor command (`info registers`) and returns its text.
-    pub fn human(&mut self, command_line: &str) -> Result<String, QmpError> {
+    pub(crate) fn human(&mut self, command_line: &str) -> Result<String, QmpError> {
         let value = self.execute(
             "human-monitor-command",
             json!({ "command-line": command_line }),

@@ -5,35 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::argv::Argv;
-use crate::arch::ExitDevice;
-
-/// A concrete accelerator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Accel {
-    /// Hardware virtualization.
-    Kvm,
-    /// QEMU's software emulation.
-    Tcg,
-}
-
-impl Accel {
-    /// The name QEMU's `-accel` takes.
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.qemu_name())
-    }
-}
-
-/// The CPU model that only KVM can provide.
-pub const HOST_CPU: &str = "host";
+use crate::arch::{Accel, ExitDevice, QemuVersion};
+use crate::plan::{InputUse, Plan};
 
 /// QEMU options whose value is a host file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,7 +27,7 @@ pub enum FileOption {
 
 impl FileOption {
     /// The options whose value is a bare path.
-    pub const BARE: [FileOption; 4] = [
+    pub(crate) const BARE: [FileOption; 4] = [
         FileOption::Bios,
         FileOption::Kernel,
         FileOption::Initrd,
@@ -62,7 +35,7 @@ impl FileOption {
     ];
 
     /// The option as written on QEMU's command line (`-drive` for drives).
-    pub fn flag(self) -> &'static str {
+    pub(crate) fn flag(self) -> &'static str {
         match self {
             FileOption::Bios => "-bios",
             FileOption::Kernel => "-kernel",
@@ -85,7 +58,7 @@ impl fmt::Display for FileOption {
 }
 
 /// The drive id of the config's `[disk]` image.
-pub const DISK_DRIVE_ID: &str = "vmhdisk0";
+pub(crate) const DISK_DRIVE_ID: &str = "vmhdisk0";
 
 /// The config's disk image and the `-device` that presents it to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +132,7 @@ pub enum ExtraArg {
 impl ExtraArg {
     /// Types a list of extra arguments: file-taking options become [`ExtraArg::File`] and
     /// [`ExtraArg::Drive`]; everything else stays a word.
-    pub fn parse_all(words: &[String]) -> Vec<ExtraArg> {
+    pub(crate) fn parse_all(words: &[String]) -> Vec<ExtraArg> {
         let mut parsed = Vec::with_capacity(words.len());
         let mut words = words.iter();
         while let Some(word) = words.next() {
@@ -217,7 +190,7 @@ fn escape_value(path: &Path) -> String {
 
 /// A host file the spec makes QEMU open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpecFile<'a> {
+pub(crate) struct SpecFile<'a> {
     /// The option that names it.
     pub option: FileOption,
     /// The file.
@@ -264,6 +237,59 @@ pub struct QemuSpec {
     /// Keep the disk image unchanged: the guest's writes go to a temporary overlay QEMU
     /// makes in this directory (`snapshot=on`, `TMPDIR`) and drops when it exits.
     pub disk_overlay_dir: Option<PathBuf>,
+}
+
+impl QemuSpec {
+    /// The spec of `plan` for `binary` and `accel`, with each input's resolved path from
+    /// `path_of` and the built disk image, if any.
+    pub fn from_plan(
+        plan: &Plan,
+        binary: PathBuf,
+        accel: Accel,
+        version: Option<&QemuVersion>,
+        path_of: &dyn Fn(&InputUse) -> Option<PathBuf>,
+        disk_image: Option<PathBuf>,
+    ) -> QemuSpec {
+        let mut spec = QemuSpec::new(
+            binary,
+            &plan.qemu.machine,
+            accel,
+            &plan.cpu_for(accel, version),
+            &plan.qemu.memory,
+        );
+        spec.smp = plan.qemu.smp;
+        spec.bios = path_of(&InputUse::Bios);
+        spec.kernel = path_of(&InputUse::Kernel);
+        spec.initrd = path_of(&InputUse::Initrd);
+        spec.pflash = (0..plan.loaded.config.qemu.pflash.len())
+            .filter_map(|index| path_of(&InputUse::Pflash(index)))
+            .collect();
+        spec.loaders = plan
+            .loaded
+            .config
+            .qemu
+            .loader
+            .iter()
+            .enumerate()
+            .filter_map(|(index, loader)| {
+                path_of(&InputUse::Loader(index)).map(|path| Loader {
+                    path,
+                    addr: loader.addr,
+                })
+            })
+            .collect();
+        spec.append = plan.qemu.append.clone();
+        spec.exit_device = plan.qemu.exit_device;
+        spec.disk = match (disk_image, &plan.disk) {
+            (Some(image), Some(disk)) => Some(DiskAttachment {
+                image,
+                device: disk.attach.driver().to_string(),
+            }),
+            _ => None,
+        };
+        spec.extra = ExtraArg::parse_all(&plan.qemu.extra);
+        spec
+    }
 }
 
 impl QemuSpec {
@@ -373,7 +399,7 @@ impl QemuSpec {
     }
 
     /// Every host file QEMU will open, with the option that names it, in argv order.
-    pub fn files(&self) -> Vec<SpecFile<'_>> {
+    pub(crate) fn files(&self) -> Vec<SpecFile<'_>> {
         let mut out: Vec<SpecFile<'_>> = Vec::new();
         for (option, path) in [
             (FileOption::Bios, &self.bios),
@@ -418,7 +444,7 @@ impl QemuSpec {
     /// e.g. with its copy on a remote host.
     ///
     /// [`files`]: QemuSpec::files
-    pub fn map_files(&self, mut map: impl FnMut(FileOption, &Path) -> PathBuf) -> QemuSpec {
+    pub(crate) fn map_files(&self, mut map: impl FnMut(FileOption, &Path) -> PathBuf) -> QemuSpec {
         let mut spec = self.clone();
         for (option, slot) in [
             (FileOption::Bios, &mut spec.bios),

@@ -4,46 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// A QEMU release, from its `--version` line.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct QemuVersion {
-    /// Major, minor and micro numbers.
-    pub numbers: (u32, u32, u32),
-    /// The whole first line (`QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)`).
-    pub line: String,
-}
-
-impl QemuVersion {
-    /// Parses QEMU's `--version` output.
-    pub fn parse(output: &str) -> Option<QemuVersion> {
-        let line = output.lines().next()?.trim();
-        let rest = line.split("version ").nth(1)?;
-        let number = rest.split_whitespace().next()?;
-        let mut parts = number.split('.').map(|part| {
-            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u32>().ok()
-        });
-        let major = parts.next()??;
-        let minor = parts.next().flatten().unwrap_or(0);
-        let micro = parts.next().flatten().unwrap_or(0);
-        Some(QemuVersion {
-            numbers: (major, minor, micro),
-            line: line.to_string(),
-        })
-    }
-
-    /// Whether this is at least `major.minor`.
-    pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        (self.numbers.0, self.numbers.1) >= (major, minor)
-    }
-}
-
-impl std::fmt::Display for QemuVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (major, minor, micro) = self.numbers;
-        write!(f, "{major}.{minor}.{micro}")
-    }
-}
+use crate::arch::QemuVersion;
 
 /// Why a binary's version is not known.
 #[derive(Debug, thiserror::Error)]

@@ -3,11 +3,11 @@
 
 use crate::config::{CasePatterns, Unfinished};
 
-use super::{excerpt, Results, SubResult, SubStatus};
+use super::sub::{excerpt, Results, SubResult, SubStatus};
 
 /// Follows the cases a guest runs.
 #[derive(Debug)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     patterns: CasePatterns,
     open: Option<(String, Vec<String>)>,
     done: Results,
@@ -15,7 +15,7 @@ pub struct Matcher {
 
 impl Matcher {
     /// A matcher for these patterns.
-    pub fn new(patterns: &CasePatterns) -> Matcher {
+    pub(crate) fn new(patterns: &CasePatterns) -> Matcher {
         Matcher {
             patterns: patterns.clone(),
             open: None,
@@ -24,7 +24,8 @@ impl Matcher {
     }
 
     /// Sees one console line.
-    pub fn line(&mut self, text: &str) {
+    #[cfg(test)]
+    pub(crate) fn line(&mut self, text: &str) {
         self.piece(text, 0, 0);
     }
 
@@ -34,7 +35,7 @@ impl Matcher {
     /// where in `text` a match ended (0 without one).
     pub(crate) fn piece(&mut self, text: &str, skip: usize, from: usize) -> usize {
         let new = &text[skip..];
-        if let Some(captures) = super::captures_past(&self.patterns.end.0, text, skip, from) {
+        if let Some(captures) = super::sub::captures_past(&self.patterns.end.0, text, skip, from) {
             let end = captures.get(0).map_or(0, |m| m.end());
             let name = captures
                 .name("name")
@@ -50,7 +51,7 @@ impl Matcher {
                 }
                 None => Vec::new(),
             };
-            lines.push(super::field(new));
+            lines.push(super::sub::field(new));
             let (status, detail) = self.judge(&name, &captures);
             self.done.push(SubResult {
                 name,
@@ -61,7 +62,7 @@ impl Matcher {
             return end;
         }
         if let Some(start) = &self.patterns.start {
-            if let Some(captures) = super::captures_past(&start.0, text, skip, from) {
+            if let Some(captures) = super::sub::captures_past(&start.0, text, skip, from) {
                 let name = captures
                     .name("name")
                     .map(|m| m.as_str().trim().to_string())
@@ -69,14 +70,14 @@ impl Matcher {
                 if let Some(previous) = self.open.take() {
                     self.crash(previous);
                 }
-                self.open = Some((name, vec![super::field(new)]));
+                self.open = Some((name, vec![super::sub::field(new)]));
                 return captures.get(0).map_or(0, |m| m.end());
             }
         }
         if let Some((_, lines)) = &mut self.open {
-            lines.push(super::field(new));
-            if lines.len() > 4 * super::EXCERPT_LINES {
-                lines.drain(..lines.len() - super::EXCERPT_LINES);
+            lines.push(super::sub::field(new));
+            if lines.len() > 4 * super::sub::EXCERPT_LINES {
+                lines.drain(..lines.len() - super::sub::EXCERPT_LINES);
             }
         }
         0
@@ -123,7 +124,7 @@ impl Matcher {
     }
 
     /// The sub-results; a case still open is crashed (or skipped, as configured).
-    pub fn finish(mut self) -> Results {
+    pub(crate) fn finish(mut self) -> Results {
         if let Some(open) = self.open.take() {
             self.crash(open);
         }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::{excerpt, Results, SubResult, SubStatus};
+use super::sub::{excerpt, Results, SubResult, SubStatus};
 
 /// One open (sub)test document.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Level {
 
 /// The KTAP state of one console.
 #[derive(Debug, Default)]
-pub struct Parser {
+pub(crate) struct Parser {
     prefix: usize,
     stack: Vec<Level>,
     done: Results,
@@ -68,7 +68,7 @@ fn plan_re() -> &'static Regex {
 
 impl Parser {
     /// Sees one console line.
-    pub fn line(&mut self, raw: &str) {
+    pub(crate) fn line(&mut self, raw: &str) {
         self.just_closed = None;
         if let Some(found) = version_re().find(raw) {
             self.version(raw, found.start());
@@ -107,11 +107,11 @@ impl Parser {
             return;
         }
         if let Some(level) = self.stack.last_mut() {
-            level.lines.push(super::field(content));
-            if level.lines.len() > 4 * super::EXCERPT_LINES {
+            level.lines.push(super::sub::field(content));
+            if level.lines.len() > 4 * super::sub::EXCERPT_LINES {
                 level
                     .lines
-                    .drain(..level.lines.len() - super::EXCERPT_LINES);
+                    .drain(..level.lines.len() - super::sub::EXCERPT_LINES);
             }
         }
     }
@@ -272,7 +272,7 @@ impl Parser {
     }
 
     /// The sub-results, with what the output left unfinished crashed.
-    pub fn finish(mut self) -> Results {
+    pub(crate) fn finish(mut self) -> Results {
         self.close_all();
         self.done
     }

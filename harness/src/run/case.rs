@@ -10,14 +10,15 @@
 //! verdict.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use super::probe::now_secs;
 use super::{
-    error::one_line, launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError,
-    RunOptions,
+    launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
 };
 use crate::config::{CaseSpec, LoadedConfig, ReadySection};
 use crate::console::Session;
+use crate::error::one_line;
 use crate::outcome::{Outcome, Report};
 use crate::plan::CasePart;
 use crate::qemu::{self, Qmp};
@@ -450,12 +451,6 @@ fn restore_state(
     let mut qmp = states::wait_for_qmp(socket, Instant::now() + limit)?;
     states::restore(&mut qmp, method, state, limit)?;
     Ok(())
-}
-
-pub(super) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Moves a failed attempt's logs into `<dir>/<name>/`.

@@ -3,19 +3,19 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::crash::{CrashBlock, CrashDetector};
-use super::error::RunError;
 use super::judge::{Action, Judge};
-use super::Prepared;
+use super::options::Prepared;
 use crate::accel::failure_marker;
 use crate::console::{Line, ReadEvent, Session};
+use crate::evidence::crash::{CrashBlock, CrashDetector};
+use crate::outcome::RunError;
 use crate::outcome::{GuestExit, Outcome, TimeoutKind, VerdictTiming};
 use crate::plan::deadline_after;
 use crate::qemu::ExitStatus;
 use crate::results::Collector;
 
 /// How a drive ended.
-pub struct Ended {
+pub(super) struct Ended {
     pub outcome: Outcome,
     pub expected: String,
     pub matched: Vec<String>,
@@ -29,7 +29,7 @@ pub struct Ended {
 
 impl Ended {
     /// A run that ended before its console was judged (a restore that failed).
-    pub fn before_drive(outcome: Outcome, elapsed: Duration) -> Ended {
+    pub(super) fn before_drive(outcome: Outcome, elapsed: Duration) -> Ended {
         Ended {
             outcome,
             expected: String::new(),
@@ -52,7 +52,7 @@ const CRASH_QUIET: Duration = Duration::from_millis(50);
 /// After a failure verdict: reads on while a crash block is open (until its end line, a quiet
 /// [`CRASH_QUIET`], or [`CRASH_GRACE`] in all), so the report shows it whole.
 /// Without `read_on` (QEMU has exited, or the run passed) the block is taken as it is.
-pub fn finish_crash_block(session: &mut Session, ended: &mut Ended, read_on: bool) {
+pub(super) fn finish_crash_block(session: &mut Session, ended: &mut Ended, read_on: bool) {
     let Some(mut detector) = ended.crash_detector.take() else {
         return;
     };
@@ -71,7 +71,7 @@ pub fn finish_crash_block(session: &mut Session, ended: &mut Ended, read_on: boo
     ended.crash = detector.finish();
 }
 
-pub fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
+pub(super) fn drive(session: &mut Session, prepared: &Prepared, stderr_path: &Path) -> Ended {
     let start = session.started();
     let mut judge = Judge::new(prepared.expectations.clone(), start);
     let total_deadline = prepared

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use crate::config::{Pattern, Step};
+use crate::config::Step;
+use crate::console::CARRY_BYTES;
 use crate::outcome::{secs, Outcome, TimeoutKind};
 use crate::plan::deadline_after;
+pub use crate::plan::Expectations;
 
 /// The first match of `pattern` in `text` at or after `start` that ends past `skip`.
 fn find_past<'t>(
@@ -40,38 +42,6 @@ fn line_start(text: &str, skip: usize) -> usize {
     }
 }
 
-/// Failure patterns that are always on.
-/// (Plain text that is also a valid regex, so messages show it as written.)
-pub const DEFAULT_PANIC_PATTERNS: &[&str] = &[
-    "panicked at",
-    "Panicked at",
-    "Kernel panic - not syncing",
-    "Internal error: Oops",
-];
-
-/// What the judge needs from a config.
-#[derive(Debug, Clone)]
-pub struct Expectations {
-    /// Banner regexes, in order.
-    pub banner: Vec<Pattern>,
-    /// Interaction steps, in order.
-    pub steps: Vec<Step>,
-    /// Success pattern, after banner and steps.
-    pub success: Option<Pattern>,
-    /// Failure patterns (defaults plus the config's).
-    pub panic_patterns: Vec<Regex>,
-    /// Lines that never count as failures.
-    pub allow: Vec<Regex>,
-    /// Expected guest exit code when QEMU exits on its own.
-    pub exit_code: i32,
-    /// Default deadline for each expectation (already scaled).
-    pub step_timeout: Duration,
-    /// Appended by `send_line` steps.
-    pub line_ending: String,
-    /// Pass as soon as the last step is met, without `success` or an exit (a `[[case]]`).
-    pub pass_after_steps: bool,
-}
-
 /// Where in the expectation list the judge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -84,7 +54,7 @@ enum Stage {
 
 /// A decision the engine must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Write these bytes to the guest.
     Send(Vec<u8>),
     /// The test is over.
@@ -93,7 +63,7 @@ pub enum Action {
 
 /// The verdict state machine for one run.
 #[derive(Debug)]
-pub struct Judge {
+pub(crate) struct Judge {
     expect: Expectations,
     stage: Stage,
     stage_started: Instant,
@@ -106,13 +76,9 @@ pub struct Judge {
     carry: String,
 }
 
-/// How much of a cut line's end is carried into matching its next piece: a pattern up to this
-/// long is found wherever the line was cut.
-pub const CARRY_BYTES: usize = 4096;
-
 impl Judge {
     /// A judge at the first expectation, with the clock starting now.
-    pub fn new(expect: Expectations, now: Instant) -> Judge {
+    pub(crate) fn new(expect: Expectations, now: Instant) -> Judge {
         let mut judge = Judge {
             expect,
             stage: Stage::Banner(0),
@@ -127,12 +93,12 @@ impl Judge {
     }
 
     /// Expectations met so far, for the report.
-    pub fn matched(&self) -> &[String] {
+    pub(crate) fn matched(&self) -> &[String] {
         &self.matched
     }
 
     /// Human description of what the judge is waiting for.
-    pub fn waiting_for(&self) -> String {
+    pub(crate) fn waiting_for(&self) -> String {
         let e = &self.expect;
         match self.stage {
             Stage::Banner(i) => format!("banner {}/{}: {}", i + 1, e.banner.len(), e.banner[i]),
@@ -151,17 +117,18 @@ impl Judge {
     }
 
     /// Whether all patterns matched and only QEMU's exit is awaited.
-    pub fn waiting_for_exit(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn waiting_for_exit(&self) -> bool {
         self.stage == Stage::Exit
     }
 
     /// When every expectation had been met, if all have and only QEMU's exit is awaited.
-    pub fn all_met_at(&self) -> Option<Instant> {
+    pub(crate) fn all_met_at(&self) -> Option<Instant> {
         (self.stage == Stage::Exit).then_some(self.stage_started)
     }
 
     /// The current stage's own deadline and what happens then (`true`: it is a timeout).
-    pub fn stage_deadline(&self) -> Option<(Instant, Duration, bool)> {
+    pub(crate) fn stage_deadline(&self) -> Option<(Instant, Duration, bool)> {
         let default = self.expect.step_timeout;
         match self.stage {
             Stage::Banner(_) | Stage::Success => {
@@ -183,7 +150,8 @@ impl Judge {
     }
 
     /// Handles a complete console line.
-    pub fn on_line(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+    #[cfg(test)]
+    pub(crate) fn on_line(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
         self.on_piece(text, false, at, now)
     }
 
@@ -191,7 +159,13 @@ impl Judge {
     /// that the next piece continues. Matching does not depend on where a line was cut: the
     /// end of a cut piece is carried into the next one, and only matches that reach into the
     /// new text count.
-    pub fn on_piece(&mut self, text: &str, cut: bool, at: Duration, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_piece(
+        &mut self,
+        text: &str,
+        cut: bool,
+        at: Duration,
+        now: Instant,
+    ) -> Vec<Action> {
         self.line_number += 1;
         let carried = std::mem::take(&mut self.carry);
         let joined = if carried.is_empty() {
@@ -217,7 +191,7 @@ impl Judge {
     }
 
     /// Handles the unfinished last line (prompts do not end in a newline).
-    pub fn on_partial(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_partial(&mut self, text: &str, at: Duration, now: Instant) -> Vec<Action> {
         if self.carry.is_empty() {
             return self.advance_from(text, 0, at, now);
         }
@@ -226,7 +200,7 @@ impl Judge {
     }
 
     /// Checks the unfinished last line against the failure patterns (when the run ends).
-    pub fn check_panic(&self, text: &str) -> Option<Outcome> {
+    pub(crate) fn check_panic(&self, text: &str) -> Option<Outcome> {
         let joined = format!("{}{text}", self.carry);
         self.check_panic_from(&joined, self.carry.len(), self.line_number + 1)
     }
@@ -259,7 +233,7 @@ impl Judge {
 
     /// Advances time: an `expect_not` window that ended moves on, an expired expectation is a
     /// timeout.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         match self.stage_deadline() {
             Some((deadline, limit, true)) if now >= deadline => {
                 vec![Action::Verdict(Outcome::Timeout {
@@ -281,7 +255,7 @@ impl Judge {
     }
 
     /// QEMU exited with `guest_code` (decoded). Decides the verdict.
-    pub fn on_exit(&mut self, guest_code: i32, status: &str, now: Instant) -> Outcome {
+    pub(crate) fn on_exit(&mut self, guest_code: i32, status: &str, now: Instant) -> Outcome {
         // An expect_not window still open when the guest ends has been honoured.
         while let Stage::Step(i) = self.stage {
             if !matches!(self.expect.steps[i], Step::ExpectNot { .. }) {
@@ -400,7 +374,7 @@ impl Judge {
     }
 
     /// Actions due right at the start (a config may begin with a send step).
-    pub fn initial_actions(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn initial_actions(&mut self, now: Instant) -> Vec<Action> {
         self.pending_sends(now)
     }
 
@@ -445,6 +419,8 @@ fn describe_step(step: &Step) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Pattern;
+    use crate::plan::DEFAULT_PANIC_PATTERNS;
 
     fn pattern(source: &str) -> Pattern {
         Pattern(Regex::new(source).unwrap())

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const KEPT_RUNS: usize = 5;
 
 /// The name of the link to a test's newest run.
-pub const LATEST: &str = "latest";
+pub(crate) const LATEST: &str = "latest";
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -67,7 +67,7 @@ fn prune(test_dir: &Path) {
     let excess = runs.len().saturating_sub(KEPT_RUNS);
     for name in runs.into_iter().take(excess) {
         let mine = owner(&name) == Some(std::process::id() as i32);
-        let alive = owner(&name).is_some_and(super::cleanup::alive);
+        let alive = owner(&name).is_some_and(crate::temp::alive);
         if !alive || mine {
             let _ = std::fs::remove_dir_all(test_dir.join(name));
         }

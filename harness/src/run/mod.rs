@@ -2,94 +2,39 @@
 //! the QEMU spec, boot, and judge the console until a verdict.
 
 mod case;
-pub(crate) mod cleanup;
-mod crash;
 mod drive;
-mod error;
 mod interactive;
-pub mod judge;
+mod judge;
 pub mod logs;
-mod note;
+mod options;
 mod probe;
 mod resolve;
-mod symbols;
-pub mod vcpu;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::accel::{self, Accel, ProbeSpec};
-use crate::config::{AccelChoice, LoadedConfig};
-use crate::console::{ConsoleInput, Session};
+use crate::config::LoadedConfig;
+use crate::console::Session;
 use crate::outcome::{Outcome, Report, REPORT_TAIL_LINES};
-use crate::plan::{Plan, Timeouts};
+use crate::plan::Plan;
 use crate::qemu::{self, Argv, QemuProcess, QemuSpec, Transport};
-use crate::remote::{self, Remote};
+use crate::remote::{self};
 use crate::settings::Settings;
 
-pub use case::{case_trial_name, run_case};
-pub use cleanup::{
+pub use crate::error::{causes, ErrorClass};
+pub(crate) use crate::evidence::Symbols;
+pub use crate::evidence::{vcpu, CrashBlock};
+pub use crate::note::Note;
+pub use crate::outcome::{MissingInput, ResolveError, RunError};
+pub use crate::temp::{
     frontend_handles_signals, remove_active_temp_dirs, sweep as sweep_temp_dirs, RunTemp,
 };
-pub use crash::CrashBlock;
-pub use error::{causes, ErrorClass, MissingInput, ResolveError, RunError};
-pub use judge::{Expectations, Judge, DEFAULT_PANIC_PATTERNS};
-pub use note::Note;
+pub use case::{case_trial_name, run_case};
+pub use judge::Expectations;
+use options::settings;
+pub use options::{Prepared, RunOptions};
 pub use resolve::{resolve_ref, FileResolver, Resolver};
-pub use symbols::Symbols;
-
-/// Knobs a frontend may turn for one run.
-#[derive(Default)]
-pub struct RunOptions {
-    /// The settings to run with (default: [`Settings::from_env`]).
-    pub settings: Option<Settings>,
-    /// Overrides the config's `accel` and `VMHARNESS_ACCEL`.
-    pub accel: Option<AccelChoice>,
-    /// Extra QEMU arguments appended after the config's.
-    pub extra_args: Vec<String>,
-    /// Replaces the config's kernel command line.
-    pub append: Option<String>,
-    /// Disables every timeout (for debugging with `--gdb`).
-    pub no_timeouts: bool,
-    /// Receives the cleaned console bytes as they arrive (e.g. a terminal).
-    pub tee: Option<Box<dyn std::io::Write + Send>>,
-    /// Overrides the log directory (default `target/vmharness/logs/<test>`).
-    pub log_dir: Option<PathBuf>,
-    /// Runs QEMU on this host over ssh (default: the settings' `remote`, else locally).
-    pub remote: Option<Remote>,
-    /// Keyboard input for an interactive session. With input, a verdict does not end the run:
-    /// the console stays attached until QEMU exits or the escape key is pressed, and the
-    /// verdict reached first is reported.
-    pub input: Option<ConsoleInput>,
-}
-
-/// Everything needed before QEMU starts.
-pub struct Prepared {
-    /// The checked QEMU spec (local paths; remote staging maps them).
-    pub spec: QemuSpec,
-    /// Setup notes (KVM fallback and the like).
-    pub notes: Vec<Note>,
-    /// The verdict expectations.
-    pub expectations: Expectations,
-    /// Scaled deadlines.
-    pub timeouts: Timeouts,
-    /// Private temp dir (disk images); removed when dropped or on SIGTERM/SIGINT/SIGHUP.
-    pub temp: RunTemp,
-    /// What the guest reports about its own tests (`[results]`).
-    pub results: Option<crate::config::ResultsSection>,
-    /// The ELF to symbolize guest addresses with (`symbols`, else the kernel).
-    pub symbols: Option<PathBuf>,
-    /// The plan it was made from.
-    pub plan: Plan,
-}
-
-/// The settings a run uses: the frontend's, else the environment's.
-fn settings(options: &RunOptions) -> Result<Settings, RunError> {
-    match &options.settings {
-        Some(settings) => Ok(settings.clone()),
-        None => Ok(Settings::from_env()?),
-    }
-}
 
 /// Runs one loaded config to a verdict. Without [`RunOptions::log_dir`], the run logs into
 /// its own `logs/<test>/<run>` directory and `logs/<test>/latest` points at it afterwards.
@@ -332,7 +277,7 @@ fn vcpu_state(
     symbols: Option<&Symbols>,
 ) -> Option<Result<Vec<vcpu::CpuState>, String>> {
     let socket = prepared.spec.qmp.as_ref()?;
-    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| error::one_line(&err)))
+    Some(vcpu::snapshot(socket, arch, symbols).map_err(|err| crate::error::one_line(&err)))
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
@@ -437,7 +382,8 @@ fn prepare_with(
         }
         _ => None,
     };
-    let mut spec = plan.qemu_spec(
+    let mut spec = QemuSpec::from_plan(
+        &plan,
         binary,
         decision.accel,
         version.as_ref(),

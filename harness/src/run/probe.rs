@@ -5,10 +5,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
 
-use super::case::now_secs;
-use super::RunError;
 use crate::config::ReadySection;
 use crate::console::{Line, ReadEvent, Session};
+use crate::outcome::RunError;
 use crate::plan::deadline_after;
 
 /// Sends `ready.probe` with a fresh token (and the host's time for `{epoch}`) and waits for a
@@ -77,4 +76,11 @@ fn token() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     format!("vmh{:016x}", hasher.finish())
+}
+
+/// Seconds since the epoch (0 if the clock is before it).
+pub(super) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::error::{ResolveError, RunError};
 use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
 use crate::disk::ResolveFailure;
 use crate::fileref::FileRef;
+use crate::outcome::{ResolveError, RunError};
 use crate::plan::{InputUse, Plan};
 use crate::qemu::{regular_input, ExtraArg, PreflightError};
 use crate::settings::Settings;
@@ -100,11 +100,11 @@ pub fn resolve_ref(
 }
 
 /// The plan's inputs as host paths.
-pub struct ResolvedInputs(Vec<(InputUse, FileRef, PathBuf)>);
+pub(super) struct ResolvedInputs(Vec<(InputUse, FileRef, PathBuf)>);
 
 impl ResolvedInputs {
     /// The path of the input used as `used`.
-    pub fn path(&self, used: &InputUse) -> Option<PathBuf> {
+    pub(super) fn path(&self, used: &InputUse) -> Option<PathBuf> {
         self.0
             .iter()
             .find(|(u, _, _)| u == used)
@@ -115,7 +115,7 @@ impl ResolvedInputs {
     /// `-drive` may be a block device), is a regular file; a disk entry's source may also be
     /// a directory. Found before the disk is built or QEMU opens anything, and located at
     /// the key that names the file.
-    pub fn check_regular(&self, plan: &Plan) -> Result<(), PreflightError> {
+    pub(super) fn check_regular(&self, plan: &Plan) -> Result<(), PreflightError> {
         for (used, _, path) in &self.0 {
             let directory_ok = matches!(used, InputUse::Disk(_));
             regular_input(used, || plan.input_location(used), path, directory_ok)?;
@@ -138,7 +138,7 @@ impl ResolvedInputs {
 }
 
 /// Resolves every input of `plan`, in config order; the first failure ends it.
-pub fn inputs(
+pub(super) fn inputs(
     plan: &Plan,
     resolver: &dyn FileResolver,
     settings: &Settings,
@@ -160,7 +160,7 @@ pub fn inputs(
 }
 
 /// Builds the plan's `[disk]` image in `temp` from resolved inputs; `None` without a disk.
-pub fn build_disk(
+pub(super) fn build_disk(
     plan: &Plan,
     files: &ResolvedInputs,
     settings: &Settings,

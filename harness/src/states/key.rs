@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::{Method, StateError};
 use crate::config::Step;
+use crate::plan::Expectations;
 use crate::qemu::{QemuSpec, QemuVersion};
-use crate::run::Expectations;
 
 /// A state's key and the readable inputs it was computed from (kept in its `meta.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateKey {
+pub(crate) struct StateKey {
     /// Hex sha256 of `inputs`.
     pub hex: String,
     /// One line per input.
@@ -23,7 +23,7 @@ pub struct StateKey {
 impl StateKey {
     /// The key of booting `spec` (QMP socket aside) on `version` to the end of `boot`,
     /// saved with `method`.
-    pub fn of(
+    pub(crate) fn of(
         spec: &QemuSpec,
         version: &QemuVersion,
         method: Method,
@@ -74,7 +74,7 @@ impl StateKey {
     }
 
     /// The first 16 hex digits, for names and reports.
-    pub fn short(&self) -> &str {
+    pub(crate) fn short(&self) -> &str {
         &self.hex[..16]
     }
 }
@@ -89,7 +89,7 @@ fn describe(step: &Step) -> String {
 }
 
 /// Hex sha256 of a file (hashed once per process while the file is unchanged).
-pub fn sha256_file(path: &Path) -> Result<String, StateError> {
+pub(super) fn sha256_file(path: &Path) -> Result<String, StateError> {
     crate::digest::file_sha256(path).map_err(|source| StateError::Io {
         what: "reading",
         path: path.to_path_buf(),

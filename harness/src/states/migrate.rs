@@ -16,7 +16,7 @@ const BANDWIDTH: u64 = 1 << 40;
 const POLL: Duration = Duration::from_millis(2);
 
 /// Connects to QEMU's QMP socket at `socket`, waiting for QEMU to create it until `deadline`.
-pub fn wait_for_qmp(socket: &Path, deadline: Instant) -> Result<Qmp, StateError> {
+pub(crate) fn wait_for_qmp(socket: &Path, deadline: Instant) -> Result<Qmp, StateError> {
     loop {
         match Qmp::connect(socket) {
             Ok(qmp) => return Ok(qmp),
@@ -27,7 +27,7 @@ pub fn wait_for_qmp(socket: &Path, deadline: Instant) -> Result<Qmp, StateError>
 }
 
 /// The `-incoming` argument that restores `state` with `method`.
-pub fn incoming(method: Method, state: &Path) -> String {
+pub(crate) fn incoming(method: Method, state: &Path) -> String {
     match method {
         Method::Exec => format!("exec:cat {}", shell_quote(state)),
         Method::File | Method::MappedRam => "defer".to_string(),
@@ -49,7 +49,7 @@ fn capabilities(qmp: &mut Qmp, method: Method) -> Result<(), StateError> {
 }
 
 /// Saves the (stopped) VM's state into `state` and waits until QEMU says it is complete.
-pub fn save(
+pub(crate) fn save(
     qmp: &mut Qmp,
     method: Method,
     state: &Path,
@@ -92,7 +92,7 @@ pub fn save(
 }
 
 /// Loads `state` into a QEMU started with [`incoming`] and continues the VM.
-pub fn restore(
+pub(crate) fn restore(
     qmp: &mut Qmp,
     method: Method,
     state: &Path,

@@ -11,7 +11,7 @@
 //!
 //! The key covers the QEMU binary and version, the argv with every file's sha256 (the disk's
 //! bytes too), the method and the boot's expectations, so a change to any input makes a new
-//! state. Whether saved states work at all depends on the (arch, QEMU version): [`support`].
+//! state. Whether saved states work at all depends on the (arch, QEMU version): `states::support`.
 
 mod key;
 mod migrate;
@@ -23,22 +23,11 @@ use std::time::Duration;
 use crate::arch::Arch;
 use crate::qemu::{QemuVersion, QmpError, VersionError};
 
-pub use key::StateKey;
-pub use migrate::{incoming, restore, save, wait_for_qmp};
-pub use store::{NewState, SavedState, StateLock, StateMeta, StateStore};
+pub(crate) use key::StateKey;
+pub(crate) use migrate::{incoming, restore, save, wait_for_qmp};
+pub(crate) use store::{SavedState, StateMeta, StateStore};
 
-/// How QEMU writes and reads a state, the best the version offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// `exec:cat` through a shell (every QEMU; the only one before 8.2).
-    Exec,
-    /// A `file:` URI (QEMU 8.2).
-    File,
-    /// `file:` with the `mapped-ram` capability: RAM pages at fixed offsets, a sparse file
-    /// (QEMU 9.0).
-    MappedRam,
-}
+pub(crate) use crate::settings::Method;
 
 impl Method {
     /// The best method `version` offers.
@@ -49,15 +38,6 @@ impl Method {
             Method::File
         } else {
             Method::Exec
-        }
-    }
-
-    /// Its name in reports and `meta.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Exec => "exec",
-            Method::File => "file",
-            Method::MappedRam => "mapped-ram",
         }
     }
 
@@ -78,17 +58,6 @@ impl Method {
     }
 }
 
-impl std::str::FromStr for Method {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Method::Exec, Method::File, Method::MappedRam]
-            .into_iter()
-            .find(|method| method.name() == text.trim())
-            .ok_or_else(|| format!("unknown method `{text}` (exec, file or mapped-ram)"))
-    }
-}
-
 /// (arch, first QEMU version) where restores were measured to work: 70 of 70 restores
 /// answered and then slept correctly, on QEMU 7.2 and 10.0.
 const KNOWN_GOOD: &[(Arch, (u32, u32))] = &[(Arch::X86_64, (7, 2)), (Arch::Aarch64, (7, 2))];
@@ -102,7 +71,7 @@ const KNOWN_BAD: &[(Arch, &str)] = &[(
 
 /// The method saved states use for `arch` on `version` (`forced`, if the version has it, else
 /// the best it offers), or why they are not used there.
-pub fn support(
+pub(crate) fn support(
     arch: Arch,
     version: &QemuVersion,
     forced: Option<Method>,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Method, StateError, StateKey};
-use crate::run::cleanup::RemovedOnSignal;
+use crate::temp::RemovedOnSignal;
 
 const META: &str = "meta.toml";
 const STATE: &str = "state";
@@ -20,32 +20,32 @@ const UNUSABLE: &str = "unusable";
 
 /// The states under one directory.
 #[derive(Debug, Clone)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     dir: PathBuf,
 }
 
 /// Held while a state is looked up or made; other processes wait for it.
-pub struct StateLock {
+pub(crate) struct StateLock {
     _flock: Flock<File>,
 }
 
 /// A state being made: its private directory (see [`StateStore::begin`]).
 #[derive(Debug)]
-pub struct NewState {
+pub(crate) struct NewState {
     dir: PathBuf,
     _on_signal: RemovedOnSignal,
 }
 
 impl NewState {
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 }
 
 /// What `meta.toml` records about a state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StateMeta {
+pub(crate) struct StateMeta {
     /// The key.
     pub key: String,
     /// How it was written.
@@ -64,7 +64,7 @@ pub struct StateMeta {
 
 /// A state found in the store and checked.
 #[derive(Debug, Clone)]
-pub struct SavedState {
+pub(crate) struct SavedState {
     /// Its directory.
     pub dir: PathBuf,
     /// Its metadata.
@@ -75,19 +75,19 @@ pub struct SavedState {
 
 impl SavedState {
     /// The migration stream.
-    pub fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.join(STATE)
     }
 
     /// The frozen disk, if the VM has one.
-    pub fn disk(&self) -> Option<PathBuf> {
+    pub(crate) fn disk(&self) -> Option<PathBuf> {
         self.meta.disk_sha256.as_ref().map(|_| self.dir.join(DISK))
     }
 }
 
 impl StateStore {
     /// The store in `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> StateStore {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> StateStore {
         StateStore { dir: dir.into() }
     }
 
@@ -104,7 +104,7 @@ impl StateStore {
 
     /// Takes `key`'s lock, waiting while another process holds it; sweeps what dead processes
     /// left half made first.
-    pub fn lock(&self, key: &StateKey) -> Result<StateLock, StateError> {
+    pub(crate) fn lock(&self, key: &StateKey) -> Result<StateLock, StateError> {
         std::fs::create_dir_all(&self.dir).map_err(Self::io("creating", &self.dir))?;
         self.sweep();
         let path = self.dir.join(format!("{}.lock", key.hex));
@@ -125,7 +125,7 @@ impl StateStore {
 
     /// `key`'s state: `None` when there is none, an error when it is damaged (its files do
     /// not match its metadata; the caller discards it).
-    pub fn open(&self, key: &StateKey) -> Result<Option<SavedState>, StateError> {
+    pub(crate) fn open(&self, key: &StateKey) -> Result<Option<SavedState>, StateError> {
         let dir = self.dir.join(&key.hex);
         let meta_path = dir.join(META);
         let text = match std::fs::read_to_string(&meta_path) {
@@ -181,7 +181,7 @@ impl StateStore {
 
     /// A fresh private directory to make `key`'s state in (`.new-<key>-<pid>`), removed if the
     /// process is told to terminate before it is committed or dropped.
-    pub fn begin(&self, key: &StateKey) -> Result<NewState, StateError> {
+    pub(crate) fn begin(&self, key: &StateKey) -> Result<NewState, StateError> {
         let dir = self
             .dir
             .join(format!(".new-{}-{}", key.short(), std::process::id()));
@@ -196,7 +196,7 @@ impl StateStore {
 
     /// Removes what dead processes left half made (`.new-<key>-<pid>` of a pid that is gone:
     /// a SIGKILL, which no handler sees).
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -206,20 +206,20 @@ impl StateStore {
                 continue;
             };
             let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
-            if pid.is_some_and(|pid| !crate::run::cleanup::alive(pid)) {
+            if pid.is_some_and(|pid| !crate::temp::alive(pid)) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
 
     /// Where a state being made in `new` keeps its stream.
-    pub fn state_in(new: &Path) -> PathBuf {
+    pub(crate) fn state_in(new: &Path) -> PathBuf {
         new.join(STATE)
     }
 
     /// Copies the VM's (stopped) disk into the state being made in `new`, sparse and
     /// read-only; returns its sha256.
-    pub fn freeze_disk(new: &Path, disk: &Path) -> Result<String, StateError> {
+    pub(crate) fn freeze_disk(new: &Path, disk: &Path) -> Result<String, StateError> {
         let target = new.join(DISK);
         let hex = sparse_copy(disk, &target)?;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o400))
@@ -228,7 +228,7 @@ impl StateStore {
     }
 
     /// Writes `meta` into `new` and renames it into place as `key`'s state.
-    pub fn commit(&self, new: &Path, meta: StateMeta) -> Result<SavedState, StateError> {
+    pub(crate) fn commit(&self, new: &Path, meta: StateMeta) -> Result<SavedState, StateError> {
         let meta_path = new.join(META);
         let text = toml::to_string(&meta).map_err(|err| StateError::Damaged {
             dir: new.to_path_buf(),
@@ -247,7 +247,7 @@ impl StateStore {
 
     /// Removes all but the `keep` most recently used states, and what dead processes left
     /// half made. A state whose lock another process holds is left alone.
-    pub fn prune(&self, keep: usize) {
+    pub(crate) fn prune(&self, keep: usize) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -280,12 +280,12 @@ impl StateStore {
     }
 
     /// Removes `key`'s state (damaged, or made by a run that failed).
-    pub fn discard(&self, key: &StateKey) {
+    pub(crate) fn discard(&self, key: &StateKey) {
         let _ = std::fs::remove_dir_all(self.dir.join(&key.hex));
     }
 
     /// Records that restoring `state` failed, so its cases boot cold from now on.
-    pub fn mark_unusable(state: &SavedState, why: &str) {
+    pub(crate) fn mark_unusable(state: &SavedState, why: &str) {
         let _ = std::fs::write(state.dir.join(UNUSABLE), why);
     }
 }

@@ -37,7 +37,7 @@ impl Check {
 
     /// Whether an ignored config carries the ignored flag in the listing (nextest), rather
     /// than being ignored when it runs (cargo test, which shows the reason inline).
-    pub fn ignore_at_listing(&self) -> bool {
+    pub(crate) fn ignore_at_listing(&self) -> bool {
         self.settings.nextest
     }
 

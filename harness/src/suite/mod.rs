@@ -40,7 +40,7 @@ const VALUE_OPTIONS: &[&str] = &[
 
 /// A frontend's command line: libtest's options and any number of name filters (libtest takes
 /// several, `cargo test --test boot -- selftest linux`; libtest-mimic parses one).
-pub struct Arguments {
+pub(crate) struct Arguments {
     /// The options, with the filter when there is exactly one.
     pub libtest: libtest_mimic::Arguments,
     /// The name filters when there are several (a trial runs if its name contains any; with
@@ -52,12 +52,12 @@ pub struct Arguments {
 
 impl Arguments {
     /// Parses this process's arguments.
-    pub fn from_args() -> Arguments {
+    pub(crate) fn from_args() -> Arguments {
         Arguments::parse(std::env::args())
     }
 
     /// Parses `args` (the program name first).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Arguments {
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Arguments {
         let mut args = args.into_iter();
         let program = args.next().unwrap_or_default();
         let mut options = vec![program];
@@ -88,7 +88,7 @@ impl Arguments {
     }
 
     /// Whether a trial named `name` passes the extra filters.
-    pub fn selects(&self, name: &str) -> bool {
+    pub(crate) fn selects(&self, name: &str) -> bool {
         self.filters.is_empty()
             || self.filters.iter().any(|filter| match self.libtest.exact {
                 true => name == filter,
@@ -100,7 +100,7 @@ impl Arguments {
     /// select case trials), and hands libtest-mimic what it needs to count the others as
     /// filtered out: each one gets the kind [`FILTERED_KIND`] and a `--skip` entry that only
     /// a trial of that kind can match (`[filtered-out] <name>`, whether `--exact` or not).
-    pub fn filter(&mut self, trials: Vec<Trial>) -> Vec<Trial> {
+    pub(crate) fn filter(&mut self, trials: Vec<Trial>) -> Vec<Trial> {
         if self.filters.is_empty() {
             return trials;
         }
@@ -121,7 +121,7 @@ impl Arguments {
 
 /// The kind [`Arguments::filter`] gives trials no name filter selects (never shown: they are
 /// skipped before listing or running).
-pub const FILTERED_KIND: &str = "filtered-out";
+pub(crate) const FILTERED_KIND: &str = "filtered-out";
 
 /// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
 /// line, run by libtest-mimic; exits with its status.
@@ -220,12 +220,12 @@ fn defaults_line(plan: &crate::plan::Plan) -> String {
 }
 
 /// The exit code of a frontend that cannot start (libtest's `ERROR_EXIT_CODE`).
-pub const ERROR_EXIT_CODE: i32 = 101;
+pub(crate) const ERROR_EXIT_CODE: i32 = 101;
 
 /// Orders trials so the longest start first: with several threads the suite then ends when
 /// its longest trial does, not when a long trial that started last does. Listing keeps name
 /// order.
-pub fn longest_first(trials: &mut [Trial], settings: &Settings) {
+pub(crate) fn longest_first(trials: &mut [Trial], settings: &Settings) {
     let logs = settings.logs_dir();
     trials.sort_by_cached_key(|trial| {
         let expected = match trial.has_ignored_flag() {
@@ -237,7 +237,7 @@ pub fn longest_first(trials: &mut [Trial], settings: &Settings) {
 }
 
 /// How long a trial is expected to take: its last recorded run, else an estimate by guest.
-pub fn expected_duration(logs: &Path, test: &str) -> std::time::Duration {
+pub(crate) fn expected_duration(logs: &Path, test: &str) -> std::time::Duration {
     let recorded = ResultRecord::read(&run::logs::latest_dir(logs, test).join(record::FILE_NAME))
         .ok()
         .filter(|r| !r.outcome.is_skip())
@@ -280,7 +280,7 @@ where
 }
 
 /// [`trials`] with explicit settings.
-pub fn trials_with<F, R>(settings: &Settings, select: F, resolver: R) -> Vec<Trial>
+pub(crate) fn trials_with<F, R>(settings: &Settings, select: F, resolver: R) -> Vec<Trial>
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
@@ -393,7 +393,7 @@ impl Unit {
     }
 
     /// Runs it once.
-    pub fn run(&self, resolver: &dyn FileResolver, options: RunOptions) -> Report {
+    pub(crate) fn run(&self, resolver: &dyn FileResolver, options: RunOptions) -> Report {
         match &self.case {
             Some(case) => run::run_case(&self.loaded, case, resolver, options),
             None => run::run(&self.loaded, resolver, options),
@@ -524,7 +524,7 @@ pub fn run_unit(
                 continue;
             }
             Some(policy) if !failed.is_empty() => {
-                report.notes.push(crate::run::Note::Retried {
+                report.notes.push(crate::note::Note::Retried {
                     failed: std::mem::take(&mut failed),
                     allowed: policy.count + 1,
                     why: policy.why.clone(),

@@ -139,8 +139,8 @@ impl From<crate::results::Counts> for SubCounts {
     }
 }
 
-impl From<&crate::run::vcpu::CpuState> for VcpuRecord {
-    fn from(cpu: &crate::run::vcpu::CpuState) -> Self {
+impl From<&crate::evidence::vcpu::CpuState> for VcpuRecord {
+    fn from(cpu: &crate::evidence::vcpu::CpuState) -> Self {
         VcpuRecord {
             index: cpu.index,
             pc: cpu.pc.map(|v| format!("{v:#x}")),
@@ -379,14 +379,14 @@ impl ResultRecord {
     }
 }
 
-/// The report after writing its `result.toml` and `junit.xml` ([`write()`]): a record that
+/// The report after writing its `result.toml` and `junit.xml`: a record that
 /// cannot be written turns a pass (or an unavailable input) into an infrastructure failure
 /// naming the file, since a result a pipeline cannot read is lost work; a failure keeps its
 /// verdict and the write error goes to stderr.
 pub fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
     if let Err(err) = write(&report, loaded) {
         if report.outcome.is_pass() || report.outcome.is_unavailable() {
-            report.outcome = crate::run::RunError::from(err).into();
+            report.outcome = crate::run::RunError::Record(Box::new(err)).into();
         } else {
             eprintln!("warning: {}: {}", loaded.name, err);
         }
@@ -396,7 +396,7 @@ pub fn recorded(mut report: Report, loaded: &LoadedConfig) -> Report {
 
 /// Writes `result.toml` next to the console log ([`ResultRecord`]), and `junit.xml` when the
 /// guest reported sub-results.
-pub fn write(report: &Report, loaded: &LoadedConfig) -> Result<(), RecordError> {
+pub(crate) fn write(report: &Report, loaded: &LoadedConfig) -> Result<(), RecordError> {
     ResultRecord::of(report, loaded).write()?;
     write_junit(report)?;
     Ok(())
@@ -404,7 +404,7 @@ pub fn write(report: &Report, loaded: &LoadedConfig) -> Result<(), RecordError> 
 
 /// The JUnit file next to `result.toml` when the guest reported sub-results: one test case per
 /// sub-result (nextest's JUnit knows only the trial).
-pub const JUNIT_FILE: &str = "junit.xml";
+pub(crate) const JUNIT_FILE: &str = "junit.xml";
 
 /// The most `junit.xml` may take: the sub-results that do not fit (passes and skips before
 /// failures) are counted in the suite's `system-out` instead.
@@ -418,7 +418,7 @@ const JUNIT_CASE_BYTES: u64 = 256;
 
 /// Writes `junit.xml` for a report with sub-results (nothing otherwise); returns its path.
 /// It holds the kept sub-results within [`JUNIT_MAX_BYTES`], failures first.
-pub fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
+pub(crate) fn write_junit(report: &Report) -> Result<Option<PathBuf>, RecordError> {
     let Some(results) = &report.results else {
         return Ok(None);
     };

@@ -3,7 +3,7 @@
 //! whole for the report even when it is longer than the tail.
 
 /// At most this many lines of one block are kept.
-pub const MAX_CRASH_LINES: usize = 200;
+pub(crate) const MAX_CRASH_LINES: usize = 200;
 
 /// A crash block and its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct CrashBlock {
 
 impl CrashBlock {
     /// Symbolizes every hex address in the block that falls inside the symbols' text.
-    pub fn symbolize(&mut self, symbols: &super::symbols::Symbols) {
+    pub(crate) fn symbolize(&mut self, symbols: &super::symbols::Symbols) {
         static HEX: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
         let hex = HEX.get_or_init(|| {
             regex::Regex::new(r"\b0x([0-9a-fA-F]{4,16})\b|\b([0-9a-fA-F]{8,16})\b")
@@ -67,13 +67,13 @@ fn starts(line: &str) -> Option<&'static str> {
 
 /// Watches the console for the first crash block.
 #[derive(Debug, Default)]
-pub struct CrashDetector {
+pub(crate) struct CrashDetector {
     block: Option<CrashBlock>,
 }
 
 impl CrashDetector {
     /// Sees one console line.
-    pub fn line(&mut self, text: &str) {
+    pub(crate) fn line(&mut self, text: &str) {
         match &mut self.block {
             None => {
                 if let Some(kind) = starts(text) {
@@ -98,12 +98,12 @@ impl CrashDetector {
     }
 
     /// Whether a block started and has not ended yet (more lines are worth waiting for).
-    pub fn open(&self) -> bool {
+    pub(crate) fn open(&self) -> bool {
         self.block.as_ref().is_some_and(|b| !b.complete)
     }
 
     /// The block, if one started.
-    pub fn finish(self) -> Option<CrashBlock> {
+    pub(crate) fn finish(self) -> Option<CrashBlock> {
         self.block
     }
 }

@@ -6,34 +6,11 @@ use std::sync::Arc;
 
 use crate::artifact::ArtifactError;
 use crate::disk::{DiskError, ImageError};
+use crate::error::ErrorClass;
 use crate::fileref::FileRef;
 use crate::plan::PlanError;
 use crate::qemu::{ExitStatus, PreflightError, SpawnError};
 use crate::settings::SettingsError;
-
-/// Who has to act on a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The test definition or the guest is wrong: reported as FAIL and never retried.
-    Fail,
-    /// The machine is wrong (QEMU missing, KVM broken, a download failed): INFRA, retried
-    /// per `VMHARNESS_INFRA_RETRIES`.
-    Infra,
-    /// An input cannot be obtained here (offline, an `env:` variable unset): UNAVAILABLE, a
-    /// skip with its reason; with `VMHARNESS_REQUIRE_ARTIFACTS=1` it is [`ErrorClass::Infra`].
-    Unavailable,
-}
-
-impl ErrorClass {
-    /// The outcome label: FAIL, INFRA or UNAVAILABLE.
-    pub fn label(self) -> &'static str {
-        match self {
-            ErrorClass::Fail => "FAIL",
-            ErrorClass::Infra => "INFRA",
-            ErrorClass::Unavailable => "UNAVAILABLE",
-        }
-    }
-}
 
 /// Why an `artifact:` reference could not be turned into a path.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +33,7 @@ impl ResolveError {
     /// Whether the config names something that does not exist (a misspelled artifact or file
     /// of an artifact), or a recipe file or `guests.lock` is malformed: the test definition's
     /// mistake.
-    pub fn is_mistake(&self) -> bool {
+    pub(crate) fn is_mistake(&self) -> bool {
         let err = match self {
             ResolveError::Artifact(err) => &**err,
             ResolveError::Catalog(err) => &**err,
@@ -177,9 +154,10 @@ pub enum RunError {
     /// QEMU could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    /// The run's `result.toml` could not be written.
+    /// The run's `result.toml` could not be written (the cause is the suite's
+    /// `RecordError`, boxed because the record is written a layer above the run).
     #[error("cannot record the result")]
-    Record(#[from] crate::suite::record::RecordError),
+    Record(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// `[qemu] cpu_since` needs the QEMU release, and the binary did not tell it.
     #[error("`qemu.cpu_since` needs the QEMU release")]
     QemuVersion(#[source] crate::qemu::VersionError),
@@ -270,33 +248,6 @@ impl RunError {
             | RunError::QemuStart { .. } => ErrorClass::Infra,
         }
     }
-}
-
-/// An error with its causes on one line, `message: cause: cause`.
-pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    for cause in causes(error) {
-        text.push_str(": ");
-        text.push_str(&cause);
-    }
-    text
-}
-
-/// The causes below an error, outermost first, without repeating a message a transparent
-/// wrapper already showed.
-pub fn causes(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    let mut causes: Vec<String> = Vec::new();
-    let mut last = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if text != last && !last.ends_with(&text) {
-            causes.push(text.clone());
-        }
-        last = text;
-        next = cause.source();
-    }
-    causes
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl std::fmt::Display for Activity {
 }
 
 /// Stops QEMU through `socket`, samples every vCPU twice and symbolizes the PCs.
-pub fn snapshot(
+pub(crate) fn snapshot(
     socket: &Path,
     arch: Arch,
     symbols: Option<&Symbols>,

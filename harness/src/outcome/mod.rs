@@ -5,11 +5,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod error;
+
+pub use error::{MissingInput, ResolveError, RunError};
+
 use crate::accel::Accel;
 use crate::artifact::Provenance;
+use crate::error::ErrorClass;
+use crate::note::Note;
 use crate::qemu::ExitStatus;
 use crate::results::Results;
-use crate::run::{ErrorClass, Note, RunError};
 
 /// Which deadline ran out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +168,7 @@ impl Outcome {
     /// What caused an [`Outcome::Error`], outermost first.
     pub fn causes(&self) -> Vec<String> {
         match self {
-            Outcome::Error(error) => crate::run::causes(error.as_ref()),
+            Outcome::Error(error) => crate::error::causes(error.as_ref()),
             _ => Vec::new(),
         }
     }
@@ -233,9 +238,9 @@ pub struct Report {
     /// What the guest reported about its own tests (`[results]`), if the config asks.
     pub results: Option<Results>,
     /// The first crash block of the console (a panic, Oops, BUG, WARNING), whole.
-    pub crash: Option<crate::run::CrashBlock>,
+    pub crash: Option<crate::evidence::CrashBlock>,
     /// The vCPUs when a failing or hanging run was stopped (or why they could not be read).
-    pub vcpus: Option<Result<Vec<crate::run::vcpu::CpuState>, String>>,
+    pub vcpus: Option<Result<Vec<crate::evidence::vcpu::CpuState>, String>>,
 }
 
 impl Report {
@@ -264,7 +269,7 @@ impl Report {
     }
 
     /// This report, ended with `outcome` after `elapsed` (for runs that never booted).
-    pub fn ended(mut self, outcome: Outcome, elapsed: Duration) -> Report {
+    pub(crate) fn ended(mut self, outcome: Outcome, elapsed: Duration) -> Report {
         self.outcome = outcome;
         self.elapsed = elapsed;
         self
@@ -284,7 +289,7 @@ pub struct VerdictTiming {
 }
 
 /// How many console lines a failure report shows.
-pub const REPORT_TAIL_LINES: usize = 40;
+pub(crate) const REPORT_TAIL_LINES: usize = 40;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -377,7 +382,7 @@ impl fmt::Display for Report {
 }
 
 /// One vCPU in one line: pc with its symbol, sp, key state, what it was doing.
-fn describe_cpu(cpu: &crate::run::vcpu::CpuState) -> String {
+fn describe_cpu(cpu: &crate::evidence::vcpu::CpuState) -> String {
     let hex = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| format!("{v:#x}"));
     let mut text = format!("pc {}", hex(cpu.pc));
     if let Some(symbol) = &cpu.symbol {
@@ -392,7 +397,7 @@ fn describe_cpu(cpu: &crate::run::vcpu::CpuState) -> String {
 }
 
 /// How many failing sub-results a report lists with their console lines; it counts the rest.
-pub const REPORT_FAILURES: usize = 10;
+pub(crate) const REPORT_FAILURES: usize = 10;
 
 /// The failing sub-results first (the first [`REPORT_FAILURES`]), with their console excerpts,
 /// then the recorded values.
@@ -440,6 +445,6 @@ fn write_results(f: &mut fmt::Formatter<'_>, results: &Results) -> fmt::Result {
 }
 
 /// Formats a duration as seconds with millisecond precision.
-pub fn secs(duration: Duration) -> String {
+pub(crate) fn secs(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// The text symbols and line tables of one ELF.
-pub struct Symbols {
+pub(crate) struct Symbols {
     functions: Vec<(u64, u64, String)>,
     text: Vec<(u64, u64)>,
     lines: Option<addr2line::Loader>,
@@ -26,7 +26,7 @@ impl Symbols {
     /// Memory stays bounded by what the ELF's headers, symbol and string tables take: the
     /// file is read through [`object::ReadCache`] (only the parts parsed), and a FIFO, a
     /// device or a directory is refused without being read (or waited on).
-    pub fn load(path: &Path) -> Option<Symbols> {
+    pub(crate) fn load(path: &Path) -> Option<Symbols> {
         let (file, _) = crate::regular_file::open_regular(path).ok()?;
         let data = object::ReadCache::new(file);
         let file = object::File::parse(&data).ok()?;
@@ -53,7 +53,7 @@ impl Symbols {
     }
 
     /// `function+0xoff (file:line)` for an address inside the text, else `None`.
-    pub fn describe(&self, address: u64) -> Option<String> {
+    pub(crate) fn describe(&self, address: u64) -> Option<String> {
         if !self
             .text
             .iter()

@@ -24,13 +24,13 @@ const SOCKET_PATH_MAX: usize = 107;
 /// A directory removed if the process is told to terminate (SIGTERM, SIGINT, SIGHUP) while
 /// this guard lives; dropping the guard only forgets it.
 #[derive(Debug)]
-pub struct RemovedOnSignal {
+pub(crate) struct RemovedOnSignal {
     id: u64,
 }
 
 impl RemovedOnSignal {
     /// Registers `dir` for removal on a termination signal.
-    pub fn new(dir: &Path) -> RemovedOnSignal {
+    pub(crate) fn new(dir: &Path) -> RemovedOnSignal {
         install_signal_cleanup();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut active) = ACTIVE.lock() {
@@ -84,7 +84,7 @@ impl RunTemp {
     /// when it is short enough, else the dir reached through this process's open handle on it
     /// (`/proc/<pid>/fd/<n>/<name>`), which QEMU (a child of the same user) resolves too.
     /// The handle stays open as long as this `RunTemp`.
-    pub fn socket_path(&mut self, name: &str) -> std::io::Result<PathBuf> {
+    pub(crate) fn socket_path(&mut self, name: &str) -> std::io::Result<PathBuf> {
         let plain = self.path().join(name);
         if plain.as_os_str().len() <= SOCKET_PATH_MAX {
             return Ok(plain);
