@@ -44,7 +44,7 @@
 
 pub mod accel;
 pub mod arch;
-pub mod artifact;
+pub use vmharness_artifact as artifact;
 pub mod config;
 pub mod console;
 pub use vmharness_digest as digest;

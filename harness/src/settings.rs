@@ -42,6 +42,9 @@ use crate::artifact::{LockMode, Network, ResolveOptions};
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
 /// The variable that keeps only one arch's configs.
 pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
+/// Environment variable: the download mirror prefix (see
+/// [`ResolveOptions::mirror`](crate::artifact::ResolveOptions::mirror)).
+pub(crate) const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
 
 /// The default deadline of the KVM probe guest (`VMHARNESS_KVM_PROBE_TIMEOUT`).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -487,11 +490,11 @@ impl Reader<'_> {
         if self.flag("VMHARNESS_OFFLINE") {
             options.network = Network::Offline;
         }
-        let mirror = self.text(crate::artifact::MIRROR_ENV);
+        let mirror = self.text(MIRROR_ENV);
         options.mirror = match mirror.as_deref().map(crate::artifact::fetch::mirror_prefix) {
             Some(Err(why)) => {
                 let expected = format!("an absolute http(s) URL prefix ({why})");
-                self.reject(crate::artifact::MIRROR_ENV, &expected);
+                self.reject(MIRROR_ENV, &expected);
                 None
             }
             prefix => prefix.and_then(Result::ok),
@@ -635,7 +638,7 @@ mod tests {
 
     #[test]
     fn the_mirror_must_be_an_absolute_http_url_prefix() {
-        let mirror = |value: &str| from(&[(crate::artifact::MIRROR_ENV, value)]);
+        let mirror = |value: &str| from(&[(MIRROR_ENV, value)]);
         for bad in [
             "notaurl",
             "mirror.example/prefix",
