@@ -47,7 +47,7 @@ pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
 pub use reference::PREFIX as ARTIFACT_PREFIX;
-pub use resolved::{LockStatus, Origin, Provenance, Resolved};
+pub use resolved::{LockStatus, Origin, Resolved};
 pub use unpack::UnpackLimits;
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
@@ -246,16 +246,17 @@ impl Catalog {
         reference: &ArtifactRef,
         options: &ResolveOptions,
     ) -> Result<PathBuf, ArtifactError> {
-        self.resolve_ref_with_provenance(reference, options)
+        self.resolve_ref_with_artifact(reference, options)
             .map(|(path, _)| path)
     }
 
-    /// Like [`Catalog::resolve_ref`], also returning what was resolved.
-    pub fn resolve_ref_with_provenance(
+    /// Like [`Catalog::resolve_ref`], also returning the whole artifact it resolved (its key,
+    /// lock status and packages: what a report records as booted).
+    pub fn resolve_ref_with_artifact(
         &self,
         reference: &ArtifactRef,
         options: &ResolveOptions,
-    ) -> Result<(PathBuf, Provenance), ArtifactError> {
+    ) -> Result<(PathBuf, Resolved), ArtifactError> {
         let recipe = self.recipe(&reference.name)?;
         let unknown_file = |available: Vec<String>| ArtifactError::UnknownFile {
             artifact: reference.name.clone(),
@@ -271,6 +272,6 @@ impl Catalog {
             .get(&reference.file)
             .cloned()
             .ok_or_else(|| unknown_file(resolved.files.keys().cloned().collect()))?;
-        Ok((path, resolved.provenance()))
+        Ok((path, resolved))
     }
 }

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
+use crate::artifact::{ArtifactRef, Catalog, ResolveOptions};
 use crate::disk::ResolveFailure;
 use crate::fileref::FileRef;
-use crate::outcome::{ResolveError, RunError};
+use crate::outcome::{Provenance, ResolveError, RunError};
 use crate::plan::{InputUse, Plan};
 use crate::qemu::{regular_input, ExtraArg, PreflightError};
 use crate::settings::Settings;
@@ -65,9 +65,10 @@ impl FileResolver for Resolver {
             .catalog
             .as_ref()
             .map_err(|err| ResolveError::Catalog(err.clone()))?;
-        let (path, provenance) = catalog
-            .resolve_ref_with_provenance(reference, &self.options)
+        let (path, resolved) = catalog
+            .resolve_ref_with_artifact(reference, &self.options)
             .map_err(|err| ResolveError::Artifact(Box::new(err)))?;
+        let provenance = Provenance::from(&resolved);
         if let Ok(mut booted) = self.booted.lock() {
             if !booted.iter().any(|b| b.artifact == provenance.artifact) {
                 booted.push(provenance);
