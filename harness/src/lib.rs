@@ -44,6 +44,7 @@
 
 pub mod accel;
 pub mod arch;
+#[cfg(feature = "artifacts")]
 pub use vmharness_artifact as artifact;
 pub mod config;
 pub mod console;

@@ -353,7 +353,7 @@ fn offline_listing_counts_a_guest_rebuildable_from_cached_packages_as_available(
     let mut settings = vmharness::settings::Settings::defaults(tmp.path());
     settings.artifacts = offline.clone();
     let ignored = || {
-        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        let check = Check::new(&settings).with_catalog(Catalog::load(&guests).unwrap());
         let missing = check.missing_inputs(&loaded);
         check.ignores(&missing)
     };

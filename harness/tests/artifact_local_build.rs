@@ -327,7 +327,7 @@ fn the_listing_check_counts_a_recorded_local_build_as_available() {
         settings
     };
     let missing = |mode: LockMode| {
-        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings(mode));
+        let check = Check::new(&settings(mode)).with_catalog(Catalog::load(&guests).unwrap());
         let missing = check.missing_inputs(&loaded);
         (check.ignores(&missing), missing.len())
     };
