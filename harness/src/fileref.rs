@@ -7,12 +7,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
+#[cfg(feature = "artifacts")]
 use crate::artifact::{ArtifactError, ArtifactRef, ARTIFACT_PREFIX};
 
 /// A file reference from a config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileRef {
-    /// One output file of a guest artifact, verified against `guests.lock`.
+    /// One output file of a guest artifact, verified against `guests.lock` (feature
+    /// `artifacts`).
+    #[cfg(feature = "artifacts")]
     Artifact(ArtifactRef),
     /// The environment variable names the file (relative to the config's directory).
     Env(String),
@@ -24,6 +27,7 @@ pub enum FileRef {
 #[derive(Debug, thiserror::Error)]
 pub enum FileRefError {
     /// A malformed `artifact:` reference.
+    #[cfg(feature = "artifacts")]
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
     /// `env:` without a variable name, or with characters no variable has.
@@ -35,6 +39,15 @@ pub enum FileRefError {
     /// An empty string.
     #[error("a file reference cannot be empty")]
     Empty,
+    /// An `artifact:` reference in a vmharness built without the artifact store.
+    #[cfg(not(feature = "artifacts"))]
+    #[error(
+        "`{text}`: this build of vmharness has no artifact store: enable the `artifacts` feature"
+    )]
+    NoArtifactStore {
+        /// The reference as written.
+        text: String,
+    },
 }
 
 impl FromStr for FileRef {
@@ -44,8 +57,16 @@ impl FromStr for FileRef {
         if text.is_empty() {
             return Err(FileRefError::Empty);
         }
+        #[cfg(feature = "artifacts")]
         if text.starts_with(ARTIFACT_PREFIX) {
             return Ok(FileRef::Artifact(text.parse()?));
+        }
+        // Not a path: the config means an artifact this build cannot resolve.
+        #[cfg(not(feature = "artifacts"))]
+        if text.starts_with("artifact:") {
+            return Err(FileRefError::NoArtifactStore {
+                text: text.to_string(),
+            });
         }
         if let Some(var) = text.strip_prefix("env:") {
             let valid = !var.is_empty()
@@ -66,6 +87,7 @@ impl FromStr for FileRef {
 impl fmt::Display for FileRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "artifacts")]
             FileRef::Artifact(reference) => reference.fmt(f),
             FileRef::Env(var) => write!(f, "env:{var}"),
             FileRef::Path(path) => path.display().fmt(f),

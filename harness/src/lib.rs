@@ -44,7 +44,8 @@
 
 pub mod accel;
 pub mod arch;
-pub mod artifact;
+#[cfg(feature = "artifacts")]
+pub use vmharness_artifact as artifact;
 pub mod config;
 pub mod console;
 pub use vmharness_digest as digest;

@@ -36,12 +36,17 @@ use std::time::Duration;
 
 use crate::arch::AccelChoice;
 use crate::arch::Arch;
+#[cfg(feature = "artifacts")]
 use crate::artifact::{LockMode, Network, ResolveOptions};
 
 /// The variable that forces an accelerator for every config.
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
 /// The variable that keeps only one arch's configs.
 pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
+/// Environment variable: the download mirror prefix (see
+/// [`ResolveOptions::mirror`](crate::artifact::ResolveOptions::mirror)).
+#[cfg(feature = "artifacts")]
+pub(crate) const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
 
 /// The default deadline of the KVM probe guest (`VMHARNESS_KVM_PROBE_TIMEOUT`).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -181,6 +186,7 @@ pub struct Settings {
     /// Unavailable inputs fail (INFRA) instead of skipping.
     pub require_artifacts: bool,
     /// How artifacts are resolved (cache, lock mode, network, mirrors, limits).
+    #[cfg(feature = "artifacts")]
     pub artifacts: ResolveOptions,
     /// File timestamps on built disks (seconds since the epoch).
     pub source_date_epoch: Option<u64>,
@@ -200,6 +206,7 @@ impl Settings {
     pub fn defaults(root: impl Into<PathBuf>) -> Settings {
         let root = root.into();
         let target_dir = root.join("target");
+        #[cfg(feature = "artifacts")]
         let cache = target_dir.join("vmharness").join("cache");
         Settings {
             root,
@@ -213,6 +220,7 @@ impl Settings {
             remote_identity: None,
             remote_ssh_options: Vec::new(),
             require_artifacts: false,
+            #[cfg(feature = "artifacts")]
             artifacts: ResolveOptions::new(cache),
             source_date_epoch: None,
             nextest: false,
@@ -249,11 +257,14 @@ impl Settings {
         if let Some(target) = reader.text("CARGO_TARGET_DIR") {
             settings.target_dir = root.join(target);
         }
-        let cache = match reader.text("VMHARNESS_CACHE") {
-            Some(cache) => root.join(cache),
-            None => settings.state_dir().join("cache"),
-        };
-        settings.artifacts = ResolveOptions::new(cache);
+        #[cfg(feature = "artifacts")]
+        {
+            let cache = match reader.text("VMHARNESS_CACHE") {
+                Some(cache) => root.join(cache),
+                None => settings.state_dir().join("cache"),
+            };
+            settings.artifacts = ResolveOptions::new(cache);
+        }
         settings.accel = reader.parse(ACCEL_ENV, "auto, kvm or tcg");
         settings.arch = reader.parse(ARCH_ENV, "x86_64, aarch64 or riscv64");
         if let Some(scale) = reader.parse::<f64>("VMHARNESS_TIMEOUT_SCALE", "a positive number") {
@@ -294,6 +305,7 @@ impl Settings {
             }
         }
         settings.require_artifacts = reader.flag("VMHARNESS_REQUIRE_ARTIFACTS");
+        #[cfg(feature = "artifacts")]
         reader.artifacts(&mut settings.artifacts);
         settings.source_date_epoch = reader.parse("SOURCE_DATE_EPOCH", "seconds since 1970");
         if let Some(text) = reader.text("VMHARNESS_CONSOLE_LOG_LIMIT") {
@@ -451,6 +463,7 @@ impl Reader<'_> {
         parsed
     }
 
+    #[cfg(feature = "artifacts")]
     fn duration(&mut self, name: &str) -> Option<Duration> {
         let text = self.text(name)?;
         let parsed = humantime::parse_duration(&text).ok();
@@ -472,6 +485,7 @@ impl Reader<'_> {
         }
     }
 
+    #[cfg(feature = "artifacts")]
     fn artifacts(&mut self, options: &mut ResolveOptions) {
         let ci = self.text("CI").is_some_and(|v| v == "true");
         options.lock_mode = match self.text("VMHARNESS_LOCKED").as_deref() {
@@ -487,11 +501,11 @@ impl Reader<'_> {
         if self.flag("VMHARNESS_OFFLINE") {
             options.network = Network::Offline;
         }
-        let mirror = self.text(crate::artifact::MIRROR_ENV);
+        let mirror = self.text(MIRROR_ENV);
         options.mirror = match mirror.as_deref().map(crate::artifact::fetch::mirror_prefix) {
             Some(Err(why)) => {
                 let expected = format!("an absolute http(s) URL prefix ({why})");
-                self.reject(crate::artifact::MIRROR_ENV, &expected);
+                self.reject(MIRROR_ENV, &expected);
                 None
             }
             prefix => prefix.and_then(Result::ok),
@@ -514,7 +528,9 @@ impl Reader<'_> {
     }
 }
 
+// They build artifact options and errors.
 #[cfg(test)]
+#[cfg(feature = "artifacts")]
 mod tests {
     use super::*;
 
@@ -635,7 +651,7 @@ mod tests {
 
     #[test]
     fn the_mirror_must_be_an_absolute_http_url_prefix() {
-        let mirror = |value: &str| from(&[(crate::artifact::MIRROR_ENV, value)]);
+        let mirror = |value: &str| from(&[(MIRROR_ENV, value)]);
         for bad in [
             "notaurl",
             "mirror.example/prefix",

@@ -13,6 +13,7 @@ use vmharness::artifact::{
     ArtifactError, Catalog, Keyring, LockEntry, LockMode, LockStatus, Network, Origin,
     ResolveOptions,
 };
+use vmharness::outcome::Provenance;
 
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("command runs");
@@ -163,7 +164,9 @@ fn a_moved_package_is_a_new_key_that_is_built_used_and_reported() {
     let locked = resolve(&guests, &options(tmp.path(), &repo, LockMode::Locked)).unwrap();
     assert_eq!(locked.status, LockStatus::Locked);
     assert_eq!(locked.origin, Origin::Cached);
-    assert!(locked.provenance().summary().contains("vmh-kernel-1 1.0-1"));
+    assert!(Provenance::from(&locked)
+        .summary()
+        .contains("vmh-kernel-1 1.0-1"));
 
     publish(&repo, 2);
     // CI's default mode: not a failure.
@@ -189,7 +192,7 @@ fn a_moved_package_is_a_new_key_that_is_built_used_and_reported() {
         changes,
         &vec!["package kernel: vmh-kernel-1 1.0-1 -> vmh-kernel-2 2.0-1".to_string()]
     );
-    let provenance = moved.provenance();
+    let provenance = Provenance::from(&moved);
     assert!(provenance.new_key);
     assert!(
         provenance.summary().contains("booted vmh-kernel-2 2.0-1"),
@@ -350,7 +353,7 @@ fn offline_listing_counts_a_guest_rebuildable_from_cached_packages_as_available(
     let mut settings = vmharness::settings::Settings::defaults(tmp.path());
     settings.artifacts = offline.clone();
     let ignored = || {
-        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        let check = Check::new(&settings).with_catalog(Catalog::load(&guests).unwrap());
         let missing = check.missing_inputs(&loaded);
         check.ignores(&missing)
     };

@@ -460,7 +460,7 @@ fn a_quarantined_artifact_is_not_ignored_at_listing() {
     let mut settings = vmharness::settings::Settings::defaults(tmp.path());
     settings.artifacts = offline.clone();
     let ignored = || {
-        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings);
+        let check = Check::new(&settings).with_catalog(Catalog::load(&guests).unwrap());
         check.ignores(&check.missing_inputs(&loaded))
     };
     assert!(ignored(), "offline and not cached");

@@ -10,6 +10,7 @@ use artifact_support::{options, sha256_hex, write, zip_bytes, Server};
 use vmharness::artifact::{
     ArtifactError, Catalog, LocalBuild, LockMode, LockStatus, Network, Origin, ResolveOptions,
 };
+use vmharness::outcome::Provenance;
 
 const OUTPUT: &str = "nimbos-x86_64.bin";
 
@@ -114,7 +115,7 @@ fn a_local_build_stands_in_for_an_unavailable_release_and_the_lock_is_never_touc
             "a local build lives under a key of its own"
         );
         assert!(!resolved.dir.ends_with(&release_key), "{:?}", resolved.dir);
-        let provenance = resolved.provenance();
+        let provenance = Provenance::from(&resolved);
         assert!(provenance.local_build);
         assert_eq!(
             provenance.lock,
@@ -129,9 +130,10 @@ fn a_local_build_stands_in_for_an_unavailable_release_and_the_lock_is_never_touc
             .contains("local build, not the release"));
     }
     let reference = "artifact:nimbos-x86_64/nimbos-x86_64.bin".parse().unwrap();
-    let (path, provenance) = catalog
-        .resolve_ref_with_provenance(&reference, &offline(&cache, LockMode::Locked))
+    let (path, resolved) = catalog
+        .resolve_ref_with_artifact(&reference, &offline(&cache, LockMode::Locked))
         .unwrap();
+    let provenance = Provenance::from(&resolved);
     assert_eq!(read(&path), b"BUILT FROM SOURCE");
     assert!(provenance.local_build);
 
@@ -173,7 +175,7 @@ fn a_local_build_stands_in_for_an_unavailable_release_and_the_lock_is_never_touc
         online.entry.download.as_deref(),
         Some(sha256_hex(&release).as_str())
     );
-    assert!(!online.provenance().local_build);
+    assert!(!Provenance::from(&online).local_build);
     assert_eq!(lock_bytes(&guests), lock_before, "guests.lock untouched");
 
     // Pinned: CI online gets the locked release; offline, the cached release still beats the
@@ -325,7 +327,7 @@ fn the_listing_check_counts_a_recorded_local_build_as_available() {
         settings
     };
     let missing = |mode: LockMode| {
-        let check = Check::new(Some(Catalog::load(&guests).unwrap()), &settings(mode));
+        let check = Check::new(&settings(mode)).with_catalog(Catalog::load(&guests).unwrap());
         let missing = check.missing_inputs(&loaded);
         (check.ignores(&missing), missing.len())
     };

@@ -149,8 +149,43 @@ fn public_api() {
         );
         surface_of(file, &module.join("::"), &mut items);
     }
+    // A workspace crate mounted as a module is part of this surface at its mounted path.
+    for (krate, name) in mounted_crates() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates")
+            .join(krate.replace('_', "-"))
+            .join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for file in &files {
+            let rel = file
+                .strip_prefix(&src)
+                .expect("under src")
+                .with_extension("");
+            let mut module = vec!["vmharness".to_string(), name.clone()];
+            module.extend(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy().to_string())
+                    .filter(|c| c != "lib" && c != "mod"),
+            );
+            surface_of(file, &module.join("::"), &mut items);
+        }
+    }
     items.sort();
     insta::assert_snapshot!("public_api", items.join("\n"));
+}
+
+/// The workspace crates `lib.rs` mounts as modules (`pub use vmharness_digest as digest;`,
+/// possibly under a `#[cfg(feature = ..)]`): (crate, module name).
+fn mounted_crates() -> Vec<(String, String)> {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
+    lib.lines()
+        .filter_map(|line| {
+            let line = line.strip_suffix(';')?.strip_prefix("pub use ")?;
+            let (krate, name) = line.split_once(" as ")?;
+            Some((krate.to_string(), name.to_string()))
+        })
+        .collect()
 }
 
 /// The crate docs say why each public module is public: every `pub mod` of `lib.rs` (and every

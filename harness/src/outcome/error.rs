@@ -2,8 +2,10 @@
 //! (`#[source]`) and a [`ErrorClass`] that decides the label, the exit code and retries.
 
 use std::path::PathBuf;
+#[cfg(feature = "artifacts")]
 use std::sync::Arc;
 
+#[cfg(feature = "artifacts")]
 use crate::artifact::ArtifactError;
 use crate::disk::{DiskError, ImageError};
 use crate::error::ErrorClass;
@@ -16,9 +18,11 @@ use crate::settings::SettingsError;
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// `guests/` could not be loaded.
+    #[cfg(feature = "artifacts")]
     #[error("cannot load the guest catalog")]
     Catalog(#[source] Arc<ArtifactError>),
     /// Resolving the artifact failed.
+    #[cfg(feature = "artifacts")]
     #[error(transparent)]
     Artifact(Box<ArtifactError>),
     /// An `env:VAR` reference whose variable is not set.
@@ -34,30 +38,39 @@ impl ResolveError {
     /// of an artifact), or a recipe file or `guests.lock` is malformed: the test definition's
     /// mistake.
     pub(crate) fn is_mistake(&self) -> bool {
-        let err = match self {
-            ResolveError::Artifact(err) => &**err,
-            ResolveError::Catalog(err) => &**err,
-            ResolveError::EnvUnset { .. } => return false,
-        };
-        matches!(
-            err,
-            ArtifactError::UnknownArtifact { .. }
-                | ArtifactError::UnknownFile { .. }
-                | ArtifactError::BadReference { .. }
-                | ArtifactError::Recipe { .. }
-                | ArtifactError::DuplicateArtifact { .. }
-                | ArtifactError::LockFile { .. }
-        )
+        match self {
+            #[cfg(feature = "artifacts")]
+            ResolveError::Artifact(err) => artifact_mistake(err),
+            #[cfg(feature = "artifacts")]
+            ResolveError::Catalog(err) => artifact_mistake(err),
+            ResolveError::EnvUnset { .. } => false,
+        }
     }
 
     /// Whether the input cannot be obtained here (rather than being broken).
     pub fn is_unavailable(&self) -> bool {
         match self {
+            #[cfg(feature = "artifacts")]
             ResolveError::Artifact(err) => err.is_unavailable(),
             ResolveError::EnvUnset { .. } => true,
+            #[cfg(feature = "artifacts")]
             ResolveError::Catalog(_) => false,
         }
     }
+}
+
+/// Whether the store's error is the test definition's mistake (see [`ResolveError::is_mistake`]).
+#[cfg(feature = "artifacts")]
+fn artifact_mistake(err: &ArtifactError) -> bool {
+    matches!(
+        err,
+        ArtifactError::UnknownArtifact { .. }
+            | ArtifactError::UnknownFile { .. }
+            | ArtifactError::BadReference { .. }
+            | ArtifactError::Recipe { .. }
+            | ArtifactError::DuplicateArtifact { .. }
+            | ArtifactError::LockFile { .. }
+    )
 }
 
 /// One input a config needs that this machine lacks, found at listing time.
@@ -250,7 +263,9 @@ impl RunError {
     }
 }
 
+// They build artifact options and errors.
 #[cfg(test)]
+#[cfg(feature = "artifacts")]
 mod tests {
     use super::*;
     use crate::artifact::unpack::UnpackError;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod error;
+mod provenance;
 
 pub use error::{MissingInput, ResolveError, RunError};
+pub use provenance::Provenance;
 
 use crate::accel::Accel;
-use crate::artifact::Provenance;
 use crate::error::ErrorClass;
 use crate::note::Note;
 use crate::qemu::ExitStatus;

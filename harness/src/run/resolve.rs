@@ -2,12 +2,15 @@
 //! building the config's disk from them.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "artifacts")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
-use crate::artifact::{ArtifactRef, Catalog, Provenance, ResolveOptions};
+#[cfg(feature = "artifacts")]
+use crate::artifact::{ArtifactRef, Catalog, ResolveOptions};
 use crate::disk::ResolveFailure;
 use crate::fileref::FileRef;
-use crate::outcome::{ResolveError, RunError};
+use crate::outcome::{Provenance, ResolveError, RunError};
 use crate::plan::{InputUse, Plan};
 use crate::qemu::{regular_input, ExtraArg, PreflightError};
 use crate::settings::Settings;
@@ -16,6 +19,7 @@ use crate::settings::Settings;
 /// benchmarks replace).
 pub trait FileResolver: Sync {
     /// The host path of one artifact file.
+    #[cfg(feature = "artifacts")]
     fn artifact(&self, reference: &ArtifactRef) -> Result<PathBuf, ResolveError>;
 
     /// What the artifacts resolved so far were (key, output sha256, package versions).
@@ -26,7 +30,9 @@ pub trait FileResolver: Sync {
 
 /// Resolves `artifact:name/file` through the guest catalog, verified against `guests.lock`.
 pub struct Resolver {
+    #[cfg(feature = "artifacts")]
     catalog: Result<Catalog, Arc<crate::artifact::ArtifactError>>,
+    #[cfg(feature = "artifacts")]
     options: ResolveOptions,
     booted: Mutex<Vec<Provenance>>,
 }
@@ -34,8 +40,12 @@ pub struct Resolver {
 impl Resolver {
     /// A resolver over the settings' `guests/` with their artifact options.
     pub fn from_settings(settings: &Settings) -> Self {
+        #[cfg(not(feature = "artifacts"))]
+        let _ = settings;
         Resolver {
+            #[cfg(feature = "artifacts")]
             catalog: Catalog::load(&settings.guests_dir()).map_err(Arc::new),
+            #[cfg(feature = "artifacts")]
             options: settings.artifacts.clone(),
             booted: Mutex::default(),
         }
@@ -50,6 +60,7 @@ impl Resolver {
     }
 
     /// A resolver over a given catalog.
+    #[cfg(feature = "artifacts")]
     pub fn new(catalog: Catalog, options: ResolveOptions) -> Self {
         Resolver {
             catalog: Ok(catalog),
@@ -60,14 +71,16 @@ impl Resolver {
 }
 
 impl FileResolver for Resolver {
+    #[cfg(feature = "artifacts")]
     fn artifact(&self, reference: &ArtifactRef) -> Result<PathBuf, ResolveError> {
         let catalog = self
             .catalog
             .as_ref()
             .map_err(|err| ResolveError::Catalog(err.clone()))?;
-        let (path, provenance) = catalog
-            .resolve_ref_with_provenance(reference, &self.options)
+        let (path, resolved) = catalog
+            .resolve_ref_with_artifact(reference, &self.options)
             .map_err(|err| ResolveError::Artifact(Box::new(err)))?;
+        let provenance = Provenance::from(&resolved);
         if let Ok(mut booted) = self.booted.lock() {
             if !booted.iter().any(|b| b.artifact == provenance.artifact) {
                 booted.push(provenance);
@@ -89,7 +102,11 @@ pub fn resolve_ref(
     resolver: &dyn FileResolver,
     settings: &Settings,
 ) -> Result<PathBuf, ResolveError> {
+    // Without the store no reference names an artifact, so the resolver has nothing to do.
+    #[cfg(not(feature = "artifacts"))]
+    let _ = resolver;
     match reference {
+        #[cfg(feature = "artifacts")]
         FileRef::Artifact(artifact) => resolver.artifact(artifact),
         FileRef::Env(var) => settings
             .var(var)

@@ -10,7 +10,9 @@
 
 use crate::accel::{self, Accel, ProbeSpec};
 use crate::arch::Arch;
+#[cfg(feature = "artifacts")]
 use crate::artifact::cache::Cache;
+#[cfg(feature = "artifacts")]
 use crate::artifact::{Catalog, Network, Source};
 use crate::config::{AccelChoice, LoadedConfig};
 use crate::fileref::FileRef;
@@ -21,17 +23,29 @@ pub use crate::run::MissingInput as Unavailable;
 
 /// What the listing-time check knows about this process: the catalog, cache and mode.
 pub struct Check {
+    #[cfg(feature = "artifacts")]
     catalog: Option<Catalog>,
     settings: Settings,
 }
 
 impl Check {
     /// A check with the settings' artifact options, artifacts-required switch and nextest
-    /// detection. Without a catalog, artifacts are not checked (the run reports the error).
-    pub fn new(catalog: Option<Catalog>, settings: &Settings) -> Self {
+    /// detection. Without a catalog ([`Check::with_catalog`]), artifacts are not checked (the
+    /// run reports the error).
+    pub fn new(settings: &Settings) -> Self {
         Check {
-            catalog,
+            #[cfg(feature = "artifacts")]
+            catalog: None,
             settings: settings.clone(),
+        }
+    }
+
+    /// The check with the catalog whose artifacts it checks against the cache.
+    #[cfg(feature = "artifacts")]
+    pub fn with_catalog(self, catalog: Catalog) -> Self {
+        Check {
+            catalog: Some(catalog),
+            ..self
         }
     }
 
@@ -65,6 +79,7 @@ impl Check {
                                 var: var.clone(),
                             })
                     }
+                    #[cfg(feature = "artifacts")]
                     FileRef::Artifact(artifact) => {
                         self.needs_download(&artifact.name)
                             .then(|| Unavailable::NotCached {
@@ -114,8 +129,12 @@ impl Check {
     /// download only where the run could not fetch it on demand: offline, or under nextest
     /// (where a runtime skip would look like a pass).
     pub fn ignores(&self, missing: &[Unavailable]) -> bool {
+        #[cfg(feature = "artifacts")]
         let count_downloads =
             self.settings.nextest || self.settings.artifacts.network == Network::Offline;
+        // No artifact store, so nothing is ever missing from its cache.
+        #[cfg(not(feature = "artifacts"))]
+        let count_downloads = self.settings.nextest;
         missing.iter().any(|reason| match reason {
             Unavailable::EnvUnset { .. } | Unavailable::NoKvm { .. } => true,
             Unavailable::NotCached { .. } => count_downloads,
@@ -124,6 +143,7 @@ impl Check {
 
     /// True if the artifact's recipe needs the network and resolution could not produce it
     /// from this machine and the cache alone.
+    #[cfg(feature = "artifacts")]
     fn needs_download(&self, name: &str) -> bool {
         let Some(catalog) = &self.catalog else {
             return false;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Completion, Failed, Trial};
 
+#[cfg(feature = "artifacts")]
 use crate::artifact::Catalog;
 use crate::config::{self, LoadedConfig};
 use crate::outcome::{Outcome, Report};
@@ -293,7 +294,12 @@ where
             return vec![Trial::test("vm-configs", move || Err(message.into()))];
         }
     };
-    let check = availability::Check::new(Catalog::load(&settings.guests_dir()).ok(), settings);
+    let check = availability::Check::new(settings);
+    #[cfg(feature = "artifacts")]
+    let check = match Catalog::load(&settings.guests_dir()) {
+        Ok(catalog) => check.with_catalog(catalog),
+        Err(_) => check,
+    };
     let arch = settings.arch.map(|arch| arch.to_string());
     files
         .into_iter()

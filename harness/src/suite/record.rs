@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Provenance;
 use crate::config::LoadedConfig;
+use crate::outcome::Provenance;
 use crate::outcome::{Outcome, Report};
 use crate::results::{SubResult, SubStatus};
 

@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use vmharness::artifact::unpack::{unpack, UnpackError, UnpackLimits};
-use vmharness::artifact::ArchiveFormat;
+use vmharness_artifact::unpack::{unpack, UnpackError, UnpackLimits};
+use vmharness_artifact::ArchiveFormat;
 
 enum Item<'a> {
     File(&'a str, &'a [u8]),

@@ -167,7 +167,7 @@ fn parse(text: &str) -> Result<url::Url, String> {
 /// Checks a download mirror prefix (`VMHARNESS_ARTIFACT_MIRROR`): an absolute http(s) URL
 /// without credentials, query or fragment, since `https://host/path` is fetched from
 /// `<prefix>/host/path`. Returns it without a trailing `/`, or what is wrong.
-pub(crate) fn mirror_prefix(text: &str) -> Result<String, String> {
+pub fn mirror_prefix(text: &str) -> Result<String, String> {
     let url = parse(text)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err("a mirror prefix cannot have a query or fragment".into());

@@ -2,13 +2,13 @@
 //! verified, content-addressed cache shared safely by concurrent test processes.
 //!
 //! ```no_run
-//! use vmharness::artifact::{ArtifactRef, Catalog};
-//! use vmharness::settings::Settings;
+//! use std::path::Path;
+//! use vmharness_artifact::{ArtifactRef, Catalog, ResolveOptions};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let settings = Settings::from_env()?;
-//! let catalog = Catalog::load(&settings.guests_dir())?;
+//! let catalog = Catalog::load(Path::new("guests"))?;
+//! let options = ResolveOptions::new("target/vmharness/cache");
 //! let kernel: ArtifactRef = "artifact:nimbos-aarch64/nimbos-aarch64.bin".parse()?;
-//! let path = catalog.resolve_ref(&kernel, &settings.artifacts)?;
+//! let path = catalog.resolve_ref(&kernel, &options)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -41,13 +41,13 @@ pub use error::{ArtifactError, CacheCorruption};
 pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
+pub(crate) use options::LOCK_FILE;
 pub use options::{LockMode, Network, ResolveOptions};
-pub(crate) use options::{LOCK_FILE, MIRROR_ENV};
 pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
-pub(crate) use reference::PREFIX as ARTIFACT_PREFIX;
-pub use resolved::{LockStatus, Origin, Provenance, Resolved};
+pub use reference::PREFIX as ARTIFACT_PREFIX;
+pub use resolved::{LockStatus, Origin, Resolved};
 pub use unpack::UnpackLimits;
 
 /// All recipes from `guests/*.toml` plus `guests/guests.lock`.
@@ -246,16 +246,17 @@ impl Catalog {
         reference: &ArtifactRef,
         options: &ResolveOptions,
     ) -> Result<PathBuf, ArtifactError> {
-        self.resolve_ref_with_provenance(reference, options)
+        self.resolve_ref_with_artifact(reference, options)
             .map(|(path, _)| path)
     }
 
-    /// Like [`Catalog::resolve_ref`], also returning what was resolved.
-    pub fn resolve_ref_with_provenance(
+    /// Like [`Catalog::resolve_ref`], also returning the whole artifact it resolved (its key,
+    /// lock status and packages: what a report records as booted).
+    pub fn resolve_ref_with_artifact(
         &self,
         reference: &ArtifactRef,
         options: &ResolveOptions,
-    ) -> Result<(PathBuf, Provenance), ArtifactError> {
+    ) -> Result<(PathBuf, Resolved), ArtifactError> {
         let recipe = self.recipe(&reference.name)?;
         let unknown_file = |available: Vec<String>| ArtifactError::UnknownFile {
             artifact: reference.name.clone(),
@@ -271,6 +272,6 @@ impl Catalog {
             .get(&reference.file)
             .cloned()
             .ok_or_else(|| unknown_file(resolved.files.keys().cloned().collect()))?;
-        Ok((path, resolved.provenance()))
+        Ok((path, resolved))
     }
 }

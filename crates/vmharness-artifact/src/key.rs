@@ -12,7 +12,7 @@ use super::recipe::{CommandRecipe, PathRecipe, Recipe, Source, UrlRecipe};
 
 /// Hex sha256 of a file's contents (hashed once per process while the file is unchanged).
 pub(crate) fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
-    crate::digest::file_sha256(path).map_err(|e| ArtifactError::io("read", path, e))
+    vmharness_digest::file_sha256(path).map_err(|e| ArtifactError::io("read", path, e))
 }
 
 /// Hex sha256 of bytes in memory.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum ArtifactError {
     /// The artifact cannot be obtained here and now (no network, missing tool, offline mode).
     /// Trials that need it are reported as unavailable unless artifacts are required
-    /// ([`crate::settings::Settings::require_artifacts`]).
+    /// (vmharness's `VMHARNESS_REQUIRE_ARTIFACTS`).
     #[error("artifact `{artifact}` is unavailable: {reason}")]
     Unavailable {
         /// Artifact name.

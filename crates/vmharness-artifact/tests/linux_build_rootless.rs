@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vmharness::artifact::{Catalog, LockStatus, ResolveOptions};
+use vmharness_artifact::{Catalog, LockStatus, ResolveOptions};
 
 const CHILD_ENV: &str = "VMHARNESS_TEST_ROOTLESS_CHILD";
 const TEST_NAME: &str = "the_linux_guest_builds_as_nobody_with_the_hosts_apt_sources_hidden";
@@ -81,7 +81,8 @@ fn child(dir: &Path) {
             "the host's apt must see no sources here: {text}"
         );
     }
-    let catalog = Catalog::load(&vmharness::paths::workspace_root().join("guests")).unwrap();
+    let catalog =
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests")).unwrap();
     let options = ResolveOptions::new(dir.join("cache"));
     let resolved = catalog
         .resolve(ARTIFACT, &options)

@@ -7,7 +7,7 @@ use super::error::ArtifactError;
 use super::recipe::check_relative;
 
 /// The prefix that marks an artifact reference.
-pub(crate) const PREFIX: &str = "artifact:";
+pub const PREFIX: &str = "artifact:";
 
 /// A reference to one output file of one artifact, e.g. `artifact:linux-aarch64/vmlinuz`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

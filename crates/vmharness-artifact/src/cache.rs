@@ -334,7 +334,7 @@ impl Cache {
     }
 
     /// Whether an entry `artifact` found corrupt is still quarantined (not produced again).
-    pub(crate) fn has_quarantined(&self, artifact: &str) -> bool {
+    pub fn has_quarantined(&self, artifact: &str) -> bool {
         let Ok(entries) = std::fs::read_dir(self.notes_dir()) else {
             return false;
         };

@@ -1,5 +1,5 @@
 //! What a resolution returns: the verified files ([`Resolved`]), where they came from
-//! ([`Origin`], [`Provenance`]) and what the lock said ([`LockStatus`]).
+//! ([`Origin`]) and what the lock said ([`LockStatus`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,53 +25,6 @@ pub struct Resolved {
     pub origin: Origin,
     /// The Debian packages the artifact was built from (command recipes with `packages`).
     pub packages: Vec<ResolvedPackage>,
-}
-
-/// What a run booted from one artifact: recorded in reports and `result.toml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provenance {
-    /// Artifact name.
-    pub artifact: String,
-    /// Its recipe key.
-    pub key: String,
-    /// Output name -> sha256.
-    pub outputs: BTreeMap<String, String>,
-    /// The Debian packages it was built from (`linux-image-6.1.0-57-arm64 6.1.192-3`).
-    pub packages: Vec<String>,
-    /// How the lock saw it ([`LockStatus::describe`]).
-    pub lock: String,
-    /// Whether the lock had not recorded this key (inputs moved).
-    pub new_key: bool,
-    /// Whether a local build stood in for the release ([`LockStatus::LocalBuild`]).
-    pub local_build: bool,
-}
-
-impl Provenance {
-    /// One line: `linux-aarch64 (key 52c1cad6abd3): linux-image-… 6.1.192-3, busybox-static …; locked`.
-    pub fn summary(&self) -> String {
-        let short = self.key.get(..12).unwrap_or(&self.key);
-        let packages = if self.packages.is_empty() {
-            String::new()
-        } else {
-            format!(": booted {}", self.packages.join(", "))
-        };
-        format!("{} (key {short}){packages}; {}", self.artifact, self.lock)
-    }
-}
-
-impl Resolved {
-    /// What a run that uses this artifact booted.
-    pub fn provenance(&self) -> Provenance {
-        Provenance {
-            artifact: self.name.clone(),
-            key: self.entry.key.clone(),
-            outputs: self.entry.outputs.clone(),
-            packages: self.packages.iter().map(ToString::to_string).collect(),
-            lock: self.status.describe(),
-            new_key: matches!(self.status, LockStatus::NewKey { .. }),
-            local_build: matches!(self.status, LockStatus::LocalBuild { .. }),
-        }
-    }
 }
 
 /// Whether `guests.lock` pinned the resolved bytes.

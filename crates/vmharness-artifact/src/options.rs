@@ -86,6 +86,3 @@ impl ResolveOptions {
         }
     }
 }
-
-/// Environment variable: the download mirror prefix (see [`ResolveOptions::mirror`]).
-pub(crate) const MIRROR_ENV: &str = "VMHARNESS_ARTIFACT_MIRROR";
