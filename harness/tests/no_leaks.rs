@@ -130,6 +130,32 @@ fn child_with_qemu(
     }
 }
 
+/// A child runner killed when the test ends before signalling it (a failed assertion), so a
+/// failing test leaves no runner and no QEMU behind.
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The QEMU `parent` runs (waiting up to a minute for it to start).
 fn qemu_child_of(parent: i32) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -237,12 +263,13 @@ fn terminated_saves_leave_no_half_made_states() {
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("target");
-        let (mut child, _) = child_with_qemu(
+        let (child, _) = child_with_qemu(
             "child_mode_saves_a_state_that_never_gets_ready",
             SAVE_CHILD_ENV,
             dir.path(),
             &target,
         );
+        let mut child = Reaped(child);
         // The first QEMU may be the KVM probe's, started before the state is begun: wait for
         // the state being made, then take the QEMU that boots to save it.
         let deadline = Instant::now() + Duration::from_secs(60);
