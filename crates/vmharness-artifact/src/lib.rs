@@ -133,6 +133,20 @@ impl Catalog {
         resolve::resolve(&self.request(recipe, options, imported))
     }
 
+    /// The request for a file that stands in for `name`'s download: only `url` recipes have one.
+    fn download_request<'a>(
+        &'a self,
+        name: &str,
+        options: &'a ResolveOptions,
+    ) -> Result<materialize::Request<'a>, ArtifactError> {
+        let recipe = self.recipe(name)?;
+        let request = self.request(recipe, options, None);
+        match &recipe.source {
+            Source::Url(_) => Ok(request),
+            _ => Err(local_build::not_url(&request)),
+        }
+    }
+
     fn request<'a>(
         &'a self,
         recipe: &'a Recipe,
@@ -162,11 +176,7 @@ impl Catalog {
         file: &Path,
         options: &ResolveOptions,
     ) -> Result<Resolved, ArtifactError> {
-        let recipe = self.recipe(name)?;
-        let request = self.request(recipe, options, None);
-        let Source::Url(_) = &recipe.source else {
-            return Err(local_build::not_url(&request));
-        };
+        let request = self.download_request(name, options)?;
         let sha256 = key::sha256_file(file)?;
         cache::Cache::new(&options.cache_dir).store_copy(name, file, &sha256)?;
         local_build::import(&request, file, &sha256)
@@ -201,11 +211,8 @@ impl Catalog {
         file: &Path,
         options: &ResolveOptions,
     ) -> Result<Resolved, ArtifactError> {
-        let recipe = self.recipe(name)?;
-        let request = self.request(recipe, options, None);
-        let Source::Url(_) = &recipe.source else {
-            return Err(local_build::not_url(&request));
-        };
+        // Only a `url` artifact has a download to stand in for.
+        self.download_request(name, options)?;
         let actual = key::sha256_file(file)?;
         match self.lock.get(name).and_then(|e| e.download.as_deref()) {
             Some(pinned) if pinned != actual => {
