@@ -27,6 +27,9 @@ use crate::states::{self, Method, SavedState, StateError, StateKey, StateMeta, S
 
 /// How long saving or loading a state may take before scaling (a 512M guest takes ~0.3 s).
 const MIGRATION_LIMIT: Duration = Duration::from_secs(60);
+/// How long a save waits at most for the console to go quiet (a guest that never stops printing
+/// is saved anyway).
+const SAVE_SETTLE_LIMIT: Duration = Duration::from_secs(1);
 /// How many saved states are kept (the least recently used go first).
 const KEEP_STATES: usize = 16;
 /// How long a restored guest has to answer the probe before scaling.
@@ -270,7 +273,9 @@ impl Context<'_> {
         let mut frozen: Option<String> = None;
         let mut save_took = Duration::ZERO;
         let mut save_failure: Option<String> = None;
-        let hook = |_: &mut Session| -> Result<(), Outcome> {
+        let hook = |session: &mut Session| -> Result<(), Outcome> {
+            // Save at a quiet console, not between a matched line and its line end.
+            super::probe::settle(session, Instant::now() + SAVE_SETTLE_LIMIT);
             let started = Instant::now();
             let result = save_state(&socket, disk.as_deref(), new.path(), method, limit);
             save_took = started.elapsed();

@@ -55,7 +55,9 @@ const SETTLED: Duration = Duration::from_millis(20);
 
 /// Reads until the console has been quiet for [`SETTLED`] (or `deadline`), so the case starts
 /// where a cold boot's would: after the prompt that follows the answer, not in the middle of it.
-fn settle(session: &mut Session, deadline: Instant) {
+/// Before a save it keeps a line end the guest was still printing out of the state (`[ready]`
+/// may match a line before its `\r\n`, which a restored guest would then print first).
+pub(super) fn settle(session: &mut Session, deadline: Instant) {
     let mut lines = Vec::new();
     loop {
         let quiet = (Instant::now() + SETTLED).min(deadline);
