@@ -162,6 +162,8 @@ pub struct InvalidRemote {
 
 /// Everything the environment decides.
 #[derive(Debug, Clone)]
+// Non-exhaustive: `artifacts` exists with the `artifacts` feature; build with `defaults` or `from_env`, and features must stay additive.
+#[non_exhaustive]
 pub struct Settings {
     /// The workspace root.
     pub root: PathBuf,

@@ -610,6 +610,7 @@ mod tests {
 
     /// What a user reads for each kind of config mistake, pinned: a change is a reviewed diff.
     #[test]
+    #[cfg(feature = "artifacts")] // it names `artifact:` references
     fn config_errors_read_well() {
         let cases = [
             (

@@ -154,6 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "artifacts")] // it names `artifact:` references
     fn spec_parses_the_documented_form() {
         let spec: DiskSpec = toml::from_str(
             r#"

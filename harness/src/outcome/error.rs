@@ -16,6 +16,8 @@ use crate::settings::SettingsError;
 
 /// Why an `artifact:` reference could not be turned into a path.
 #[derive(Debug, thiserror::Error)]
+// Non-exhaustive: variants depend on the `artifacts` feature, and features must stay additive.
+#[non_exhaustive]
 pub enum ResolveError {
     /// `guests/` could not be loaded.
     #[cfg(feature = "artifacts")]

@@ -381,6 +381,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "artifacts")] // it names `artifact:` references
     fn inputs_name_where_each_file_is_used() {
         let plan = Plan::new(
             &loaded(
