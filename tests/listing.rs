@@ -400,6 +400,47 @@ fn special_files_among_the_configs_fail_alone() {
     }
 }
 
+/// The test binary run by hand from another directory, without cargo's variables, finds the
+/// workspace above itself (it used to look in the current directory and list one failing
+/// `vm-configs` trial); a copy of it far from any workspace says what it looked for and names
+/// `VMHARNESS_ROOT`.
+#[test]
+fn a_test_binary_run_from_anywhere_finds_its_workspace() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |binary: &Path| {
+        Command::new(binary)
+            .args(["--list", "--format", "terse"])
+            .env_remove("VMHARNESS_ROOT")
+            .env_remove("CARGO_MANIFEST_DIR")
+            .env_remove("CARGO_TARGET_DIR")
+            .current_dir(elsewhere.path())
+            .output()
+            .expect("run the boot binary")
+    };
+    let output = run(boot_binary());
+    let names = terse_names(&output);
+    assert!(
+        names.iter().any(|name| name == "selftest-x86_64: test"),
+        "{}",
+        text(&output)
+    );
+    let copy = elsewhere.path().join("boot");
+    std::fs::copy(boot_binary(), &copy).unwrap();
+    let output = Command::new(&copy)
+        .args(["--exact", "vm-configs"])
+        .env_remove("VMHARNESS_ROOT")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run the copied boot binary");
+    let all = text(&output);
+    assert!(!output.status.success(), "{all}");
+    assert!(
+        all.contains("cannot list VM configs") && all.contains("set VMHARNESS_ROOT"),
+        "{all}"
+    );
+}
+
 /// The `boot` test binary itself, built once (run directly, the way nextest and an archived
 /// binary run it).
 fn boot_binary() -> &'static std::path::PathBuf {

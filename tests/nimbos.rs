@@ -7,11 +7,8 @@
 //! downloads the trials are ignored with the reason (failures with
 //! `VMHARNESS_REQUIRE_ARTIFACTS=1` or in CI).
 
-use vmharness::run::{FileResolver, Resolver};
-
 fn main() {
-    vmharness::suite::main(
-        |name| name.starts_with("nimbos-"),
-        || Box::new(Resolver::from_env()) as Box<dyn FileResolver>,
-    )
+    vmharness::Suite::new()
+        .select(|name| name.starts_with("nimbos-"))
+        .main()
 }

@@ -3,8 +3,8 @@
 //!
 //! | variable | field | meaning |
 //! |---|---|---|
-//! | `VMHARNESS_ROOT` | `root` | the workspace (holds `vm-configs/`, `guests/`) |
-//! | `CARGO_TARGET_DIR` | `target_dir` | where logs, caches and temp dirs live (`<target>/vmharness`) |
+//! | `VMHARNESS_ROOT` | `root` | the workspace (holds `vm-configs/`, `guests/`); default: the nearest ancestor holding `vm-configs/` of `CARGO_MANIFEST_DIR`, of the running program, or of the current directory |
+//! | `CARGO_TARGET_DIR` | `target_dir` | where logs, caches and temp dirs live (`<target>/vmharness`); default: the target dir the running program was built into, else `<root>/target` |
 //! | `VMHARNESS_CACHE` | `artifacts.cache_dir` | the artifact cache |
 //! | `VMHARNESS_ACCEL` | `accel` | `auto`, `kvm` or `tcg` for every config |
 //! | `VMHARNESS_ARCH` | `arch` | only configs for this arch become trials |
@@ -239,7 +239,8 @@ impl Settings {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
             .collect();
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        Settings::from_vars(vars, &cwd)
+        let exe = std::env::current_exe().ok();
+        Settings::from_vars_at(vars, &cwd, exe.as_deref())
     }
 
     /// Settings from a variable snapshot; relative paths are taken against `cwd`.
@@ -247,17 +248,42 @@ impl Settings {
         vars: BTreeMap<String, OsString>,
         cwd: &Path,
     ) -> Result<Settings, SettingsError> {
+        Settings::from_vars_at(vars, cwd, None)
+    }
+
+    /// Settings from a variable snapshot for a program at `exe`: without `VMHARNESS_ROOT` and
+    /// `CARGO_MANIFEST_DIR` (a test binary run by hand, from anywhere) the root is the nearest
+    /// ancestor of `exe` that holds `vm-configs/`, and without `CARGO_TARGET_DIR` the target
+    /// dir is the cargo target dir `exe` was built into (so logs go where cargo builds, also
+    /// when `.cargo/config.toml` moves it).
+    pub fn from_vars_at(
+        vars: BTreeMap<String, OsString>,
+        cwd: &Path,
+        exe: Option<&Path>,
+    ) -> Result<Settings, SettingsError> {
         let mut reader = Reader {
             vars: &vars,
             bad: Vec::new(),
         };
-        let root = match reader.text("VMHARNESS_ROOT") {
+        let explicit_root = reader.text("VMHARNESS_ROOT");
+        let root = match &explicit_root {
             Some(root) => cwd.join(root),
-            None => find_root(reader.text("CARGO_MANIFEST_DIR").map(PathBuf::from), cwd),
+            None => find_root(
+                reader.text("CARGO_MANIFEST_DIR").map(PathBuf::from),
+                exe,
+                cwd,
+            ),
         };
         let mut settings = Settings::defaults(&root);
-        if let Some(target) = reader.text("CARGO_TARGET_DIR") {
-            settings.target_dir = root.join(target);
+        match reader.text("CARGO_TARGET_DIR") {
+            Some(target) => settings.target_dir = root.join(target),
+            // A root named by hand keeps `<root>/target`.
+            None if explicit_root.is_none() => {
+                if let Some(target) = exe.and_then(cargo_target_dir) {
+                    settings.target_dir = target;
+                }
+            }
+            None => {}
         }
         #[cfg(feature = "artifacts")]
         {
@@ -407,17 +433,31 @@ pub(crate) const MAX_INFRA_RETRIES: u32 = 10;
 pub(crate) const MAX_SCALE: f64 = 1e6;
 
 /// The nearest ancestor of `manifest_dir` or `cwd` that holds `vm-configs/`, else `cwd`.
-fn find_root(manifest_dir: Option<PathBuf>, cwd: &Path) -> PathBuf {
-    [manifest_dir, Some(cwd.to_path_buf())]
-        .into_iter()
-        .flatten()
-        .find_map(|start| {
-            start
-                .ancestors()
-                .find(|dir| dir.join("vm-configs").is_dir())
-                .map(Path::to_path_buf)
-        })
-        .unwrap_or_else(|| cwd.to_path_buf())
+fn find_root(manifest_dir: Option<PathBuf>, exe: Option<&Path>, cwd: &Path) -> PathBuf {
+    [
+        manifest_dir,
+        exe.and_then(Path::parent).map(Path::to_path_buf),
+        Some(cwd.to_path_buf()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|start| {
+        start
+            .ancestors()
+            .find(|dir| dir.join("vm-configs").is_dir())
+            .map(Path::to_path_buf)
+    })
+    .unwrap_or_else(|| cwd.to_path_buf())
+}
+
+/// The cargo target dir a program at `exe` was built into: the nearest ancestor holding the
+/// `CACHEDIR.TAG` cargo writes there (`<target>/debug/deps/<test>`, `<target>/debug/xtask`).
+fn cargo_target_dir(exe: &Path) -> Option<PathBuf> {
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
 }
 
 struct Reader<'a> {
@@ -542,6 +582,60 @@ mod tests {
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         Settings::from_vars(vars, Path::new("/w"))
+    }
+
+    /// A test binary run by hand from elsewhere: the workspace is found above the program and
+    /// logs go to the target dir it was built into, wherever that is.
+    #[test]
+    fn a_program_run_from_anywhere_finds_its_workspace_and_target_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("vm-configs")).unwrap();
+        // Built into the workspace's target dir, and into one `.cargo/config.toml` moved away.
+        let inside = root.join("target");
+        let elsewhere = dir.path().join("build");
+        for target in [&inside, &elsewhere] {
+            std::fs::create_dir_all(target.join("debug/deps")).unwrap();
+            std::fs::write(
+                target.join("CACHEDIR.TAG"),
+                "Signature: 8a477f597d28d172789f06886806bc55",
+            )
+            .unwrap();
+        }
+        let elsewhere_exe = elsewhere.join("debug/deps/vm-0123");
+        let somewhere = dir.path().join("somewhere");
+        let at = |exe: &Path, vars: &[(&str, &str)]| {
+            let vars = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect();
+            Settings::from_vars_at(vars, &somewhere, Some(exe)).unwrap()
+        };
+        let settings = at(&inside.join("debug/deps/vm-0123"), &[]);
+        assert_eq!(settings.root, root);
+        assert_eq!(settings.target_dir, inside);
+        #[cfg(feature = "artifacts")]
+        assert_eq!(settings.artifacts.cache_dir, inside.join("vmharness/cache"));
+        // The program lives outside the workspace: found from cargo's variable, target from
+        // the program.
+        let manifest = root.display().to_string();
+        let settings = at(&elsewhere_exe, &[("CARGO_MANIFEST_DIR", &manifest)]);
+        assert_eq!(settings.root, root);
+        assert_eq!(settings.target_dir, elsewhere);
+        // Named by hand, the root keeps `<root>/target`; CARGO_TARGET_DIR always wins.
+        let settings = at(&elsewhere_exe, &[("VMHARNESS_ROOT", &manifest)]);
+        assert_eq!(settings.target_dir, root.join("target"));
+        let settings = at(
+            &elsewhere_exe,
+            &[
+                ("CARGO_MANIFEST_DIR", &manifest),
+                ("CARGO_TARGET_DIR", "/t"),
+            ],
+        );
+        assert_eq!(settings.target_dir, Path::new("/t"));
+        // Nothing holds vm-configs/: the current directory, as before.
+        let stray = dir.path().join("stray/deps/x");
+        assert_eq!(at(&stray, &[]).root, somewhere);
     }
 
     #[test]

@@ -36,6 +36,21 @@ use options::settings;
 pub use options::{Prepared, RunOptions};
 pub use resolve::{resolve_ref, FileResolver, Resolver};
 
+/// Loads the config at `path` and runs it as its trial would: settings and files from the
+/// environment, logs under `<target>/vmharness/logs/<name>/`. A config with `[[case]]`s runs
+/// its boot to `[ready]`; run one case with [`run_case`].
+///
+/// ```no_run
+/// let report = vmharness::run::run_file("failing/panics.toml".as_ref())?;
+/// assert_eq!(report.outcome.label(), "FAIL");
+/// println!("{report}");
+/// # Ok::<(), vmharness::config::ConfigError>(())
+/// ```
+pub fn run_file(path: &Path) -> Result<Report, crate::config::ConfigError> {
+    let loaded = crate::config::load(path)?;
+    Ok(run(&loaded, &Resolver::from_env(), RunOptions::default()))
+}
+
 /// Runs one loaded config to a verdict. Without [`RunOptions::log_dir`], the run logs into
 /// its own `logs/<test>/<run>` directory and `logs/<test>/latest` points at it afterwards.
 pub fn run(loaded: &LoadedConfig, resolver: &dyn FileResolver, options: RunOptions) -> Report {

@@ -124,13 +124,78 @@ impl Arguments {
 /// skipped before listing or running).
 pub(crate) const FILTERED_KIND: &str = "filtered-out";
 
+/// A repository's whole `tests/<suite>.rs`: every `vm-configs/*.toml` is a trial.
+///
+/// ```no_run
+/// // tests/vm.rs, with `[[test]] name = "vm"` and `harness = false` in Cargo.toml
+/// fn main() {
+///     vmharness::main()
+/// }
+/// ```
+///
+/// [`Suite`] selects configs (several suites in one repository) or resolves files its own way.
+pub fn main() -> ! {
+    Suite::new().main()
+}
+
+/// A suite of VM configs as one test binary: which configs it takes, and how their files are
+/// found. [`Suite::main`] is the binary's whole `main`.
+///
+/// ```no_run
+/// // tests/nimbos.rs: only the NimbOS configs; tests/boot.rs takes the others.
+/// fn main() {
+///     vmharness::Suite::new()
+///         .select(|name| name.starts_with("nimbos-"))
+///         .main()
+/// }
+/// ```
+pub struct Suite {
+    select: Box<dyn Fn(&str) -> bool>,
+    resolver: fn() -> Box<dyn FileResolver>,
+}
+
+impl Default for Suite {
+    fn default() -> Self {
+        Suite::new()
+    }
+}
+
+impl Suite {
+    /// Every config, files resolved from the environment ([`run::Resolver::from_env`]).
+    pub fn new() -> Suite {
+        Suite {
+            select: Box::new(|_| true),
+            resolver: || Box::new(run::Resolver::from_env()),
+        }
+    }
+
+    /// Only the configs whose test name (the file stem) `select` accepts.
+    pub fn select(mut self, select: impl Fn(&str) -> bool + 'static) -> Suite {
+        self.select = Box::new(select);
+        self
+    }
+
+    /// Resolves configs' files with what `resolver` makes (one per trial) instead.
+    pub fn resolver(mut self, resolver: fn() -> Box<dyn FileResolver>) -> Suite {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Lists or runs the suite as libtest would (filters, `--list`, `--exact`, `--ignored`,
+    /// nextest) and exits with its status.
+    pub fn main(self) -> ! {
+        let Suite { select, resolver } = self;
+        main_with(select, resolver)
+    }
+}
+
 /// A cargo-test frontend's whole `main`: the configs `select` accepts, filtered by the command
-/// line, run by libtest-mimic; exits with its status.
+/// line, run by libtest-mimic; exits with its status ([`Suite`] is the same, by builder).
 ///
 /// An unusable environment ([`SettingsError`]) stops it before anything is listed or run,
 /// with the message on stderr and exit code 101 (libtest's for an error): without usable
 /// settings not even the workspace is known, and listing nothing would pass.
-pub fn main<F, R>(select: F, resolver: R) -> !
+pub fn main_with<F, R>(select: F, resolver: R) -> !
 where
     F: Fn(&str) -> bool,
     R: Fn() -> Box<dyn FileResolver> + Send + Sync + Clone + 'static,
@@ -290,7 +355,12 @@ where
     let files = match config_files(&dir) {
         Ok(files) => files,
         Err(err) => {
-            let message = format!("cannot list VM configs in {}: {err}", dir.display());
+            let message = format!(
+                "cannot list VM configs in {}: {err} (the workspace is the nearest directory \
+                 holding vm-configs/ above CARGO_MANIFEST_DIR, this program or the current \
+                 directory; set VMHARNESS_ROOT to name it)",
+                dir.display()
+            );
             return vec![Trial::test("vm-configs", move || Err(message.into()))];
         }
     };

@@ -1,0 +1,1 @@
+//! Stands for the project under test (an OS, a hypervisor); vmharness only needs its tests.

@@ -1,0 +1,4 @@
+//! Every `vm-configs/*.toml` is a test: `cargo test --test vm`, `cargo nextest run`.
+fn main() {
+    vmharness::main()
+}

@@ -1,0 +1,196 @@
+//! The out-of-tree example (`examples/out-of-tree/`) is a repository of its own that uses
+//! vmharness by path: a copy of it, far from this workspace, is built and run the ways its
+//! users run it (`cargo test` from another directory, `cargo nextest run`, the test binary by
+//! hand), with real QEMU: a guest its recipe builds, U-Boot cases from a saved state, and a
+//! deliberately failing config whose report it checks. The README's quick start is its files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/out-of-tree");
+
+/// The example copied into a temp dir (its path dependency made absolute), built and tested
+/// once per process with `cargo test` run from another directory: (copy, its output).
+fn tested() -> &'static (tempfile::TempDir, Output) {
+    static TESTED: OnceLock<(tempfile::TempDir, Output)> = OnceLock::new();
+    TESTED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = dir.path().join("repo");
+        copy_tree(Path::new(EXAMPLE), &repo);
+        let manifest = repo.join("Cargo.toml");
+        let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness");
+        let text = std::fs::read_to_string(&manifest).unwrap().replace(
+            "path = \"../../harness\"",
+            &format!("path = {:?}", harness.display().to_string()),
+        );
+        std::fs::write(&manifest, text).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let output = cargo(&elsewhere)
+            .args(["test", "--manifest-path"])
+            .arg(&manifest)
+            .env_remove("CI")
+            .output()
+            .expect("run cargo test on the example");
+        (dir, output)
+    })
+}
+
+/// cargo without this test's cargo or vmharness variables, building into its own dir under
+/// this workspace's target (kept between runs, so only the first build is slow).
+fn cargo(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("VMHARNESS_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+        .current_dir(cwd)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("NEXTEST_PROFILE");
+    command
+}
+
+fn target_dir() -> PathBuf {
+    let settings = vmharness::settings::Settings::from_env().expect("usable environment");
+    settings.target_dir.join("out-of-tree")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let path = entry.path();
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_tree(&path, &to.join(&name)),
+            false => {
+                std::fs::copy(&path, to.join(&name)).unwrap();
+            }
+        }
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn cargo_test_from_another_directory_passes_every_trial() {
+    let (_, output) = tested();
+    let all = text(output);
+    assert!(output.status.success(), "{all}");
+    for line in [
+        "test hello-aarch64 ... ok",
+        "test uboot-aarch64::fatls ... ok",
+        "test uboot-aarch64::fatload ... ok",
+        "test a_panic_line_fails_the_run_and_the_report_says_where ... ok",
+    ] {
+        let squeezed: String = all.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(squeezed.contains(line), "{line:?} not in\n{all}");
+    }
+    assert!(all.contains("3 passed; 0 failed"), "{all}");
+}
+
+#[test]
+fn nextest_runs_the_example_with_one_process_per_trial() {
+    let (dir, first) = tested();
+    assert!(first.status.success(), "{}", text(first));
+    let output = cargo(dir.path())
+        .args(["nextest", "run", "--no-fail-fast", "--manifest-path"])
+        .arg(dir.path().join("repo/Cargo.toml"))
+        .output()
+        .expect("run cargo nextest on the example");
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    for trial in [
+        "vm hello-aarch64",
+        "vm uboot-aarch64::fatls",
+        "vm uboot-aarch64::fatload",
+    ] {
+        assert!(
+            all.lines()
+                .any(|line| line.contains("PASS") && line.contains(trial)),
+            "{trial} did not pass:\n{all}"
+        );
+    }
+}
+
+/// The trial binary run by hand from an unrelated directory, without cargo's variables. Its
+/// target dir here is under this workspace (so the workspace found above it would be this
+/// one): `VMHARNESS_ROOT` names the example's copy, as it would for an archived binary.
+#[test]
+fn the_test_binary_runs_from_another_directory() {
+    let (dir, first) = tested();
+    assert!(first.status.success(), "{}", text(first));
+    let output = cargo(dir.path())
+        .args(["test", "--no-run", "--test", "vm", "--message-format=json"])
+        .arg("--manifest-path")
+        .arg(dir.path().join("repo/Cargo.toml"))
+        .output()
+        .expect("find the vm test binary");
+    assert!(output.status.success(), "{}", text(&output));
+    let binary: PathBuf = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == "vm")
+        .find_map(|message| message["executable"].as_str().map(Into::into))
+        .expect("cargo names the vm executable");
+    let output = Command::new(&binary)
+        .args(["--exact", "hello-aarch64"])
+        .current_dir(dir.path().join("elsewhere"))
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("CARGO_TARGET_DIR")
+        .env("VMHARNESS_ROOT", dir.path().join("repo"))
+        .output()
+        .expect("run the vm binary");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// The README's quick start shows the example's real files, byte for byte.
+#[test]
+fn the_readme_quick_start_is_the_example() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut shown = 0;
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        // A block headed by `<!-- examples/out-of-tree/<file> -->` is that file.
+        let Some(file) = line
+            .strip_prefix("<!-- examples/out-of-tree/")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a code block after the file name");
+        assert!(fence.starts_with("```"), "{file}: {fence}");
+        let mut block = String::new();
+        for line in lines.by_ref().take_while(|line| !line.starts_with("```")) {
+            block.push_str(line);
+            block.push('\n');
+        }
+        let real = std::fs::read_to_string(Path::new(EXAMPLE).join(file)).unwrap();
+        assert_eq!(block, real, "README's {file} differs from the example's");
+        shown += 1;
+    }
+    assert!(
+        shown >= 3,
+        "the README shows {shown} of the example's files"
+    );
+}
