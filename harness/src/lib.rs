@@ -77,9 +77,6 @@
 //!   `cargo xtask guests` and the store's tests.
 //! - [`fileref`]: `artifact:`, `env:` and path references as configs write them.
 //! - [`disk`]: the FAT32 image builder and the `[disk]` spec (becoming a crate of its own).
-//! - [`digest`]: the cached sha256 of files (becoming a crate of its own).
-//! - [`regular_file`]: what else a path is, as errors about inputs say (`FileKind`).
-//! - [`paths`]: the workspace root, for frontends that have no `Settings`.
 //! - [`nested_cargo`]: removing cargo's variables before a frontend runs cargo again.
 
 #![warn(unreachable_pub)]
@@ -92,7 +89,7 @@ pub mod arch;
 pub use vmharness_artifact as artifact;
 pub mod config;
 pub mod console;
-pub use vmharness_digest as digest;
+pub(crate) use vmharness_digest as digest;
 pub mod disk;
 pub(crate) mod error;
 pub(crate) mod evidence;
@@ -100,10 +97,10 @@ pub mod fileref;
 pub mod nested_cargo;
 pub(crate) mod note;
 pub mod outcome;
-pub mod paths;
+pub(crate) mod paths;
 pub mod plan;
 pub mod qemu;
-pub mod regular_file;
+pub(crate) mod regular_file;
 pub mod remote;
 pub mod results;
 pub mod run;

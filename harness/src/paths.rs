@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The workspace root: `$VMHARNESS_ROOT`, else the nearest ancestor of `$CARGO_MANIFEST_DIR`
 /// (set at run time by cargo and nextest) or of the current directory that holds `vm-configs/`.
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     match crate::settings::Settings::from_env() {
         Ok(settings) => settings.root,
         Err(_) => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),

@@ -310,7 +310,10 @@ fn an_unknown_case_is_a_definition_failure() {
 fn the_probe_sets_the_restored_guests_clock() {
     let dir = tempfile::tempdir().unwrap();
     let settings = isolated(dir.path());
-    let config = vmharness::paths::workspace_root().join("vm-configs/linux-aarch64.toml");
+    let config = vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .root
+        .join("vm-configs/linux-aarch64.toml");
     let clock = r#"case = [{ name = "clock", steps = [{ send_line = "echo now=$(date +%s)" }, { expect = "^now=[0-9]{10}$" }] }]"#;
     let without = r#"ready.probe = "sleep 0.1; echo {token}""#;
     let run = |overrides: &[&str]| {
@@ -388,7 +391,10 @@ fn a_vm_that_cannot_be_saved_boots_its_cases_cold() {
 fn linux_on_riscv64_boots_each_case_cold() {
     let dir = tempfile::tempdir().unwrap();
     let settings = isolated(dir.path());
-    let config = vmharness::paths::workspace_root().join("vm-configs/linux-riscv64.toml");
+    let config = vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .root
+        .join("vm-configs/linux-riscv64.toml");
     let report = run_case(&config, "long-name", &settings);
     assert!(report.outcome.is_pass(), "{report}");
     let why = cold_because(&report).unwrap_or_default();
@@ -419,7 +425,7 @@ fn case_trials_record_the_artifacts_they_booted() {
     let kernel = Resolver::from_settings(&settings)
         .artifact(&"artifact:selftest-aarch64/selftest.elf".parse().unwrap())
         .unwrap();
-    let sha256 = vmharness::digest::file_sha256(&kernel).unwrap();
+    let sha256 = vmharness_digest::file_sha256(&kernel).unwrap();
     let check = |record: &vmharness::suite::ResultRecord, how: &str| {
         assert_eq!(
             record.outcome,

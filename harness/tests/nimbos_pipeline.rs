@@ -291,7 +291,9 @@ fn child_runs_the_config() {
 #[test]
 fn nimbos_configs_turn_each_usertest_into_a_sub_result() {
     use vmharness::console::{AnsiStripper, LineSplitter};
-    let root = vmharness::paths::workspace_root();
+    let root = vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .root;
     for arch in ["x86_64", "aarch64", "riscv64"] {
         let loaded = load(&root.join(format!("vm-configs/nimbos-standalone-{arch}.toml")));
         let section = loaded

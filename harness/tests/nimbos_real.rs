@@ -40,7 +40,9 @@ const USERTESTS: [&str; 13] = [
 const ARCHES: [&str; 3] = ["x86_64", "aarch64", "riscv64"];
 
 fn root() -> PathBuf {
-    vmharness::paths::workspace_root()
+    vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .root
 }
 
 fn load(name: &str) -> LoadedConfig {

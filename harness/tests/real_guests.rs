@@ -10,7 +10,9 @@ use vmharness::outcome::Outcome;
 use vmharness::run::{self, Resolver, RunOptions};
 
 fn run_linux_with(action: &str) -> vmharness::outcome::Report {
-    let root = vmharness::paths::workspace_root();
+    let root = vmharness::settings::Settings::from_env()
+        .expect("usable environment")
+        .root;
     let config = root.join("vm-configs/linux-aarch64.toml");
     let overrides = [format!(
         "qemu.append=\"console=ttyAMA0 panic=-1 vmharness.action={action}\""
