@@ -114,7 +114,7 @@ impl Recipe {
                     return Err("every entry of `tools` must be a non-empty argv".into());
                 }
                 for input in &c.inputs {
-                    check_relative(input).map_err(|why| format!("input `{input}`: {why}"))?;
+                    check_in_repository(input).map_err(|why| format!("input `{input}`: {why}"))?;
                 }
                 for (role, spec) in &c.packages {
                     check_name(role).map_err(|why| format!("package role `{role}`: {why}"))?;
@@ -221,6 +221,32 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A command recipe's input, relative to `guests/`: anywhere in the repository that holds
+/// `guests/` (`../src/boot.S` is the repository's `src/boot.S`), never above it.
+pub(crate) fn check_in_repository(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    // How far below `guests/` the path is after each component; -1 is the repository.
+    let mut depth: i64 = 0;
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < -1 {
+                    return Err("must stay inside the repository that holds guests/");
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("must be relative (to guests/)")
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses one recipe file; every top-level table is one artifact.
 pub(crate) fn parse_file(file: &Path) -> Result<Vec<Recipe>, ArtifactError> {
     let text = std::fs::read_to_string(file).map_err(|e| ArtifactError::io("read", file, e))?;
@@ -267,4 +293,32 @@ fn check_name(name: &str) -> Result<(), &'static str> {
         return Err("use only letters, digits, `-`, `_` and `.`, not starting with `.`");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_may_be_anywhere_in_the_repository_and_nowhere_above() {
+        for inside in [
+            "hello/hello.S",
+            "../src/boot.S",
+            "../src",
+            "./../Cargo.toml",
+            "a/../../src/x",
+        ] {
+            assert_eq!(check_in_repository(inside), Ok(()), "{inside}");
+        }
+        for outside in [
+            "../..",
+            "../../other/x",
+            "../src/../../x",
+            "a/../../../x",
+            "/etc/passwd",
+            "",
+        ] {
+            assert!(check_in_repository(outside).is_err(), "{outside}");
+        }
+    }
 }
