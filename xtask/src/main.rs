@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
 //! own module; all logic is in the `vmharness` library.
 
+mod bench_build;
 mod bench_cases;
 mod bench_console;
 mod bench_disk;
@@ -54,6 +55,9 @@ enum Task {
 enum Bench {
     /// In-process FAT32 writer vs `truncate` + `mkfs.fat -F 32` + `mcopy -s`.
     Disk(bench_disk::BenchDiskArgs),
+    /// A user's clean `cargo build --tests` of the out-of-tree example, with and without the
+    /// artifact store: wall time and crates compiled.
+    Build(bench_build::BenchBuildArgs),
     /// The `boot` suite's wall time with several threads against one (trials longest first).
     Suite(bench_suite::BenchSuiteArgs),
     /// Ten `[[case]]`s of each Linux guest: saved states against cold boots, side by side.
@@ -100,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Task::Bench { bench } => {
             match bench {
                 Bench::Disk(args) => bench_disk::run(args)?,
+                Bench::Build(args) => bench_build::run(args)?,
                 Bench::Suite(args) => bench_suite::run(args)?,
                 Bench::Console(args) => bench_console::run(args)?,
                 Bench::Cases(args) => bench_cases::run(args)?,
