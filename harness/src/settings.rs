@@ -277,9 +277,14 @@ impl Settings {
         let mut settings = Settings::defaults(&root);
         match reader.text("CARGO_TARGET_DIR") {
             Some(target) => settings.target_dir = root.join(target),
-            // A root named by hand keeps `<root>/target`.
+            // A root named by hand keeps `<root>/target`, and so does a binary nextest runs
+            // from an archive (extracted outside the workspace, into a dir that goes away).
             None if explicit_root.is_none() => {
-                if let Some(target) = exe.and_then(cargo_target_dir) {
+                let under_nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
+                    .iter()
+                    .any(|var| vars.contains_key(*var));
+                let archived = under_nextest && exe.is_some_and(|exe| !exe.starts_with(&root));
+                if let Some(target) = exe.and_then(cargo_target_dir).filter(|_| !archived) {
                     settings.target_dir = target;
                 }
             }
@@ -633,6 +638,12 @@ mod tests {
             ],
         );
         assert_eq!(settings.target_dir, Path::new("/t"));
+        // nextest running an archive extracted elsewhere: the workspace's own target dir.
+        let settings = at(
+            &elsewhere_exe,
+            &[("CARGO_MANIFEST_DIR", &manifest), ("NEXTEST", "1")],
+        );
+        assert_eq!(settings.target_dir, root.join("target"));
         // Nothing holds vm-configs/: the current directory, as before.
         let stray = dir.path().join("stray/deps/x");
         assert_eq!(at(&stray, &[]).root, somewhere);
