@@ -25,6 +25,7 @@
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
 //! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`: that way (to compare them) |
+//! | `VMHARNESS_CLI` | `artifacts.cli` | the command hints name, declared by the frontend (`cargo xtask`, `vmharness`; default `cargo vmharness`) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
 //! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
@@ -41,6 +42,13 @@ use crate::artifact::{LockMode, Network, ResolveOptions};
 
 /// The variable that forces an accelerator for every config.
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
+/// The variable through which a frontend declares the command the user runs it with
+/// (`cargo xtask`, `vmharness`, `cargo vmharness`), so that hints name that command; child
+/// processes (`cargo test` under the frontend) inherit it.
+pub const CLI_ENV: &str = "VMHARNESS_CLI";
+/// The command hints name when no frontend declared one ([`CLI_ENV`] unset): a test binary run
+/// by plain `cargo test`.
+pub const DEFAULT_CLI: &str = "cargo vmharness";
 /// The variable that keeps only one arch's configs.
 pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
 /// Environment variable: the download mirror prefix (see
@@ -503,6 +511,10 @@ impl Reader<'_> {
         if self.flag("VMHARNESS_OFFLINE") {
             options.network = Network::Offline;
         }
+        options.cli = self
+            .text(CLI_ENV)
+            .filter(|cli| !cli.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_CLI.to_string());
         let mirror = self.text(MIRROR_ENV);
         options.mirror = match mirror.as_deref().map(crate::artifact::fetch::mirror_prefix) {
             Some(Err(why)) => {

@@ -42,7 +42,7 @@ pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
 pub(crate) use options::LOCK_FILE;
-pub use options::{LockMode, Network, ResolveOptions};
+pub use options::{LockMode, Network, ResolveOptions, DEFAULT_CLI};
 pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
@@ -230,6 +230,7 @@ impl Catalog {
                     artifact: name.to_string(),
                     lock_file: self.lock.path().to_path_buf(),
                     reason: "no entry to check the imported file against".into(),
+                    cli: options.cli.clone(),
                 })
             }
             None => {}

@@ -140,7 +140,7 @@ impl LockFile {
     /// The canonical text of the lock file.
     pub(crate) fn to_toml_string(&self) -> String {
         let mut out = String::from(
-            "# Pinned sha256 of every guest artifact. Written by `cargo xtask guests lock`.\n",
+            "# Pinned sha256 of every guest artifact. Written by vmharness (`guests lock`).\n",
         );
         let _ = writeln!(out, "version = {LOCK_VERSION}");
         for (name, entry) in &self.entries {

@@ -7,6 +7,10 @@ use super::fetch::{DownloadLimits, Progress, RetryPolicy};
 use super::package::DebianArchive;
 use super::unpack::UnpackLimits;
 
+/// The command hints name when the frontend declared none: the cargo subcommand of
+/// `vmharness-cli` (see [`ResolveOptions::cli`]).
+pub const DEFAULT_CLI: &str = "cargo vmharness";
+
 /// File name of the lock file inside the guests directory.
 pub(crate) const LOCK_FILE: &str = "guests.lock";
 
@@ -68,6 +72,9 @@ pub struct ResolveOptions {
     pub mirror: Option<String>,
     /// Where Debian packages of command recipes come from.
     pub debian: DebianArchive,
+    /// The command the user runs vmharness's commands with (`cargo xtask`, `vmharness`), as
+    /// hints print it: "run `<cli> guests lock`". Default [`DEFAULT_CLI`].
+    pub cli: String,
 }
 
 impl ResolveOptions {
@@ -83,6 +90,7 @@ impl ResolveOptions {
             download: DownloadLimits::default(),
             mirror: None,
             debian: DebianArchive::default(),
+            cli: DEFAULT_CLI.to_string(),
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum LockStatus {
     /// Every output matched its pinned sha256.
     Locked,
     /// A command recipe whose key the lock has not recorded (its inputs moved): built and used;
-    /// `cargo xtask guests lock` records it.
+    /// `guests lock` records it.
     NewKey {
         /// The key the lock recorded, if any.
         previous_key: Option<String>,
