@@ -26,7 +26,13 @@ pub enum LockMode {
     /// CI: a `url` or `path` artifact the lock does not pin is an error; a command recipe whose
     /// inputs moved (a new Debian kernel) is built, used and reported, not failed.
     Locked,
-    /// Local development: an unpinned artifact is used with a warning on stderr.
+    /// Local development, the default outside CI: an artifact `guests.lock` has no entry for
+    /// is recorded there on first use (the file is created if there is none), with a note on
+    /// stderr; a key that moved since it was locked is used with a warning, as in
+    /// [`LockMode::Lenient`].
+    FirstUse,
+    /// Local development without writing the lock: an unpinned artifact is used with a warning
+    /// on stderr.
     Lenient,
     /// `guests lock`: like [`LockMode::Lenient`], but silent, since recording is the point.
     Record,

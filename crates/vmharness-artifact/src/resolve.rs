@@ -175,7 +175,9 @@ fn lock_policy<'a>(
             cli: request.options.cli.clone(),
         });
     }
-    if mode != LockMode::Record {
+    // First use records a missing entry after resolving (and says so then).
+    let recording = mode == LockMode::FirstUse && entry.is_none();
+    if mode != LockMode::Record && !recording {
         warn_once(request.name(), &keyed.key, || {
             if command {
                 format!(

@@ -243,7 +243,9 @@ fn resolve_kind(
                     LockStatus::Locked => "verified".to_string(),
                     LockStatus::NewKey { .. } => resolved.status.describe(),
                     LockStatus::Unlocked { reason } => format!("NOT LOCKED ({reason})"),
-                    LockStatus::LocalBuild { .. } => resolved.status.describe(),
+                    LockStatus::LocalBuild { .. } | LockStatus::Recorded { .. } => {
+                        resolved.status.describe()
+                    }
                 };
                 println!(
                     "{name:<28} {:?} {state} {}",
