@@ -775,3 +775,36 @@ fn lenient_never_writes_the_lock() {
     assert!(matches!(resolved.status, LockStatus::Unlocked { .. }));
     assert!(!guests.join("guests.lock").exists());
 }
+
+/// The listing-time "not cached" reason names the fetch command of the frontend in use.
+#[test]
+fn a_missing_download_names_the_frontends_fetch_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "blob.toml",
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/blob.bin\"\n",
+    );
+    let config = write(
+        &tmp.path().join("vm-configs"),
+        "blob-aarch64.toml",
+        "arch = \"aarch64\"\n[qemu]\nkernel = \"artifact:blob/blob.bin\"\n",
+    );
+    let loaded = vmharness::config::load(&config).unwrap();
+    for cli in ["cargo xtask", "vmharness"] {
+        let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+        settings.artifacts.cli = cli.to_string();
+        let check = vmharness::suite::availability::Check::new(&settings)
+            .with_catalog(Catalog::load(&guests).unwrap());
+        let missing: Vec<String> = check
+            .missing_inputs(&loaded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            missing,
+            [format!("-kernel: artifact `blob` needs the network and is not cached (`{cli} guests fetch blob`)")]
+        );
+    }
+}
