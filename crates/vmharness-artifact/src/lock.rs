@@ -167,7 +167,7 @@ impl LockFile {
     /// whether it did. The file is re-read and replaced atomically under an exclusive `flock` of
     /// its directory, so concurrent first uses (one process per test) each add their entry and
     /// never lose another's; a missing file is created.
-    pub fn record_first_use(
+    pub(crate) fn record_first_use(
         path: &Path,
         name: &str,
         entry: &LockEntry,
