@@ -39,7 +39,7 @@ fn scratch_root() -> tempfile::TempDir {
 fn boot(root: &Path, args: &[&str]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     command
         .args(["test", "-q", "--test", "boot", "--"])
         .args(args)
@@ -194,7 +194,7 @@ fn several_name_filters_select_the_union() {
 fn the_suite_lists_one_trial_per_case() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     let output = command
         .args([
             "test", "-q", "--test", "boot", "--", "--list", "--format", "terse",
@@ -300,7 +300,7 @@ fn boot_guarded(
     use std::os::unix::process::CommandExt;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     let mut child = command
         .process_group(0)
         .args(["test", "-q", "--test", "boot", "--"])
@@ -448,7 +448,7 @@ fn boot_binary() -> &'static std::path::PathBuf {
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+        vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
         let output = command
             .args([
                 "test",
@@ -531,7 +531,7 @@ fn a_bad_variable_fails_the_suite_whatever_the_entry_point() {
     assert!(output.status.success(), "{}", text(&output));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     let output = command
         .args(["test", "-q", "--test", "boot", "--", "--list"])
         .env("VMHARNESS_ROOT", root.path())

@@ -41,7 +41,7 @@ fn tested() -> &'static (tempfile::TempDir, Output) {
 /// this workspace's target (kept between runs, so only the first build is slow).
 fn cargo(cwd: &Path) -> Command {
     let mut command = Command::new(env!("CARGO"));
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("VMHARNESS_") {
             command.env_remove(&key);

@@ -208,3 +208,66 @@ fn accel_override_reaches_every_test() -> Result<()> {
     ensure!(stdout.contains("title=ci-kvm-aarch64 INFRA::"), "{stdout}");
     Ok(())
 }
+
+/// `vmharness ci` in another cargo workspace (not this one, not where the binary was built):
+/// the cargo steps run there, the library tests leave the VM test target out, and the VM tests
+/// step runs exactly the `--test` targets named.
+#[test]
+fn ci_runs_in_the_workspace_around_the_current_directory() -> Result<()> {
+    let bins = support::cli_bins();
+    let dir = tempfile::tempdir()?;
+    let write = |path: &str, text: &str| -> Result<()> {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().context("a parent")?)?;
+        Ok(std::fs::write(path, text)?)
+    };
+    write(
+        "Cargo.toml",
+        "[package]\nname = \"elsewhere\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )?;
+    write("src/lib.rs", "")?;
+    write("vm-configs/.keep", "")?;
+    // Each target leaves a mark in the workspace when it runs.
+    let marking = |name: &str| {
+        format!(
+            "#[test]\nfn marks() {{\n    std::fs::write(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/ran-{name}\"), \"\").unwrap();\n}}\n"
+        )
+    };
+    write("tests/vm.rs", &marking("vm"))?;
+    write("tests/other.rs", &marking("other"))?;
+    let output = Command::new(bins.join("vmharness"))
+        .args(["ci", "--skip-gates", "--test", "vm"])
+        .current_dir(dir.path())
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .env_remove("VMHARNESS_ROOT")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let context = || {
+        format!(
+            "stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    ensure!(output.status.success(), "{}", context());
+    for needle in [
+        "$ cargo test --workspace --lib --bins",
+        "$ cargo test --test vm",
+        "ci: all steps passed",
+    ] {
+        ensure!(stdout.contains(needle), "missing `{needle}`\n{}", context());
+    }
+    ensure!(
+        dir.path().join("ran-vm").exists(),
+        "the named VM test target did not run there\n{}",
+        context()
+    );
+    ensure!(
+        !dir.path().join("ran-other").exists(),
+        "a test target that was not named ran\n{}",
+        context()
+    );
+    Ok(())
+}

@@ -227,3 +227,87 @@ fn guests_list_shows_pinned_sha256s() {
         "{text}"
     );
 }
+
+/// A repository with a recipe and no guests.lock, met through each frontend: in CI resolving
+/// fails and `guests lock` refuses, both naming that frontend's command; that command (run
+/// outside CI) writes the lock, and CI passes. Outside CI the first fetch writes the lock itself.
+#[test]
+fn without_a_lock_ci_names_the_frontends_command_and_first_use_writes_it() {
+    let bins = support::cli_bins();
+    let frontends: [(std::path::PathBuf, &[&str], &str); 3] = [
+        (support::xtask().clone(), &[], "cargo xtask"),
+        (bins.join("vmharness"), &[], "vmharness"),
+        (
+            bins.join("cargo-vmharness"),
+            &["vmharness"],
+            "cargo vmharness",
+        ),
+    ];
+    for (binary, prefix, cli) in frontends {
+        let tmp = tempfile::tempdir().unwrap();
+        let guests = tmp.path().join("guests");
+        std::fs::create_dir(&guests).unwrap();
+        std::fs::write(
+            guests.join("fw.toml"),
+            "[fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+        )
+        .unwrap();
+        std::fs::write(guests.join("fw.bin"), "FIRMWARE").unwrap();
+        let run = |args: &[&str], ci: bool| {
+            let mut command = Command::new(&binary);
+            command
+                .args(prefix)
+                .args(args)
+                .env("VMHARNESS_ROOT", tmp.path())
+                .env("VMHARNESS_CACHE", tmp.path().join("cache"))
+                .env_remove("VMHARNESS_LOCKED")
+                .env_remove("VMHARNESS_LOCK_FIRST_USE")
+                .env_remove("VMHARNESS_CLI");
+            if ci {
+                command.env("CI", "true");
+            } else {
+                command.env_remove("CI");
+            }
+            let output = command.output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            (output.status.success(), text)
+        };
+        let hint = format!("run `{cli} guests lock`");
+        let (ok, text) = run(&["guests", "fetch"], true);
+        assert!(!ok && text.contains(&hint), "{cli}, CI fetch: {text}");
+        let (ok, text) = run(&["guests", "lock"], true);
+        assert!(!ok && text.contains(&hint), "{cli}, CI lock: {text}");
+        assert!(
+            !guests.join("guests.lock").exists(),
+            "{cli}: CI wrote the lock"
+        );
+        let (ok, text) = run(&["guests", "lock"], false);
+        assert!(
+            ok && text.contains("fw") && text.contains("added"),
+            "{cli}: {text}"
+        );
+        let (ok, text) = run(&["guests", "fetch"], true);
+        assert!(
+            ok && text.contains("verified"),
+            "{cli}, CI after lock: {text}"
+        );
+
+        std::fs::remove_file(guests.join("guests.lock")).unwrap();
+        let (ok, text) = run(&["guests", "fetch"], false);
+        assert!(
+            ok && text.contains("recorded in") && text.contains("on first use"),
+            "{cli}, first use: {text}"
+        );
+        let lock = std::fs::read_to_string(guests.join("guests.lock")).unwrap();
+        assert!(lock.contains("name = \"fw\""), "{lock}");
+        let (ok, text) = run(&["guests", "fetch"], true);
+        assert!(
+            ok && text.contains("verified"),
+            "{cli}, CI after first use: {text}"
+        );
+    }
+}

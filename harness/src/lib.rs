@@ -77,7 +77,6 @@
 //!   `cargo xtask guests` and the store's tests.
 //! - [`fileref`]: `artifact:`, `env:` and path references as configs write them.
 //! - [`disk`]: the FAT32 image builder and the `[disk]` spec (becoming a crate of its own).
-//! - [`nested_cargo`]: removing cargo's variables before a frontend runs cargo again.
 
 #![warn(unreachable_pub)]
 // The examples show a test file's whole `fn main`, which is the point of them.
@@ -94,7 +93,6 @@ pub mod disk;
 pub(crate) mod error;
 pub(crate) mod evidence;
 pub mod fileref;
-pub mod nested_cargo;
 pub(crate) mod note;
 pub mod outcome;
 pub(crate) mod paths;

@@ -16,7 +16,8 @@
 //! | `VMHARNESS_REMOTE_SSH_OPTIONS` | `remote.ssh_options` | extra `ssh -o` options, shell words |
 //! | `VMHARNESS_REQUIRE_ARTIFACTS` | `require_artifacts` | `1`: an unavailable input fails instead of skipping |
 //! | `VMHARNESS_OFFLINE` | `artifacts.network` | `1`: never download |
-//! | `VMHARNESS_LOCKED`, `CI` | `artifacts.lock_mode` | `strict`; `1` or `CI=true`: locked |
+//! | `VMHARNESS_LOCKED`, `CI` | `artifacts.lock_mode` | `strict`; `1` or `CI=true`: locked; otherwise first use records a missing entry in `guests.lock` |
+//! | `VMHARNESS_LOCK_FIRST_USE` | `artifacts.lock_mode` | `0`: outside CI an unpinned artifact is used with a warning, `guests.lock` is never written (default `1`) |
 //! | `VMHARNESS_ARTIFACT_MIRROR` | `artifacts.mirror` | download URL prefix |
 //! | `VMHARNESS_DEBIAN_MIRROR`, `VMHARNESS_DEBIAN_SECURITY_MIRROR` | `artifacts.debian` | Debian archive mirrors |
 //! | `VMHARNESS_APT_MAX_AGE` | `artifacts.debian.max_age` | refresh package lists older than this (`1h`) |
@@ -25,6 +26,7 @@
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
 //! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`: that way (to compare them) |
+//! | `VMHARNESS_CLI` | `artifacts.cli` | the command hints name, declared by the frontend (`cargo xtask`, `vmharness`; default `cargo vmharness`) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
 //! `env:VAR` references in configs read `VAR` from the snapshot taken here ([`Settings::var`]).
@@ -41,6 +43,16 @@ use crate::artifact::{LockMode, Network, ResolveOptions};
 
 /// The variable that forces an accelerator for every config.
 pub const ACCEL_ENV: &str = "VMHARNESS_ACCEL";
+/// The variable through which a frontend declares the command the user runs it with
+/// (`cargo xtask`, `vmharness`, `cargo vmharness`), so that hints name that command; child
+/// processes (`cargo test` under the frontend) inherit it.
+pub const CLI_ENV: &str = "VMHARNESS_CLI";
+/// The command hints name when no frontend declared one ([`CLI_ENV`] unset): a test binary run
+/// by plain `cargo test`.
+pub const DEFAULT_CLI: &str = "cargo vmharness";
+/// The variable that turns recording artifacts in `guests.lock` on first use off (`0`).
+#[cfg(feature = "artifacts")]
+pub(crate) const FIRST_USE_ENV: &str = "VMHARNESS_LOCK_FIRST_USE";
 /// The variable that keeps only one arch's configs.
 pub const ARCH_ENV: &str = "VMHARNESS_ARCH";
 /// Environment variable: the download mirror prefix (see
@@ -532,6 +544,19 @@ impl Reader<'_> {
         }
     }
 
+    /// `VMHARNESS_LOCK_FIRST_USE`: on unless `0`.
+    #[cfg(feature = "artifacts")]
+    fn first_use(&mut self) -> bool {
+        match self.text(FIRST_USE_ENV).as_deref() {
+            None | Some("1") => true,
+            Some("0") => false,
+            Some(_) => {
+                self.reject(FIRST_USE_ENV, "1 or 0");
+                true
+            }
+        }
+    }
+
     #[cfg(feature = "artifacts")]
     fn artifacts(&mut self, options: &mut ResolveOptions) {
         let ci = self.text("CI").is_some_and(|v| v == "true");
@@ -539,6 +564,7 @@ impl Reader<'_> {
             Some("strict") => LockMode::Strict,
             Some("1") => LockMode::Locked,
             None | Some("0") if ci => LockMode::Locked,
+            None | Some("0") if self.first_use() => LockMode::FirstUse,
             None | Some("0") => LockMode::Lenient,
             Some(_) => {
                 self.reject("VMHARNESS_LOCKED", "strict, 1 or 0");
@@ -548,6 +574,10 @@ impl Reader<'_> {
         if self.flag("VMHARNESS_OFFLINE") {
             options.network = Network::Offline;
         }
+        options.cli = self
+            .text(CLI_ENV)
+            .filter(|cli| !cli.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_CLI.to_string());
         let mirror = self.text(MIRROR_ENV);
         options.mirror = match mirror.as_deref().map(crate::artifact::fetch::mirror_prefix) {
             Some(Err(why)) => {
@@ -660,8 +690,29 @@ mod tests {
         );
         assert_eq!(settings.timeout_scale, 1.0);
         assert_eq!(settings.infra_retries, 1);
-        assert_eq!(settings.artifacts.lock_mode, LockMode::Lenient);
+        assert_eq!(settings.artifacts.lock_mode, LockMode::FirstUse);
+        assert_eq!(settings.artifacts.cli, DEFAULT_CLI);
         assert!(settings.remote.is_none() && !settings.require_artifacts);
+    }
+
+    /// Recording on first use is for local runs, and can be turned off; CI still pins.
+    #[test]
+    fn lock_modes_follow_ci_and_first_use() {
+        let mode = |pairs: &[(&str, &str)]| {
+            let mut vars = vec![("VMHARNESS_ROOT", "/w")];
+            vars.extend_from_slice(pairs);
+            from(&vars).unwrap().artifacts.lock_mode
+        };
+        assert_eq!(mode(&[(FIRST_USE_ENV, "0")]), LockMode::Lenient);
+        assert_eq!(mode(&[(FIRST_USE_ENV, "1")]), LockMode::FirstUse);
+        assert_eq!(mode(&[("CI", "true")]), LockMode::Locked);
+        assert_eq!(
+            mode(&[("CI", "true"), (FIRST_USE_ENV, "0")]),
+            LockMode::Locked
+        );
+        assert_eq!(mode(&[("VMHARNESS_LOCKED", "strict")]), LockMode::Strict);
+        let named = from(&[("VMHARNESS_ROOT", "/w"), (CLI_ENV, "cargo xtask")]).unwrap();
+        assert_eq!(named.artifacts.cli, "cargo xtask");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Concurrent *processes* resolving one artifact share the cache: one build or download, every
 //! process verified, and a lock holder killed mid-build does not block the next resolver.
+//! Concurrent first uses record every artifact in one consistent guests.lock.
 //!
 //! The test binary re-executes itself: with `VMHARNESS_TEST_RESOLVE` set, it resolves one
 //! artifact and prints `<file> <sha256>` per output instead of running tests.
@@ -30,42 +31,55 @@ fn main() {
             "killed_lock_holder_releases_the_lock",
             killed_lock_holder_releases_the_lock,
         ),
+        Trial::test(
+            "concurrent_first_uses_write_one_consistent_lock",
+            concurrent_first_uses_write_one_consistent_lock,
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
 
-/// Child mode: `<guests dir>|<cache dir>|<artifact>`.
+/// Child mode: `<guests dir>|<cache dir>|<artifact>[|first-use]` (lenient without the last).
 fn child(spec: &str) -> i32 {
     let parts: Vec<&str> = spec.split('|').collect();
-    let [guests, cache, name] = parts[..] else {
-        eprintln!("bad {CHILD_ENV}: {spec}");
-        return 2;
+    let (guests, cache, name, mode) = match parts[..] {
+        [guests, cache, name] => (guests, cache, name, LockMode::Lenient),
+        [guests, cache, name, "first-use"] => (guests, cache, name, LockMode::FirstUse),
+        _ => {
+            eprintln!("bad {CHILD_ENV}: {spec}");
+            return 2;
+        }
     };
     let mut options = ResolveOptions::new(cache);
-    options.lock_mode = LockMode::Lenient;
-    let resolved =
-        Catalog::load(Path::new(guests)).and_then(|catalog| catalog.resolve(name, &options));
-    match resolved {
-        Ok(resolved) => {
-            for (file, path) in &resolved.files {
-                let bytes = std::fs::read(path).unwrap_or_default();
-                println!("{file} {}", sha256_hex(&bytes));
+    options.lock_mode = mode;
+    // Several names (`a,b,c`) are resolved in turn.
+    let mut status = 0;
+    for name in name.split(',') {
+        let resolved =
+            Catalog::load(Path::new(guests)).and_then(|catalog| catalog.resolve(name, &options));
+        match resolved {
+            Ok(resolved) => {
+                for (file, path) in &resolved.files {
+                    let bytes = std::fs::read(path).unwrap_or_default();
+                    println!("{file} {}", sha256_hex(&bytes));
+                }
             }
-            0
-        }
-        Err(error) => {
-            eprintln!("resolve failed: {error}");
-            1
+            Err(error) => {
+                eprintln!("resolve failed: {error}");
+                status = 1;
+            }
         }
     }
+    status
 }
 
 fn spawn_resolver(guests: &Path, cache: &Path, name: &str) -> Child {
+    spawn_child(&format!("{}|{}|{name}", guests.display(), cache.display()))
+}
+
+fn spawn_child(spec: &str) -> Child {
     Command::new(std::env::current_exe().expect("current_exe"))
-        .env(
-            CHILD_ENV,
-            format!("{}|{}|{name}", guests.display(), cache.display()),
-        )
+        .env(CHILD_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -135,6 +149,55 @@ fn eight_processes_download_once() -> Result<(), libtest_mimic::Failed> {
     let expected = format!("kernel {}\n", sha256_hex(b"KERNEL"));
     assert!(outputs.iter().all(|o| *o == expected), "{outputs:?}");
     assert_eq!(server.requests(), 1, "exactly one download");
+    Ok(())
+}
+
+/// Eight processes resolve the same sixteen artifacts, each starting at another one, that a
+/// missing guests.lock does not pin: every entry ends up in the one lock file, as `guests lock`
+/// would write it (no process's read-modify-write loses another's).
+fn concurrent_first_uses_write_one_consistent_lock() -> Result<(), libtest_mimic::Failed> {
+    let tmp = tempfile::tempdir()?;
+    let guests = tmp.path().join("guests");
+    let names: Vec<String> = (0..16).map(|i| format!("fw-{i}")).collect();
+    for name in &names {
+        write(
+            &guests,
+            &format!("{name}.toml"),
+            &format!("[{name}]\nkind = \"path\"\npath = \"{name}.bin\"\n"),
+        );
+        write(&guests, &format!("{name}.bin"), name);
+    }
+    let cache = tmp.path().join("cache");
+    let children: Vec<Child> = (0..8)
+        .map(|start| {
+            let mut order = names.clone();
+            order.rotate_left(start * 2);
+            spawn_child(&format!(
+                "{}|{}|{}|first-use",
+                guests.display(),
+                cache.display(),
+                order.join(",")
+            ))
+        })
+        .collect();
+    for child in children {
+        let (ok, _, stderr) = finish(child, Duration::from_secs(60));
+        assert!(ok, "a first use failed: {stderr}");
+    }
+    let catalog = Catalog::load(&guests)?;
+    let mut record = ResolveOptions::new(&cache);
+    record.lock_mode = LockMode::Record;
+    for name in &names {
+        let expected = catalog.resolve(name, &record)?.entry;
+        assert_eq!(catalog.lock().get(name), Some(&expected), "{name}");
+    }
+    assert_eq!(catalog.lock().entries().count(), names.len());
+    let leftovers: Vec<_> = std::fs::read_dir(&guests)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".toml") && !n.ends_with(".bin") && n != "guests.lock")
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     Ok(())
 }
 

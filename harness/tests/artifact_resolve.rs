@@ -692,3 +692,119 @@ fn a_malformed_recipe_fails_the_trial_as_a_definition_mistake() {
         assert!(record.contains("outcome = \"FAIL\""), "{what}: {record}");
     }
 }
+
+/// Outside CI the first resolve of an artifact the lock does not pin records it (creating
+/// guests.lock), later resolves verify against it; in CI the same repo fails with the exact
+/// command of the frontend in use.
+#[test]
+fn first_use_records_the_lock_and_ci_names_the_frontends_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "fw.toml",
+        "[fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+    );
+    write(&guests, "fw.bin", "FIRMWARE");
+    let lock_file = guests.join("guests.lock");
+    let cache = tmp.path().join("cache");
+
+    for cli in ["cargo xtask", "vmharness"] {
+        let mut ci = options(&cache, LockMode::Locked);
+        ci.cli = cli.to_string();
+        let err = Catalog::load(&guests)
+            .unwrap()
+            .resolve("fw", &ci)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(&format!("(no entry); run `{cli} guests lock`")),
+            "{err}"
+        );
+        assert!(!lock_file.exists(), "CI must not write the lock");
+    }
+
+    let first_use = options(&cache, LockMode::FirstUse);
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve("fw", &first_use)
+        .unwrap();
+    assert_eq!(
+        resolved.status,
+        LockStatus::Recorded {
+            lock_file: lock_file.clone()
+        }
+    );
+    let catalog = Catalog::load(&guests).unwrap();
+    assert_eq!(catalog.lock().get("fw"), Some(&resolved.entry));
+    let again = catalog.resolve("fw", &first_use).unwrap();
+    assert_eq!(again.status, LockStatus::Locked);
+    let ci = catalog
+        .resolve("fw", &options(&cache, LockMode::Locked))
+        .unwrap();
+    assert_eq!(
+        ci.status,
+        LockStatus::Locked,
+        "the recorded lock satisfies CI"
+    );
+
+    // A pinned artifact whose bytes changed is still a mismatch, never re-recorded.
+    write(&guests, "fw.bin", "TAMPERED");
+    let err = Catalog::load(&guests)
+        .unwrap()
+        .resolve("fw", &first_use)
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::Mismatch { .. }), "{err}");
+}
+
+/// Lenient (`VMHARNESS_LOCK_FIRST_USE=0`) keeps the lock file as it is.
+#[test]
+fn lenient_never_writes_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "fw.toml",
+        "[fw]\nkind = \"path\"\npath = \"fw.bin\"\n",
+    );
+    write(&guests, "fw.bin", "FIRMWARE");
+    let resolved = Catalog::load(&guests)
+        .unwrap()
+        .resolve("fw", &options(&tmp.path().join("cache"), LockMode::Lenient))
+        .unwrap();
+    assert!(matches!(resolved.status, LockStatus::Unlocked { .. }));
+    assert!(!guests.join("guests.lock").exists());
+}
+
+/// The listing-time "not cached" reason names the fetch command of the frontend in use.
+#[test]
+fn a_missing_download_names_the_frontends_fetch_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    write(
+        &guests,
+        "blob.toml",
+        "[blob]\nkind = \"url\"\nurl = \"https://release.example.invalid/blob.bin\"\n",
+    );
+    let config = write(
+        &tmp.path().join("vm-configs"),
+        "blob-aarch64.toml",
+        "arch = \"aarch64\"\n[qemu]\nkernel = \"artifact:blob/blob.bin\"\n",
+    );
+    let loaded = vmharness::config::load(&config).unwrap();
+    for cli in ["cargo xtask", "vmharness"] {
+        let mut settings = vmharness::settings::Settings::defaults(tmp.path());
+        settings.artifacts.cli = cli.to_string();
+        let check = vmharness::suite::availability::Check::new(&settings)
+            .with_catalog(Catalog::load(&guests).unwrap());
+        let missing: Vec<String> = check
+            .missing_inputs(&loaded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            missing,
+            [format!("-kernel: artifact `blob` needs the network and is not cached (`{cli} guests fetch blob`)")]
+        );
+    }
+}

@@ -21,15 +21,7 @@ use source::{code_only, rust_files, without_tests};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
-        &[
-            "error",
-            "note",
-            "arch",
-            "digest",
-            "nested_cargo",
-            "regular_file",
-            "temp",
-        ],
+        &["error", "note", "arch", "digest", "regular_file", "temp"],
     ),
     (
         "inputs",

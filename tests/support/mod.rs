@@ -20,7 +20,7 @@ pub fn xtask() -> &'static PathBuf {
         build
             .args(["build", "--quiet", "-p", "xtask"])
             .current_dir(&root);
-        vmharness::nested_cargo::scrub_cargo_run_env(&mut build);
+        vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut build);
         let status = build.status().expect("run cargo build -p xtask");
         assert!(status.success(), "cargo build -p xtask failed");
         let xtask = Settings::from_env()
@@ -47,6 +47,29 @@ pub fn selftest_elf(arch: Arch) -> PathBuf {
     Resolver::from_env()
         .artifact(&reference)
         .unwrap_or_else(|failure| panic!("selftest guest unavailable: {failure:?}"))
+}
+
+/// The `vmharness-cli` binaries (`vmharness`, `cargo-vmharness`), built once per test process;
+/// returns their directory.
+pub fn cli_bins() -> &'static PathBuf {
+    static BINS: OnceLock<PathBuf> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "vmharness-cli", "--bins"])
+            .current_dir(root());
+        vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut build);
+        let status = build.status().expect("run cargo build -p vmharness-cli");
+        assert!(
+            status.success(),
+            "cargo build -p vmharness-cli --bins failed"
+        );
+        Settings::from_env()
+            .expect("usable environment")
+            .target_dir
+            .join("debug")
+    })
 }
 
 /// The workspace root (this package's directory).

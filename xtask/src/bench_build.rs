@@ -114,7 +114,7 @@ fn copy_manifest_and_sources(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// A clean build into the repository's own target dir: wall time and crates compiled.
 fn clean_build(repo: &Path, jobs: Option<usize>) -> anyhow::Result<(Duration, usize)> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     command
         .current_dir(repo)
         .args(["build", "--tests", "--message-format=json"])

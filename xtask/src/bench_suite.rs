@@ -47,7 +47,7 @@ fn suite(args: &BenchSuiteArgs, threads: usize) -> anyhow::Result<Duration> {
         .arg(format!("--test-threads={threads}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     let started = Instant::now();
     let status = command
         .status()

@@ -1,20 +1,20 @@
-//! `cargo xtask`: developer and CI entry points for vmharness. Each subcommand lives in its
-//! own module; all logic is in the `vmharness` library.
+//! `cargo xtask`: this repository's developer and CI entry points. The vmharness commands
+//! (`qemu`, `ci`, `test`, `guests`, `disk-img`, `kvm-probe`, `setup`) come from
+//! `vmharness-cli`, the way any repository's xtask gets them; `bench` and this workspace's
+//! choices for `ci` are this repository's own.
 
 mod bench_build;
 mod bench_cases;
 mod bench_console;
 mod bench_disk;
 mod bench_suite;
-mod ci;
-mod disk;
-mod guests;
-mod qemu;
-mod setup;
-mod terminal;
-mod test;
 
 use clap::{Parser, Subcommand};
+use vmharness_cli::ci::{CargoStep, CiArgs, CiPlan};
+use vmharness_cli::Command;
+
+/// This frontend's name, as hints print it.
+const CLI: &str = "cargo xtask";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "vmharness developer and CI tasks")]
@@ -25,30 +25,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Boot a VM config (default: `vm-configs/selftest-<arch>.toml`) with its console on the
-    /// terminal (type to the guest, Ctrl-] quits), then print the verdict.
-    Qemu(qemu::QemuArgs),
-    /// Probe whether KVM works for x86_64 guests on this host (ignores the cached answer).
-    KvmProbe {
-        /// Also write the probe guest to this file (boot it by hand with `-kernel`).
-        #[arg(long)]
-        write_guest: Option<std::path::PathBuf>,
-    },
-    /// Guest artifacts: list, fetch, build, verify, lock, clean.
-    Guests(guests::GuestsArgs),
-    /// Build a FAT32 disk image from a VM config's `[disk]` section, a manifest, or `--add`.
-    DiskImg(disk::DiskImgArgs),
+    #[command(flatten)]
+    Vmharness(Command),
     /// Run a benchmark.
     Bench {
         #[command(subcommand)]
         bench: Bench,
     },
-    /// Set up this machine (packages, guest artifacts) and run every test: `cargo test --workspace`.
-    Test(test::TestArgs),
-    /// Run the CI pipeline: gates and tests as timed steps (GitHub Actions aware).
-    Ci(ci::CiArgs),
-    /// Install missing host packages (as root or in CI) or print the command to do so.
-    Setup,
 }
 
 #[derive(Subcommand)]
@@ -68,39 +51,14 @@ enum Bench {
 }
 
 fn main() {
-    // Expected errors are messages, not stack traces: RUST_BACKTRACE is for panics.
-    let code = match run(Cli::parse()) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {}", error_chain(error.as_ref()));
-            1
-        }
-    };
-    std::process::exit(code);
-}
-
-/// An error and its causes, the way the library's reports print them: the message, then one
-/// indented `caused by:` line per cause.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    for cause in vmharness::run::causes(error) {
-        text.push_str(&format!("\n  caused by: {cause}"));
-    }
-    text
+    vmharness_cli::declare(CLI);
+    vmharness_cli::exit(run(Cli::parse()));
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let code = match cli.command {
-        Task::Qemu(args) => qemu::run(args)?,
-        Task::KvmProbe { write_guest } => qemu::kvm_probe(write_guest)?,
-        Task::Guests(args) => {
-            guests::run(args)?;
-            0
-        }
-        Task::DiskImg(args) => {
-            disk::run(args)?;
-            0
-        }
+    match cli.command {
+        Task::Vmharness(Command::Ci(args)) => vmharness_cli::ci::run(ci_choices(args), &ci_plan()),
+        Task::Vmharness(command) => vmharness_cli::run(command),
         Task::Bench { bench } => {
             match bench {
                 Bench::Disk(args) => bench_disk::run(args)?,
@@ -109,14 +67,40 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Bench::Console(args) => bench_console::run(args)?,
                 Bench::Cases(args) => bench_cases::run(args)?,
             }
-            0
+            Ok(0)
         }
-        Task::Test(args) => test::run(args)?,
-        Task::Ci(args) => ci::run(args)?,
-        Task::Setup => {
-            setup::run()?;
-            0
+    }
+}
+
+/// This workspace's VM tests: the `boot` suite (and `nimbos` where its frontend exists) of the
+/// root package, unless the command line names others.
+fn ci_choices(mut args: CiArgs) -> CiArgs {
+    args.package.get_or_insert_with(|| "vmharness-tests".into());
+    if args.tests.is_empty() {
+        args.tests.push("boot".into());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if root.join("tests/nimbos.rs").is_file() {
+            args.tests.push("nimbos".into());
         }
-    };
-    Ok(code)
+    }
+    args
+}
+
+/// The xtask frontends' own tests run in CI besides the library tests.
+fn ci_plan() -> CiPlan {
+    let args = [
+        "test",
+        "-p",
+        "vmharness-tests",
+        "--test",
+        "xtask_qemu",
+        "--test",
+        "xtask_ci",
+    ];
+    CiPlan {
+        test_steps: vec![CargoStep {
+            name: "xtask tests".into(),
+            args: args.map(String::from).to_vec(),
+        }],
+    }
 }

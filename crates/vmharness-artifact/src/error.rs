@@ -127,7 +127,7 @@ pub enum ArtifactError {
     },
     /// The artifact is not pinned in `guests.lock` (or its inputs moved) and the mode does not
     /// accept that (`url` artifacts in CI; any artifact in strict mode).
-    #[error("artifact `{artifact}` is not locked in {} ({reason}); run `cargo xtask guests lock`", lock_file.display())]
+    #[error("artifact `{artifact}` is not locked in {} ({reason}); run `{cli} guests lock`", lock_file.display())]
     NotLocked {
         /// Artifact name.
         artifact: String,
@@ -135,6 +135,8 @@ pub enum ArtifactError {
         lock_file: PathBuf,
         /// Missing entry, or recipe key changed.
         reason: String,
+        /// The command that records it, less `guests lock` ([`ResolveOptions::cli`](crate::ResolveOptions::cli)).
+        cli: String,
     },
     /// The record of a local build in the cache (`<cache>/local-builds/<name>.toml`) cannot be
     /// read as one.

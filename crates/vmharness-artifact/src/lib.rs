@@ -42,7 +42,7 @@ pub use fetch::{DownloadLimits, Progress, RetryPolicy};
 pub use local_build::LocalBuild;
 pub use lock::{LockEntry, LockFile};
 pub(crate) use options::LOCK_FILE;
-pub use options::{LockMode, Network, ResolveOptions};
+pub use options::{LockMode, Network, ResolveOptions, DEFAULT_CLI};
 pub use package::{DebianArchive, Keyring, PackageSpec, ResolvedPackage};
 pub use recipe::{ArchiveFormat, Recipe, Source};
 pub use reference::ArtifactRef;
@@ -130,7 +130,45 @@ impl Catalog {
         imported: Option<&str>,
     ) -> Result<Resolved, ArtifactError> {
         let recipe = self.recipe(name)?;
-        resolve::resolve(&self.request(recipe, options, imported))
+        let request = self.request(recipe, options, imported);
+        let resolved = resolve::resolve(&request)?;
+        let first_use = options.lock_mode == LockMode::FirstUse
+            && request.locked.is_none()
+            && !matches!(resolved.status, LockStatus::LocalBuild { .. });
+        Ok(if first_use {
+            self.record_first_use(name, resolved, options)
+        } else {
+            resolved
+        })
+    }
+
+    /// Pins a resolved artifact the lock had no entry for ([`LockMode::FirstUse`]), with a note;
+    /// a lock that cannot be written is a warning naming the command that writes it.
+    fn record_first_use(
+        &self,
+        name: &str,
+        mut resolved: Resolved,
+        options: &ResolveOptions,
+    ) -> Resolved {
+        let path = self.lock.path();
+        match LockFile::record_first_use(path, name, &resolved.entry) {
+            Ok(wrote) => {
+                if wrote {
+                    eprintln!(
+                        "note: artifact `{name}` recorded in {} on first use; commit it (CI requires every `url`/`path` artifact to be pinned there)",
+                        path.display()
+                    );
+                }
+                resolved.status = LockStatus::Recorded {
+                    lock_file: path.to_path_buf(),
+                };
+            }
+            Err(error) => eprintln!(
+                "warning: artifact `{name}` is not locked and recording it on first use failed ({error}); run `{} guests lock`",
+                options.cli
+            ),
+        }
+        resolved
     }
 
     /// The request for a file that stands in for `name`'s download: only `url` recipes have one.
@@ -230,6 +268,7 @@ impl Catalog {
                     artifact: name.to_string(),
                     lock_file: self.lock.path().to_path_buf(),
                     reason: "no entry to check the imported file against".into(),
+                    cli: options.cli.clone(),
                 })
             }
             None => {}

@@ -82,7 +82,7 @@ impl LocalBuild {
         })?;
         let text = format!(
             "# A local build standing in for the release download of `{name}` when the release\n\
-             # cannot be obtained. Written by `cargo xtask guests import --local-build`; never\n\
+             # cannot be obtained. Written by `guests import --local-build`; never\n\
              # pinned in guests.lock.\n{body}"
         );
         let mut temp = tempfile::NamedTempFile::new_in(dir)

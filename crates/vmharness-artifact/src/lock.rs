@@ -140,7 +140,7 @@ impl LockFile {
     /// The canonical text of the lock file.
     pub(crate) fn to_toml_string(&self) -> String {
         let mut out = String::from(
-            "# Pinned sha256 of every guest artifact. Written by `cargo xtask guests lock`.\n",
+            "# Pinned sha256 of every guest artifact. Written by vmharness (`guests lock`).\n",
         );
         let _ = writeln!(out, "version = {LOCK_VERSION}");
         for (name, entry) in &self.entries {
@@ -161,6 +161,28 @@ impl LockFile {
             }
         }
         out
+    }
+
+    /// Records `name`'s entry in the lock file at `path` unless it has one by now, and says
+    /// whether it did. The file is re-read and replaced atomically under an exclusive `flock` of
+    /// its directory, so concurrent first uses (one process per test) each add their entry and
+    /// never lose another's; a missing file is created.
+    pub(crate) fn record_first_use(
+        path: &Path,
+        name: &str,
+        entry: &LockEntry,
+    ) -> Result<bool, ArtifactError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let handle = std::fs::File::open(dir).map_err(|e| ArtifactError::io("open", dir, e))?;
+        let _flock = nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| ArtifactError::io("lock", dir, std::io::Error::from(errno)))?;
+        let mut lock = LockFile::load(path)?;
+        if lock.get(name).is_some() {
+            return Ok(false);
+        }
+        lock.insert(name, entry.clone());
+        lock.save()?;
+        Ok(true)
     }
 
     /// Writes the lock file atomically (temp file + rename).

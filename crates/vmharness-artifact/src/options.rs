@@ -7,6 +7,10 @@ use super::fetch::{DownloadLimits, Progress, RetryPolicy};
 use super::package::DebianArchive;
 use super::unpack::UnpackLimits;
 
+/// The command hints name when the frontend declared none: the cargo subcommand of
+/// `vmharness-cli` (see [`ResolveOptions::cli`]).
+pub const DEFAULT_CLI: &str = "cargo vmharness";
+
 /// File name of the lock file inside the guests directory.
 pub(crate) const LOCK_FILE: &str = "guests.lock";
 
@@ -22,7 +26,13 @@ pub enum LockMode {
     /// CI: a `url` or `path` artifact the lock does not pin is an error; a command recipe whose
     /// inputs moved (a new Debian kernel) is built, used and reported, not failed.
     Locked,
-    /// Local development: an unpinned artifact is used with a warning on stderr.
+    /// Local development, the default outside CI: an artifact `guests.lock` has no entry for
+    /// is recorded there on first use (the file is created if there is none), with a note on
+    /// stderr; a key that moved since it was locked is used with a warning, as in
+    /// [`LockMode::Lenient`].
+    FirstUse,
+    /// Local development without writing the lock: an unpinned artifact is used with a warning
+    /// on stderr.
     Lenient,
     /// `guests lock`: like [`LockMode::Lenient`], but silent, since recording is the point.
     Record,
@@ -68,6 +78,9 @@ pub struct ResolveOptions {
     pub mirror: Option<String>,
     /// Where Debian packages of command recipes come from.
     pub debian: DebianArchive,
+    /// The command the user runs vmharness's commands with (`cargo xtask`, `vmharness`), as
+    /// hints print it: "run `<cli> guests lock`". Default [`DEFAULT_CLI`].
+    pub cli: String,
 }
 
 impl ResolveOptions {
@@ -83,6 +96,7 @@ impl ResolveOptions {
             download: DownloadLimits::default(),
             mirror: None,
             debian: DebianArchive::default(),
+            cli: DEFAULT_CLI.to_string(),
         }
     }
 }

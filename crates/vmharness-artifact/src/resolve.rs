@@ -172,19 +172,24 @@ fn lock_policy<'a>(
             artifact: request.name().to_string(),
             lock_file: request.lock_file.to_path_buf(),
             reason,
+            cli: request.options.cli.clone(),
         });
     }
-    if mode != LockMode::Record {
+    // First use records a missing entry after resolving (and says so then).
+    let recording = mode == LockMode::FirstUse && entry.is_none();
+    if mode != LockMode::Record && !recording {
         warn_once(request.name(), &keyed.key, || {
             if command {
                 format!(
-                    "note: artifact `{}`: a recipe key guests.lock has not recorded ({reason}); it is built and used (not a failure), `cargo xtask guests lock` records it",
-                    request.name()
+                    "note: artifact `{}`: a recipe key guests.lock has not recorded ({reason}); it is built and used (not a failure), `{} guests lock` records it",
+                    request.name(),
+                    request.options.cli
                 )
             } else {
                 format!(
-                    "warning: artifact `{}` is not locked ({reason}); run `cargo xtask guests lock`",
-                    request.name()
+                    "warning: artifact `{}` is not locked ({reason}); run `{} guests lock`",
+                    request.name(),
+                    request.options.cli
                 )
             }
         });

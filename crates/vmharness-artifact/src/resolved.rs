@@ -33,7 +33,7 @@ pub enum LockStatus {
     /// Every output matched its pinned sha256.
     Locked,
     /// A command recipe whose key the lock has not recorded (its inputs moved): built and used;
-    /// `cargo xtask guests lock` records it.
+    /// `guests lock` records it.
     NewKey {
         /// The key the lock recorded, if any.
         previous_key: Option<String>,
@@ -45,6 +45,12 @@ pub enum LockStatus {
     Unlocked {
         /// Why the lock did not apply.
         reason: String,
+    },
+    /// `guests.lock` had no entry: it was recorded there now, on first use
+    /// ([`LockMode::FirstUse`](crate::LockMode::FirstUse)).
+    Recorded {
+        /// The lock file it was recorded in.
+        lock_file: PathBuf,
     },
     /// The release of a `url` artifact was unavailable and the local build imported with
     /// `guests import --local-build` stood in for it. Never pinned; see [`super::LocalBuild`].
@@ -69,6 +75,9 @@ impl LockStatus {
                 format!("new key, inputs moved: {}", changes.join("; "))
             }
             LockStatus::Unlocked { reason } => format!("not locked ({reason})"),
+            LockStatus::Recorded { lock_file } => {
+                format!("recorded in {} on first use", lock_file.display())
+            }
             LockStatus::LocalBuild { sha256, from } => format!(
                 "local build, not the release (sha256 {}…, imported from {})",
                 sha256.get(..12).unwrap_or(sha256),

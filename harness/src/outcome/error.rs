@@ -88,13 +88,16 @@ pub enum MissingInput {
     },
     /// An artifact that must come from the network and is not in the cache.
     #[error(
-        "{what}: artifact `{artifact}` needs the network and is not cached (`cargo xtask guests fetch {artifact}`)"
+        "{what}: artifact `{artifact}` needs the network and is not cached (`{cli} guests fetch {artifact}`)"
     )]
     NotCached {
         /// Where the config uses it.
         what: String,
         /// The artifact name.
         artifact: String,
+        /// The command that fetches it, less `guests fetch`: the frontend in use
+        /// ([`Settings`](crate::settings::Settings)' `artifacts.cli`).
+        cli: String,
     },
     /// The config needs KVM (`needs_kvm`) and this run would be TCG.
     #[error("needs KVM ({why}), and KVM is not usable here: {reason}")]

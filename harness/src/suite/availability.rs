@@ -85,6 +85,7 @@ impl Check {
                             .then(|| Unavailable::NotCached {
                                 what,
                                 artifact: artifact.name.clone(),
+                                cli: self.settings.artifacts.cli.clone(),
                             })
                     }
                     FileRef::Path(_) => None,

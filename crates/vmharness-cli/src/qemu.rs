@@ -1,4 +1,4 @@
-//! `cargo xtask qemu <arch>`: boot one config with the console on the terminal.
+//! `qemu <arch>`: boot one config with the console on the terminal.
 //!
 //! Interactive by default: keys go to the guest (stdin in raw mode when it is a terminal),
 //! Ctrl-] quits. `--check` is the non-interactive form whose exit code is the verdict.
@@ -31,6 +31,7 @@ Exit codes (the verdict; the same with and without --check):
   4  skipped   the config is ignored (`ignore = \"why\"`)
   5  unavailable  an input cannot be obtained here (artifact offline, env: variable unset)";
 
+/// Arguments of `qemu`.
 #[derive(Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct QemuArgs {
@@ -70,9 +71,10 @@ pub struct QemuArgs {
     pub gdb: bool,
 }
 
+/// Boots the config; returns the verdict's exit code.
 pub fn run(args: QemuArgs) -> anyhow::Result<i32> {
     let settings = Settings::from_env()?;
-    // The README's first command sets up a fresh machine, the same way `cargo xtask test` does.
+    // The README's first command sets up a fresh machine, the same way `test` does.
     if args.remote.is_none() && settings.remote.is_none() {
         crate::setup::run()?;
     }
@@ -209,6 +211,15 @@ fn gdb_hint(loaded: &LoadedConfig, resolver: &dyn FileResolver, settings: &Setti
     )
 }
 
+/// Arguments of `kvm-probe`.
+#[derive(Args)]
+pub struct KvmProbeArgs {
+    /// Also write the probe guest to this file (boot it by hand with `-kernel`).
+    #[arg(long)]
+    pub write_guest: Option<PathBuf>,
+}
+
+/// Probes KVM (the cached answer is ignored): exit code 0 when it works, 1 when not.
 pub fn kvm_probe(write_guest: Option<PathBuf>) -> anyhow::Result<i32> {
     if let Some(path) = write_guest {
         std::fs::write(&path, vmharness::accel::probe_guest())

@@ -1,7 +1,9 @@
-//! `cargo xtask ci`: the gates and the tests as separate, timed steps, with GitHub Actions
+//! `ci`: the gates and the tests as separate, timed steps, with GitHub Actions
 //! groups, `::error` annotations and a markdown summary when `GITHUB_ACTIONS=true`.
 //!
 //! Every step runs even after an earlier one failed; the exit status is non-zero if any did.
+//! The cargo commands run in the cargo workspace around the current directory; the VM configs
+//! are read from `<root>/vm-configs` (`VMHARNESS_ROOT` may move the root).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,13 @@ use vmharness::suite::{Label, ResultRecord};
 
 #[derive(Args)]
 #[command(after_help = "\
-Steps: fmt, clippy, doc (the gates), library tests and xtask tests (without --arch), VM
-configs, VM tests (`cargo test --test boot`, or nextest's `ci` profile with JUnit at
-target/nextest/ci/junit.xml). Console logs and result.toml files: target/vmharness/logs/<test>/latest/.
+Steps: fmt, clippy, doc (the gates); library tests (`cargo test --workspace`, leaving out
+--package's tests; without --package only libraries and binaries) and the frontend's own test
+steps, both without --arch; VM configs; VM tests (`cargo test [--package P] --test NAME...`, or
+nextest's `ci` profile with JUnit at target/nextest/ci/junit.xml). Console logs and result.toml
+files: target/vmharness/logs/<test>/latest/.
 Exit status: 0 when every step passed, 1 otherwise.")]
+/// Arguments of `ci`.
 pub struct CiArgs {
     /// Only VM tests whose config is for this arch (sets VMHARNESS_ARCH); skips the library tests.
     #[arg(long)]
@@ -34,6 +39,29 @@ pub struct CiArgs {
     /// Run the VM tests with `cargo nextest run --profile ci` (JUnit XML) instead of `cargo test`.
     #[arg(long)]
     pub nextest: bool,
+    /// The package whose test targets are the VM tests (`cargo test -p PACKAGE`); the library
+    /// tests step leaves its tests out.
+    #[arg(long, short = 'p', value_name = "PACKAGE")]
+    pub package: Option<String>,
+    /// A test target that runs VM configs (repeatable; default: every test target, `--tests`).
+    #[arg(long = "test", value_name = "NAME")]
+    pub tests: Vec<String>,
+}
+
+/// What a frontend adds to `ci` for its own workspace.
+#[derive(Debug, Clone, Default)]
+pub struct CiPlan {
+    /// Test steps run after the library tests (without `--arch`), in this order.
+    pub test_steps: Vec<CargoStep>,
+}
+
+/// A `ci` step that runs cargo in the workspace.
+#[derive(Debug, Clone)]
+pub struct CargoStep {
+    /// The step's name in the log and the summary.
+    pub name: String,
+    /// cargo's arguments, e.g. `["test", "-p", "mine", "--test", "cli"]`.
+    pub args: Vec<String>,
 }
 
 /// One finished step.
@@ -139,7 +167,7 @@ struct ConfigProblem {
 
 struct Ci {
     github: bool,
-    /// The cargo workspace whose code is checked (where xtask was built from).
+    /// The cargo workspace whose code is checked (around the current directory).
     cargo_dir: PathBuf,
     /// The vmharness workspace root: vm-configs (`VMHARNESS_ROOT` may move it).
     root: PathBuf,
@@ -149,14 +177,14 @@ struct Ci {
     target_dir: PathBuf,
     env: Vec<(&'static str, String)>,
     steps: Vec<StepResult>,
+    /// The frontend command hints name (`cargo xtask`).
+    cli: String,
 }
 
-pub fn run(args: CiArgs) -> anyhow::Result<i32> {
+/// Runs the pipeline with the frontend's own steps; returns 0 when every step passed, else 1.
+pub fn run(args: CiArgs, plan: &CiPlan) -> anyhow::Result<i32> {
     let settings = Settings::from_env()?;
-    let cargo_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_path_buf();
+    let cargo_dir = workspace_dir()?;
     let mut env = Vec::new();
     if let Some(arch) = args.arch {
         env.push((ARCH_ENV, arch.to_string()));
@@ -172,6 +200,7 @@ pub fn run(args: CiArgs) -> anyhow::Result<i32> {
         target_dir: settings.target_dir.clone(),
         env,
         steps: Vec::new(),
+        cli: settings.artifacts.cli.clone(),
     };
     if !args.skip_gates {
         ci.cargo_step("fmt", &["fmt", "--all", "--", "--check"], None);
@@ -194,24 +223,15 @@ pub fn run(args: CiArgs) -> anyhow::Result<i32> {
         );
     }
     if args.arch.is_none() {
-        ci.cargo_step(
-            "library tests",
-            &["test", "--workspace", "--exclude", "vmharness-tests"],
-            None,
-        );
-        ci.cargo_step(
-            "xtask tests",
-            &[
-                "test",
-                "-p",
-                "vmharness-tests",
-                "--test",
-                "xtask_qemu",
-                "--test",
-                "xtask_ci",
-            ],
-            None,
-        );
+        let library = match &args.package {
+            Some(package) => vec!["test", "--workspace", "--exclude", package.as_str()],
+            None => vec!["test", "--workspace", "--lib", "--bins"],
+        };
+        ci.cargo_step("library tests", &library, None);
+        for step in &plan.test_steps {
+            let step_args: Vec<&str> = step.args.iter().map(String::as_str).collect();
+            ci.cargo_step(&step.name, &step_args, None);
+        }
     }
     let arch = args.arch.map(|a| a.to_string());
     let static_rows = ci.step("VM configs", |ci| Ok(ci.check_configs(arch.as_deref())));
@@ -265,7 +285,7 @@ impl Ci {
     fn cargo(&self, args: &[&str], extra_env: Option<(&str, &str)>) -> Command {
         let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         command.args(args).current_dir(&self.cargo_dir);
-        vmharness::nested_cargo::scrub_cargo_run_env(&mut command);
+        crate::nested_cargo::scrub_cargo_run_env(&mut command);
         command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         if let Some((key, value)) = extra_env {
             command.env(key, value);
@@ -361,9 +381,14 @@ impl Ci {
         } else {
             vec!["test"]
         };
-        test_args.extend(["-p", "vmharness-tests", "--test", "boot"]);
-        if self.cargo_dir.join("tests/nimbos.rs").is_file() {
-            test_args.extend(["--test", "nimbos"]);
+        if let Some(package) = &args.package {
+            test_args.extend(["-p", package.as_str()]);
+        }
+        if args.tests.is_empty() {
+            test_args.push("--tests");
+        }
+        for test in &args.tests {
+            test_args.extend(["--test", test.as_str()]);
         }
         let mut command = self.cargo(&test_args, None);
         let rows = self.step("VM tests", move |ci| {
@@ -455,7 +480,7 @@ impl Ci {
                     .with_context(|| {
                         format!("opening GITHUB_STEP_SUMMARY {}", Path::new(&path).display())
                     })?;
-                file.write_all(summary_markdown(&self.steps, rows).as_bytes())
+                file.write_all(summary_markdown(&self.steps, rows, &self.cli).as_bytes())
                     .context("writing the step summary")?;
             }
         }
@@ -502,6 +527,30 @@ impl Ci {
             .display()
             .to_string()
     }
+}
+
+/// The cargo workspace around the current directory (`cargo locate-project --workspace`).
+fn workspace_dir() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command.args(["locate-project", "--workspace", "--message-format", "plain"]);
+    crate::nested_cargo::scrub_cargo_run_env(&mut command);
+    let output = command
+        .output()
+        .with_context(|| format!("running `{cargo} locate-project --workspace`"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "expected a cargo workspace around {}, `cargo locate-project --workspace` said: {}",
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .with_context(|| format!("workspace manifest {} has no directory", manifest.display()))
 }
 
 fn problem(path: &Path, err: &ConfigError) -> ConfigProblem {
@@ -579,7 +628,7 @@ fn table(rows: &[Row]) -> String {
 }
 
 /// The markdown appended to `$GITHUB_STEP_SUMMARY`.
-fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
+fn summary_markdown(steps: &[StepResult], rows: &[Row], cli: &str) -> String {
     let mut out = String::from("## vmharness ci\n\n| step | result | time |\n|---|---|---|\n");
     for step in steps {
         let verdict = if step.ok { "ok" } else { "**FAILED**" };
@@ -637,7 +686,9 @@ fn summary_markdown(steps: &[StepResult], rows: &[Row]) -> String {
     }
     let moved: Vec<String> = moved_lines(rows);
     if !moved.is_empty() {
-        out.push_str("\n### Guest inputs that moved (not failures; `cargo xtask guests lock` records them)\n\n");
+        out.push_str(&format!(
+            "\n### Guest inputs that moved (not failures; `{cli} guests lock` records them)\n\n"
+        ));
         for line in moved {
             out.push_str(&format!("- {}\n", cell(&line)));
         }
@@ -736,7 +787,7 @@ packages = []
             moved_inputs(&record),
             vec!["linux-aarch64 booted b 2, busybox-static 1 (new key, inputs moved: package kernel: a 1 -> b 2)"]
         );
-        let summary = summary_markdown(&[], &[Row::of(record)]);
+        let summary = summary_markdown(&[], &[Row::of(record)], "cargo xtask");
         assert!(summary.contains("### Guest inputs that moved"), "{summary}");
         assert!(summary.contains("- linux-aarch64 booted b 2"), "{summary}");
     }
@@ -815,7 +866,7 @@ packages = []
         insta::assert_snapshot!(format!(
             "{}\n{}",
             table(&rows),
-            summary_markdown(&steps, &rows)
+            summary_markdown(&steps, &rows, "cargo xtask")
         ));
     }
 

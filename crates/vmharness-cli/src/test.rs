@@ -1,4 +1,4 @@
-//! `cargo xtask test`: the one command that sets up a fresh machine and runs every test.
+//! `test`: the one command that sets up a fresh machine and runs every test.
 //!
 //! 1. `setup`: host packages (QEMU, clang/lld, dosfstools, mtools, U-Boot, ...) and apt sources.
 //! 2. `guests fetch`: every guest artifact, verified against `guests.lock`. Artifacts that
@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use vmharness::artifact::Catalog;
 
-/// Arguments passed through to `cargo test` after `--`.
+/// Arguments of `test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
     /// Skip host setup (packages and apt sources).
@@ -22,6 +22,8 @@ pub struct TestArgs {
     pub test_args: Vec<String>,
 }
 
+/// Sets up the host, fetches every guest artifact, then runs `cargo test --workspace
+/// --all-targets` in the workspace around the current directory; returns its exit code.
 pub fn run(args: TestArgs) -> anyhow::Result<i32> {
     // An unusable environment fails before the machine is set up, not after.
     vmharness::settings::Settings::from_env()?;

@@ -1,10 +1,9 @@
-//! `cargo xtask setup`: make sure the host has what the test suite needs.
+//! `setup`: make sure the host has what the test suite needs.
 //!
 //! Missing Debian packages are installed with apt-get when running as root or in CI (the exact
 //! command is printed first); otherwise the command is printed and the run stops. The host's
 //! apt sources are never changed: the Linux guests' packages come through a private apt
-//! configuration (`vmharness::artifact::debian`). `cargo xtask test` and `cargo xtask qemu`
-//! both call [`run`].
+//! configuration (`vmharness::artifact::debian`). `test` and `qemu` both call [`run`].
 
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! `cargo xtask guests list|fetch|build|verify|lock|import|clean`: manage guest artifacts.
+//! `guests list|fetch|build|verify|lock|import|clean`: manage guest artifacts.
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ enum Locked {
     Strict,
 }
 
-/// Arguments of `cargo xtask guests`.
+/// Arguments of `guests`.
 #[derive(Args)]
 pub struct GuestsArgs {
     /// Check against guests.lock: `--locked` (= `ci`) or `--locked=strict`.
@@ -243,7 +243,9 @@ fn resolve_kind(
                     LockStatus::Locked => "verified".to_string(),
                     LockStatus::NewKey { .. } => resolved.status.describe(),
                     LockStatus::Unlocked { reason } => format!("NOT LOCKED ({reason})"),
-                    LockStatus::LocalBuild { .. } => resolved.status.describe(),
+                    LockStatus::LocalBuild { .. } | LockStatus::Recorded { .. } => {
+                        resolved.status.describe()
+                    }
                 };
                 println!(
                     "{name:<28} {:?} {state} {}",
@@ -316,8 +318,9 @@ fn lock(catalog: &Catalog, mut options: ResolveOptions, update: bool) -> anyhow:
         println!("{} is up to date", lock.path().display());
     } else if check_only {
         bail!(
-            "{} is out of date; run `cargo xtask guests lock`",
-            lock.path().display()
+            "{} is out of date; run `{} guests lock`",
+            lock.path().display(),
+            options.cli
         );
     } else {
         lock.save()?;

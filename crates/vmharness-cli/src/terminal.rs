@@ -1,4 +1,4 @@
-//! The terminal during `cargo xtask qemu`: raw mode so that keys reach the guest, restored on
+//! The terminal during `qemu`: raw mode so that keys reach the guest, restored on
 //! every way out (normal return, panic, SIGINT/SIGTERM/SIGHUP, QEMU dying).
 
 use std::io::IsTerminal;

@@ -1,4 +1,4 @@
-//! `cargo xtask disk-img`: build a FAT32 image by hand.
+//! `disk-img`: build a FAT32 image by hand.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,7 @@ fn resolver(
     }
 }
 
+/// Builds the image and prints its geometry and the QEMU arguments that attach it.
 pub fn run(args: DiskImgArgs) -> anyhow::Result<()> {
     let (mut spec, base) = match (&args.config, &args.manifest) {
         (Some(config), _) => (read_toml::<VmConfigDisk>(config)?.disk, parent_dir(config)),
