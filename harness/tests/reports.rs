@@ -1,6 +1,7 @@
 //! Snapshots of the failure report for each outcome class, from real runs: PASS, a guest FAIL,
-//! TIMEOUT (also in an untyped assembly label), a FAIL of the test definition, INFRA, UNAVAILABLE and SKIPPED. Times, temp paths
-//! and the QEMU binary's directory are redacted; everything else is what a user reads.
+//! TIMEOUT (also one in an untyped assembly label), a FAIL of the test definition, INFRA,
+//! UNAVAILABLE and SKIPPED. Times, temp paths and the QEMU binary's directory are redacted;
+//! everything else is what a user reads.
 
 mod support;
 
