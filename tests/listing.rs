@@ -166,6 +166,78 @@ fn a_huge_duration_fails_its_own_trial_only() {
     assert!(!all.contains("panicked"), "{all}");
 }
 
+/// `ignore = "why"` is libtest's `#[ignore]`: `--ignored` boots only those trials and
+/// `--include-ignored` all of them, for real (a guest that does not print the banner fails).
+/// They used to end `ignored` again. `needs_kvm` on TCG is an environment condition, not an
+/// ignore: never in `--ignored`, and `ignored (<reason>)` whenever it runs.
+#[test]
+fn ignored_and_include_ignored_boot_ignored_configs() {
+    let root = tempfile::tempdir().unwrap();
+    let configs = root.path().join("vm-configs");
+    std::fs::create_dir(&configs).unwrap();
+    let kernel = support::selftest_elf(Arch::Aarch64);
+    let config = |ignore: &str, extra: &str, banner: &str| {
+        format!(
+            "arch = \"aarch64\"\naccel = \"tcg\"\n{ignore}{extra}[qemu]\nkernel = {:?}\nexit_device = true\n[console]\nbanner = [\"{banner}\"]\n",
+            kernel.display().to_string()
+        )
+    };
+    let waiting = "ignore = \"waiting for a fix\"\n";
+    for (name, text) in [
+        ("good", config("", "", "selftest: ok")),
+        ("waiting", config(waiting, "", "selftest: ok")),
+        ("waiting_wrong", config(waiting, "", "never printed")),
+        (
+            "kvm_only",
+            config("", "needs_kvm = \"VMX\"\n", "selftest: ok"),
+        ),
+    ] {
+        std::fs::write(configs.join(format!("{name}.toml")), text).unwrap();
+    }
+    let statuses = |args: &[&str]| {
+        let output = boot(root.path(), args);
+        let all = text(&output);
+        let found: Vec<String> = ["good", "kvm_only", "waiting", "waiting_wrong"]
+            .iter()
+            .map(|name| format!("{name}: {}", status(&all, name)))
+            .collect();
+        (found, all)
+    };
+    const KVM_ONLY: &str = "kvm_only: ignored (needs KVM (VMX), and KVM is not usable here: the accelerator is TCG (accel))";
+    let (plain, all) = statuses(&[]);
+    assert_eq!(
+        plain,
+        [
+            "good: ok",
+            KVM_ONLY,
+            "waiting: ignored",
+            "waiting_wrong: ignored"
+        ],
+        "{all}"
+    );
+    let (ignored, all) = statuses(&["--ignored"]);
+    assert_eq!(
+        ignored,
+        [
+            "good: ",
+            "kvm_only: ",
+            "waiting: ok",
+            "waiting_wrong: FAILED"
+        ],
+        "{all}"
+    );
+    assert!(
+        all.contains("never printed"),
+        "the failure names the banner: {all}"
+    );
+    let (included, all) = statuses(&["--include-ignored"]);
+    assert_eq!(
+        included,
+        ["good: ok", KVM_ONLY, "waiting: ok", "waiting_wrong: FAILED"],
+        "{all}"
+    );
+}
+
 /// libtest takes several name filters (`cargo test --test boot -- selftest linux`); so do we.
 #[test]
 fn several_name_filters_select_the_union() {

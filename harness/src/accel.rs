@@ -165,7 +165,7 @@ fn cached_answer(cache_file: &Path) -> Option<Result<(), String>> {
 }
 
 fn cache_key(probe: &ProbeSpec<'_>) -> String {
-    use sha2::{Digest, Sha256};
+    use vmharness_digest::Sha256;
     let meta = std::fs::metadata(probe.qemu).ok();
     let stamp = meta.map(|m| {
         use std::os::unix::fs::MetadataExt;
@@ -183,9 +183,9 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
         probe.cpu,
     ] {
         hasher.update(part.as_bytes());
-        hasher.update([0]);
+        hasher.update(&[0]);
     }
-    hex::encode(&hasher.finalize()[..12])
+    hex::encode(&hasher.finish()[..12])
 }
 
 /// The marker the probe guest prints after executing x87 and SSE instructions.

@@ -1,6 +1,7 @@
 //! Snapshots of the failure report for each outcome class, from real runs: PASS, a guest FAIL,
-//! TIMEOUT, a FAIL of the test definition, INFRA, UNAVAILABLE and SKIPPED. Times, temp paths
-//! and the QEMU binary's directory are redacted; everything else is what a user reads.
+//! TIMEOUT (also one in an untyped assembly label), a FAIL of the test definition, INFRA,
+//! UNAVAILABLE and SKIPPED. Times, temp paths and the QEMU binary's directory are redacted;
+//! everything else is what a user reads.
 
 mod support;
 
@@ -288,4 +289,62 @@ fn sub_results_by_the_thousand_stay_bounded() {
         junit.len()
     );
     assert!(junit.contains("not kept"), "{}", &junit[..2000]);
+}
+
+/// A guest hanging in assembly after a label without `.type`/`.size` (built here with clang
+/// and ld.lld): the timeout report names the label and says the name is the nearest preceding
+/// symbol, where it used to show a bare address.
+#[test]
+fn report_of_a_hang_after_an_untyped_assembly_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hang.S");
+    // Prints one line on the PL011 at 0x09000000, then spins at `spin+0x8`.
+    std::fs::write(
+        &source,
+        "\t.text\n\t.globl _start\n\t.type _start, @function\n_start:\n\tldr x0, =0x09000000\n\tadr x1, msg\n1:\tldrb w2, [x1], #1\n\tcbz w2, spin\n\tstrb w2, [x0]\n\tb 1b\n\t.size _start, .-_start\n\
+         spin:\n\tnop\n\tnop\n2:\tb 2b\n\t.ltorg\nmsg:\t.asciz \"asm guest up\\n\"\n",
+    )
+    .unwrap();
+    let object = dir.path().join("hang.o");
+    let elf = dir.path().join("hang.elf");
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .expect("clang and ld.lld run (cargo xtask setup installs them)");
+        assert!(status.success(), "{program} {args:?}: {status}");
+    };
+    run(
+        "clang",
+        &[
+            "--target=aarch64-unknown-none-elf".as_ref(),
+            "-c".as_ref(),
+            source.as_os_str(),
+            "-o".as_ref(),
+            object.as_os_str(),
+        ],
+    );
+    run(
+        "ld.lld",
+        &[
+            "-Ttext=0x40080000".as_ref(),
+            "-e".as_ref(),
+            "_start".as_ref(),
+            object.as_os_str(),
+            "-o".as_ref(),
+            elf.as_os_str(),
+        ],
+    );
+    let path = dir.path().join("asm-hang.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "arch = \"aarch64\"\naccel = \"tcg\"\n[qemu]\nkernel = {:?}\n[console]\nsuccess = \"never printed\"\n[timeouts]\ntotal = \"3s\"\n",
+            elf.display().to_string()
+        ),
+    )
+    .unwrap();
+    let report = run_config(&path);
+    assert_eq!(report.outcome.label(), "TIMEOUT", "{report}");
+    snapshot("asm_label_hang", dir.path(), &report.to_string());
 }

@@ -7,6 +7,7 @@ mod bench_build;
 mod bench_cases;
 mod bench_console;
 mod bench_disk;
+mod bench_hash;
 mod bench_suite;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ enum Bench {
     /// Console engine: read-to-verdict latency, wall time vs a raw pipe reader, panic verdict
     /// time, peak RSS under a flood (selftest guests, TCG; use a release build).
     Console(bench_console::BenchConsoleArgs),
+    /// sha256 MB/s: vmharness's (assembly, any profile) against plain sha2, in this build's profile.
+    Hash(bench_hash::BenchHashArgs),
 }
 
 fn main() {
@@ -66,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Bench::Suite(args) => bench_suite::run(args)?,
                 Bench::Console(args) => bench_console::run(args)?,
                 Bench::Cases(args) => bench_cases::run(args)?,
+                Bench::Hash(args) => bench_hash::run(args)?,
             }
             Ok(0)
         }

@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use vmharness_digest::Sha256;
 
 use super::error::ArtifactError;
 
@@ -425,7 +425,7 @@ impl Request<'_> {
         }
         Ok(Download {
             file,
-            sha256: hex::encode(hasher.finalize()),
+            sha256: hasher.finish_hex(),
         })
     }
 }

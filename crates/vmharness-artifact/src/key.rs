@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use vmharness_digest::Sha256;
 
 use super::error::ArtifactError;
 use super::package::ResolvedPackage;
@@ -17,7 +17,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
 
 /// Hex sha256 of bytes in memory.
 pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    vmharness_digest::bytes_sha256(bytes)
 }
 
 /// A recipe key and the readable inputs it was computed from (kept in `guests.lock`, so a new
@@ -42,13 +42,13 @@ impl KeyHasher {
 
     fn field(&mut self, tag: &str, bytes: &[u8]) {
         for part in [tag.as_bytes(), bytes] {
-            self.0.update((part.len() as u64).to_le_bytes());
+            self.0.update(&(part.len() as u64).to_le_bytes());
             self.0.update(part);
         }
     }
 
     fn finish(self) -> String {
-        hex::encode(self.0.finalize())
+        self.0.finish_hex()
     }
 }
 

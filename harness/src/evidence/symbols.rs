@@ -1,16 +1,32 @@
 //! Symbolizing guest addresses against the guest's ELF: `function+offset (file:line)`.
 //!
 //! Only addresses inside the ELF's executable sections are symbolized: a relocated (KASLR) or
-//! foreign address is left as it is rather than guessed.
+//! foreign address is left as it is rather than guessed. An address no sized function covers
+//! is named after the nearest preceding symbol of its section when that symbol has no size (an
+//! assembly label without `.type`/`.size`), and the text says so.
 
 use std::path::Path;
 
-use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SectionKind, SymbolKind};
+
+/// What an unsized symbol's description adds: the name is a guess from position alone.
+const NEAREST: &str = " (nearest preceding symbol; no size)";
+
+/// A code symbol: a function (`.type @function`) or an untyped label in a text section.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CodeSymbol {
+    start: u64,
+    /// 0 for a label or a function without `.size`.
+    size: u64,
+    name: String,
+    /// Index of its section (`SectionIndex.0`).
+    section: usize,
+}
 
 /// The text symbols and line tables of one ELF.
 pub(crate) struct Symbols {
-    functions: Vec<(u64, u64, String)>,
-    text: Vec<(u64, u64)>,
+    functions: Vec<CodeSymbol>,
+    text: Vec<(u64, u64, usize)>,
     lines: Option<addr2line::Loader>,
 }
 
@@ -30,16 +46,30 @@ impl Symbols {
         let (file, _) = crate::regular_file::open_regular(path).ok()?;
         let data = object::ReadCache::new(file);
         let file = object::File::parse(&data).ok()?;
-        let text: Vec<(u64, u64)> = file
+        let text: Vec<(u64, u64, usize)> = file
             .sections()
             .filter(|s| s.kind() == SectionKind::Text && s.size() > 0)
-            .map(|s| (s.address(), s.address() + s.size()))
+            .map(|s| (s.address(), s.address() + s.size(), s.index().0))
             .collect();
-        let mut functions: Vec<(u64, u64, String)> = file
+        let in_text =
+            |index: Option<SectionIndex>| text.iter().any(|t| index.map(|i| i.0) == Some(t.2));
+        let mut functions: Vec<CodeSymbol> = file
             .symbols()
-            .filter(|s| matches!(s.kind(), SymbolKind::Text) && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
-            .filter(|(_, _, name)| !name.is_empty() && !name.starts_with(".L"))
+            .filter(|s| match s.kind() {
+                SymbolKind::Text => s.address() != 0,
+                // An assembly label without `.type` (STT_NOTYPE) defined in code.
+                SymbolKind::Unknown | SymbolKind::Label => in_text(s.section_index()),
+                _ => false,
+            })
+            .filter_map(|s| {
+                Some(CodeSymbol {
+                    start: s.address(),
+                    size: s.size(),
+                    name: s.name().ok()?.to_string(),
+                    section: s.section_index()?.0,
+                })
+            })
+            .filter(|f| !f.name.is_empty() && !f.name.starts_with(".L") && !f.name.starts_with('$'))
             .collect();
         functions.sort();
         if functions.is_empty() || text.is_empty() {
@@ -52,26 +82,37 @@ impl Symbols {
         })
     }
 
-    /// `function+0xoff (file:line)` for an address inside the text, else `None`.
+    /// `function+0xoff (file:line)` for an address inside the text, else `None`; for an address
+    /// only an unsized symbol precedes, `label+0xoff (nearest preceding symbol; no size)`.
     pub(crate) fn describe(&self, address: u64) -> Option<String> {
-        if !self
+        let (_, _, section) = self
             .text
             .iter()
-            .any(|(start, end)| (*start..*end).contains(&address))
+            .find(|(start, end, _)| (*start..*end).contains(&address))?;
+        let preceding = &self.functions[..self.functions.partition_point(|f| f.start <= address)];
+        // The innermost sized function that covers the address; else the nearest preceding
+        // symbol of the same section, if it has no size (past a sized one's end is unknown).
+        let (symbol, guessed) = match preceding
+            .iter()
+            .rev()
+            .find(|f| f.size > 0 && address - f.start < f.size)
         {
-            return None;
-        }
-        let index = self
-            .functions
-            .partition_point(|(start, _, _)| *start <= address);
-        let (start, size, name) = self.functions.get(index.checked_sub(1)?)?;
-        if *size > 0 && address >= start + size {
-            return None;
-        }
-        let mut text = match address - start {
-            0 => name.clone(),
-            offset => format!("{name}+{offset:#x}"),
+            Some(function) => (function, false),
+            None => {
+                let nearest = preceding.iter().rev().find(|f| f.section == *section)?;
+                if nearest.size > 0 {
+                    return None;
+                }
+                (nearest, true)
+            }
         };
+        let mut text = match address - symbol.start {
+            0 => symbol.name.clone(),
+            offset => format!("{}+{offset:#x}", symbol.name),
+        };
+        if guessed {
+            text.push_str(NEAREST);
+        }
         let location = self
             .lines
             .as_ref()
@@ -113,12 +154,86 @@ mod tests {
     fn an_elf_with_symbols_still_loads() {
         let exe = std::env::current_exe().unwrap();
         let symbols = Symbols::load(&exe).expect("the test binary has symbols");
-        let (address, _, name) = symbols
+        let neighbour = symbols
             .functions
             .iter()
-            .find(|(_, _, name)| name.contains("special_files_are_never_read"))
+            .find(|f| f.name.contains("special_files_are_never_read"))
             .expect("this test's neighbour is among the functions");
-        let found = symbols.describe(*address + 1).unwrap_or_default();
-        assert!(found.starts_with(&format!("{name}+0x1")), "{found}");
+        let found = symbols.describe(neighbour.start + 1).unwrap_or_default();
+        assert!(
+            found.starts_with(&format!("{}+0x1", neighbour.name)),
+            "{found}"
+        );
+    }
+
+    /// Builds an x86_64 ELF (clang, ld.lld) from assembly: `sized` is a function with a size,
+    /// `untyped` a bare label (STT_NOTYPE, no size) 0x10 bytes of code long, `unsized` a
+    /// function without `.size`, then `tail` past the end of sized `after`.
+    fn assembly_elf(dir: &Path) -> std::path::PathBuf {
+        let source = dir.join("labels.S");
+        std::fs::write(
+            &source,
+            "\t.text\n\t.globl sized\n\t.type sized, @function\nsized:\n\tnop\n\tret\n\t.size sized, .-sized\n             untyped:\n\t.fill 0x20, 1, 0x90\n             \t.type unsized, @function\nunsized:\n\t.fill 0x8, 1, 0x90\n             \t.type after, @function\nafter:\n\tret\n\t.size after, .-after\n\t.fill 0x8, 1, 0x90\n",
+        )
+        .unwrap();
+        let object = dir.join("labels.o");
+        let elf = dir.join("labels.elf");
+        for (program, args) in [
+            (
+                "clang",
+                vec!["--target=x86_64-unknown-none-elf", "-c", "-o"],
+            ),
+            ("ld.lld", vec!["-Ttext=0x100000", "-o"]),
+        ] {
+            let (output, input) = if program == "clang" {
+                (&object, &source)
+            } else {
+                (&elf, &object)
+            };
+            let status = std::process::Command::new(program)
+                .args(args)
+                .arg(output)
+                .arg(input)
+                .status()
+                .expect("clang and ld.lld run (cargo xtask setup installs them)");
+            assert!(status.success(), "{program} failed: {status}");
+        }
+        elf
+    }
+
+    /// An address in an assembly routine without `.type`/`.size` used to resolve to nothing
+    /// (past the end of the sized function before it): it is named after the label, marked.
+    #[test]
+    fn labels_without_a_type_or_size_name_the_code_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let symbols = Symbols::load(&assembly_elf(dir.path())).expect("the ELF has symbols");
+        let at = |name: &str| {
+            symbols
+                .functions
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{name} in {:?}", symbols.functions))
+                .start
+        };
+        let described = [
+            symbols.describe(at("sized") + 1),
+            symbols.describe(at("untyped")),
+            symbols.describe(at("untyped") + 0x10),
+            symbols.describe(at("unsized") + 4),
+            symbols.describe(at("after")),
+            symbols.describe(at("after") + 4),
+        ];
+        assert_eq!(
+            described,
+            [
+                Some("sized+0x1".to_string()),
+                Some("untyped (nearest preceding symbol; no size)".to_string()),
+                Some("untyped+0x10 (nearest preceding symbol; no size)".to_string()),
+                Some("unsized+0x4 (nearest preceding symbol; no size)".to_string()),
+                Some("after".to_string()),
+                // Past a sized function's end: nothing names that code, so no guess.
+                None,
+            ]
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use vmharness_digest::Sha256;
 
 use super::{Method, StateError};
 use crate::config::Step;
@@ -68,7 +68,7 @@ impl StateKey {
             hasher.update(b"\n");
         }
         Ok(StateKey {
-            hex: hex::encode(hasher.finalize()),
+            hex: hasher.finish_hex(),
             inputs,
         })
     }

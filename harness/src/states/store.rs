@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use vmharness_digest::Sha256;
 
 use super::{Method, StateError, StateKey};
 use crate::temp::RemovedOnSignal;
@@ -318,7 +318,7 @@ fn sparse_copy(from: &Path, to: &Path) -> Result<String, StateError> {
         .set_len(length)
         .map_err(StateStore::io("writing", to))?;
     output.sync_all().map_err(StateStore::io("writing", to))?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.finish_hex())
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -9,6 +9,14 @@
 //! Under cargo test the trial ends as `ignored (<reason>)` at run time. Under nextest a runtime
 //! ignore would count as a pass, so there the trial is listed with the ignored flag and the
 //! reasons go to stderr once ([`availability`]).
+//!
+//! `ignore = "why"` is libtest's `#[ignore]`: the trial is listed as ignored, and
+//! `--ignored` (only those) or `--include-ignored` (all) boots it for real. An environment
+//! condition (`needs_kvm` without usable KVM, an unset `env:` variable, an uncached download
+//! offline) is not an ignore: under cargo test such a trial is not in the ignored listing,
+//! `--ignored` leaves it out and any run ends `ignored (<reason>)`, since the machine cannot
+//! run it. Under nextest it carries the ignored flag (see above), and `--run-ignored` runs it
+//! and reports what really happens.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -468,6 +476,16 @@ impl Unit {
         }
     }
 
+    /// The same trial with the config's `ignore` taken out, for a run the user asked for.
+    fn unignored(self) -> Unit {
+        let mut loaded = (*self.loaded).clone();
+        loaded.config.ignore = None;
+        Unit {
+            loaded: Arc::new(loaded),
+            case: self.case,
+        }
+    }
+
     /// Runs it once.
     pub(crate) fn run(&self, resolver: &dyn FileResolver, options: RunOptions) -> Report {
         match &self.case {
@@ -490,6 +508,9 @@ where
     let name = unit.name();
     let settings = settings.clone();
     if unit.loaded.config.ignore.is_some() {
+        // libtest runs an ignored trial only under `--ignored` / `--include-ignored` (nextest:
+        // `--run-ignored`): the user asked for the boot, so it runs as if not ignored.
+        let unit = unit.unignored();
         return Trial::ignorable_test(name, move || run_unit(&unit, &*resolver(), &settings))
             .with_ignored_flag(true);
     }
