@@ -4,6 +4,7 @@
 mod bench_cases;
 mod bench_console;
 mod bench_disk;
+mod bench_pss;
 mod bench_suite;
 mod ci;
 mod disk;
@@ -61,6 +62,9 @@ enum Bench {
     /// Console engine: read-to-verdict latency, wall time vs a raw pipe reader, panic verdict
     /// time, peak RSS under a flood (selftest guests, TCG; use a release build).
     Console(bench_console::BenchConsoleArgs),
+    /// Memory of concurrent cases of one Linux guest: PSS of K restored QEMUs (per saved-state
+    /// method) and of K cold boots, against one guest alone.
+    Pss(bench_pss::BenchPssArgs),
 }
 
 fn main() {
@@ -103,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Bench::Suite(args) => bench_suite::run(args)?,
                 Bench::Console(args) => bench_console::run(args)?,
                 Bench::Cases(args) => bench_cases::run(args)?,
+                Bench::Pss(args) => bench_pss::run(args)?,
             }
             0
         }
