@@ -18,6 +18,8 @@ pub enum Note {
         key: String,
         /// The migration stream's size.
         bytes: u64,
+        /// The guest RAM file's size on disk (`template`).
+        ram_bytes: Option<u64>,
         /// How long the boot to `[ready]` took.
         boot: Duration,
         /// How long stopping, freezing the disk and saving took.
@@ -72,14 +74,18 @@ impl fmt::Display for Note {
             Note::StateSaved {
                 key,
                 bytes,
+                ram_bytes,
                 boot,
                 save,
             } => write!(
                 f,
-                "saved the guest's state at [ready] after a {:.2} s boot, in {:.2} s (state {key}, {:.1} MB; that boot's logs are in save/)",
+                "saved the guest's state at [ready] after a {:.2} s boot, in {:.2} s (state {key}, {:.1} MB{}; that boot's logs are in save/)",
                 boot.as_secs_f64(),
                 save.as_secs_f64(),
-                *bytes as f64 / 1e6
+                *bytes as f64 / 1e6,
+                ram_bytes
+                    .map(|ram| format!(" and a RAM file taking {:.1} MB", ram as f64 / 1e6))
+                    .unwrap_or_default()
             ),
             Note::StateRestored {
                 key,
@@ -140,8 +146,16 @@ mod tests {
             Note::StateSaved {
                 key: "49040a6d67bd4900".into(),
                 bytes: 88_393_813,
+                ram_bytes: None,
                 boot: Duration::from_millis(7530),
                 save: Duration::from_millis(460),
+            },
+            Note::StateSaved {
+                key: "7d1f0c2a9be34411".into(),
+                bytes: 435_419,
+                ram_bytes: Some(93_581_312),
+                boot: Duration::from_millis(7410),
+                save: Duration::from_millis(40),
             },
             Note::StateRestored {
                 key: "49040a6d67bd4900".into(),

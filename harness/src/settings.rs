@@ -25,7 +25,7 @@
 //! | `VMHARNESS_DOWNLOAD_MAX_BYTES` | `artifacts.download.max_bytes` | one download's size cap |
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
-//! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`: that way (to compare them) |
+//! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`, `template`: that way (to compare them) |
 //! | `VMHARNESS_CLI` | `artifacts.cli` | the command hints name, declared by the frontend (`cargo xtask`, `vmharness`; default `cargo vmharness`) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
@@ -94,6 +94,9 @@ pub enum Method {
     /// `file:` with the `mapped-ram` capability: RAM pages at fixed offsets, a sparse file
     /// (QEMU 9.0).
     MappedRam,
+    /// Guest RAM in a sparse file kept with the state, saved with `x-ignore-shared` (QEMU 4.0):
+    /// the stream holds device state only, and every restore maps the file copy-on-write.
+    Template,
 }
 
 impl Method {
@@ -103,6 +106,7 @@ impl Method {
             Method::Exec => "exec",
             Method::File => "file",
             Method::MappedRam => "mapped-ram",
+            Method::Template => "template",
         }
     }
 }
@@ -111,10 +115,15 @@ impl std::str::FromStr for Method {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Method::Exec, Method::File, Method::MappedRam]
-            .into_iter()
-            .find(|method| method.name() == text.trim())
-            .ok_or_else(|| format!("unknown method `{text}` (exec, file or mapped-ram)"))
+        [
+            Method::Exec,
+            Method::File,
+            Method::MappedRam,
+            Method::Template,
+        ]
+        .into_iter()
+        .find(|method| method.name() == text.trim())
+        .ok_or_else(|| format!("unknown method `{text}` (exec, file, mapped-ram or template)"))
     }
 }
 
@@ -369,7 +378,7 @@ impl Settings {
                 Ok(method) => settings.state_method = Some(method),
                 Err(_) => reader.reject(
                     "VMHARNESS_SAVED_STATES",
-                    "auto, off, exec, file or mapped-ram",
+                    "auto, off, exec, file, mapped-ram or template",
                 ),
             },
         }
@@ -785,7 +794,7 @@ mod tests {
         let err = from(&[("VMHARNESS_SAVED_STATES", "sometimes")]).unwrap_err();
         assert!(
             err.to_string()
-                .contains("expected auto, off, exec, file or mapped-ram"),
+                .contains("expected auto, off, exec, file, mapped-ram or template"),
             "{err}"
         );
     }

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::{selftest_config, settings};
@@ -487,4 +488,103 @@ fn cases_restore_under_a_deep_target_dir() {
         assert!(restored(&report), "{case}: {report}");
     }
     assert_eq!(states(&settings).len(), 1);
+}
+
+fn restored_with(report: &Report) -> Option<&'static str> {
+    report.notes.iter().find_map(|note| match note {
+        Note::StateRestored { method, .. } => Some(*method),
+        _ => None,
+    })
+}
+
+fn sha256(path: &Path) -> String {
+    vmharness_digest::file_sha256(path).unwrap()
+}
+
+/// On QEMU 7.2 the default is `template`: guest RAM in a sparse file next to a device-state-only
+/// stream. Concurrent cases map it copy-on-write and leave it as it was (read-only, same
+/// sha256); a changed RAM file is damage, and the state is made again.
+#[test]
+fn template_states_keep_guest_ram_in_a_read_only_file_no_case_changes() {
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = isolated(dir.path());
+        let config = echo_config(dir.path(), arch, "");
+        let first = run_case(&config, "one", &settings);
+        assert!(first.outcome.is_pass() && saved(&first), "{arch}: {first}");
+        assert_eq!(restored_with(&first), Some("template"), "{arch}: {first}");
+        let state = states(&settings).pop().unwrap();
+        let ram = state.join("ram");
+        let meta = std::fs::metadata(&ram).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        assert_eq!(mode & 0o777, 0o400, "{arch}: the RAM file is read-only");
+        let allocated = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+        assert!(
+            allocated < meta.len() / 4,
+            "{arch}: sparse: {allocated} of {}",
+            meta.len()
+        );
+        let stream = std::fs::metadata(state.join("state")).unwrap().len();
+        assert!(
+            stream < 2 << 20,
+            "{arch}: device state only: {stream} bytes"
+        );
+        let before = sha256(&ram);
+        let reports: Vec<Report> = std::thread::scope(|scope| {
+            let runs: Vec<_> = ["two", "three"]
+                .into_iter()
+                .map(|case| scope.spawn(|| run_case(&config, case, &settings)))
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        for report in &reports {
+            assert!(
+                report.outcome.is_pass() && !saved(report),
+                "{arch}: {report}"
+            );
+            assert_eq!(restored_with(report), Some("template"), "{arch}: {report}");
+        }
+        assert_eq!(sha256(&ram), before, "{arch}: a case changed the RAM file");
+        let left = processes_naming(dir.path());
+        assert!(left.is_empty(), "{arch}: still running: {left:?}");
+
+        // One changed byte in the guest's RAM is a damaged state, made again.
+        std::fs::set_permissions(&ram, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&ram).unwrap();
+        std::os::unix::fs::FileExt::write_at(&file, b"x", 1 << 20).unwrap();
+        drop(file);
+        let report = run_case(&config, "two", &settings);
+        assert!(report.outcome.is_pass(), "{arch}: {report}");
+        let discarded = report.notes.iter().any(
+            |note| matches!(note, Note::StateDiscarded(why) if why.contains("damaged") && why.contains("ram ")),
+        );
+        assert!(discarded && saved(&report), "{arch}: {report}");
+        assert_eq!(restored_with(&report), Some("template"), "{arch}: {report}");
+    }
+}
+
+/// A forced stream method is used on 7.2 too, and a config that chooses NUMA nodes (which the
+/// RAM file would replace) gets the stream method its QEMU offers instead of `template`.
+#[test]
+fn stream_methods_remain_where_asked_for_or_where_the_template_cannot_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    settings.state_method = Some(vmharness::settings::Method::Exec);
+    let config = echo_config(dir.path(), Arch::Aarch64, "");
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    assert_eq!(restored_with(&report), Some("exec"), "{report}");
+    assert!(!states(&settings)[0].join("ram").exists());
+
+    settings.state_method = None;
+    let config = echo_config(dir.path(), Arch::X86_64, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "args = [",
+        r#"args = ["-object", "memory-backend-ram,id=m0,size=256M", "-numa", "node,memdev=m0", "#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let report = run_case(&config, "one", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    let method = restored_with(&report).unwrap_or("none");
+    assert!(method != "template" && method != "none", "{report}");
 }

@@ -29,7 +29,7 @@ pub struct BenchCasesArgs {
     /// A directory with `qemu-system-<arch>` binaries to measure (repeatable; default: `PATH`).
     #[arg(long = "qemu-dir")]
     qemu_dirs: Vec<PathBuf>,
-    /// Save states with each of these methods (`exec`, `file`, `mapped-ram`), one row each,
+    /// Save states with each of these methods (`exec`, `file`, `mapped-ram`, `template`), one row each,
     /// instead of the best the QEMU version offers. Cold boots are measured once per arch.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<vmharness::settings::Method>,
@@ -48,6 +48,8 @@ struct Sample {
     boot: Option<Duration>,
     save: Option<Duration>,
     state_bytes: Option<u64>,
+    /// The `template` RAM file's bytes on disk.
+    ram_bytes: Option<u64>,
     method: Option<&'static str>,
 }
 
@@ -94,6 +96,7 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
         boot: None,
         save: None,
         state_bytes: None,
+        ram_bytes: None,
         method: None,
     };
     let started = Instant::now();
@@ -109,11 +112,16 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
         for note in &report.notes {
             match note {
                 Note::StateSaved {
-                    bytes, boot, save, ..
+                    bytes,
+                    ram_bytes,
+                    boot,
+                    save,
+                    ..
                 } => {
                     sample.boot = Some(*boot);
                     sample.save = Some(*save);
                     sample.state_bytes = Some(*bytes);
+                    sample.ram_bytes = *ram_bytes;
                 }
                 Note::StateRestored {
                     method,
@@ -159,8 +167,8 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
         true => vec![None],
         false => args.qemu_dirs.iter().cloned().map(Some).collect(),
     };
-    println!("| arch | QEMU | method | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: outside QEMU | per case: its steps | state on disk | target: 1 boot + {CASES} × 0.3 s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| arch | QEMU | method | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for qemu in &qemus {
         for &arch in &args.arch {
             let name = arch.spec().qemu_binary;
@@ -230,10 +238,11 @@ fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, 
         .filter_map(|s| s.state_bytes)
         .max()
         .unwrap_or(0);
+    let ram = saved.iter().filter_map(|s| s.ram_bytes).max();
     let method = saved.iter().find_map(|s| s.method).unwrap_or("none (cold)");
-    let target = boot + Duration::from_millis(300) * CASES as u32;
+    let target = boot + Duration::from_millis(250) * CASES as u32;
     println!(
-                "| {arch} | {version} | {method} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {:.0} MB | {} ({}) |",
+                "| {arch} | {version} | {method} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
                 secs(cold_wall),
                 secs(saved_wall),
                 saved_wall.as_secs_f64() / cold_wall.as_secs_f64(),
@@ -244,6 +253,7 @@ fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, 
                 secs(outside),
                 secs(steps),
                 bytes as f64 / 1e6,
+                ram.map_or("none".to_string(), |ram| format!("{:.0} MB", ram as f64 / 1e6)),
                 secs(target),
                 if saved_wall <= target { "met" } else { "missed" },
             );

@@ -8,6 +8,7 @@ mod bench_cases;
 mod bench_console;
 mod bench_disk;
 mod bench_hash;
+mod bench_pss;
 mod bench_suite;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ enum Bench {
     Console(bench_console::BenchConsoleArgs),
     /// sha256 MB/s: vmharness's (assembly, any profile) against plain sha2, in this build's profile.
     Hash(bench_hash::BenchHashArgs),
+    /// Memory of concurrent cases of one Linux guest: PSS of K restored QEMUs (per saved-state
+    /// method) and of K cold boots, against one guest alone.
+    Pss(bench_pss::BenchPssArgs),
 }
 
 fn main() {
@@ -70,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 Bench::Console(args) => bench_console::run(args)?,
                 Bench::Cases(args) => bench_cases::run(args)?,
                 Bench::Hash(args) => bench_hash::run(args)?,
+                Bench::Pss(args) => bench_pss::run(args)?,
             }
             Ok(0)
         }

@@ -5,6 +5,7 @@ mod argv;
 mod preflight;
 mod process;
 mod qmp;
+mod ram;
 mod spec;
 mod version;
 
@@ -17,5 +18,7 @@ pub use process::{ExitStatus, SpawnError};
 pub(crate) use process::{QemuProcess, Transport};
 pub(crate) use qmp::Qmp;
 pub use qmp::QmpError;
+pub(crate) use ram::memory_bytes;
+pub use ram::{RamFile, RamMapping};
 pub use spec::{DiskAttachment, ExtraArg, FileOption, Loader, QemuSpec};
 pub use version::{version, VersionError};

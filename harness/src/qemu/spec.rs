@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::argv::Argv;
+use super::ram::RamFile;
 use crate::arch::{Accel, ExitDevice, QemuVersion};
 use crate::plan::{InputUse, Plan};
 
@@ -210,6 +211,8 @@ pub struct QemuSpec {
     pub cpu: String,
     /// `-m`.
     pub memory: String,
+    /// Guest RAM in a host file instead of anonymous memory (saved states' `template`).
+    pub ram_file: Option<RamFile>,
     /// `-smp`.
     pub smp: Option<u32>,
     /// `-bios`.
@@ -307,6 +310,7 @@ impl QemuSpec {
             accel,
             cpu: cpu.to_string(),
             memory: memory.to_string(),
+            ram_file: None,
             smp: None,
             bios: None,
             kernel: None,
@@ -342,6 +346,9 @@ impl QemuSpec {
         ]);
         argv.extend(["-M", &self.machine, "-accel", self.accel.qemu_name()]);
         argv.extend(["-cpu", &self.cpu, "-m", &self.memory]);
+        if let Some(ram) = &self.ram_file {
+            ram.push_args(&mut argv);
+        }
         if let Some(smp) = self.smp {
             argv.arg("-smp").arg(smp.to_string());
         }

@@ -21,7 +21,7 @@ use crate::console::Session;
 use crate::error::one_line;
 use crate::outcome::{Outcome, Report};
 use crate::plan::CasePart;
-use crate::qemu::{self, Qmp};
+use crate::qemu::{self, QemuSpec, Qmp, RamFile, RamMapping};
 use crate::settings::Settings;
 use crate::states::{self, Method, SavedState, StateError, StateKey, StateMeta, StateStore};
 
@@ -210,6 +210,13 @@ impl Context<'_> {
         };
         let forced = self.settings.state_method;
         let method = match states::support(prepared.plan.arch, &version, forced) {
+            Ok(Method::Template) => match states::template_fits(&prepared.spec, &version) {
+                Ok(_) => Method::Template,
+                Err(why) if forced.is_some() => {
+                    return Start::Cold(format!("saved states cannot use `template`: {why}"))
+                }
+                Err(_) => Method::for_version(&version),
+            },
             Ok(method) => method,
             Err(why) => return Start::Cold(why),
         };
@@ -269,6 +276,13 @@ impl Context<'_> {
             .plan
             .deadlines
             .scaled(MIGRATION_LIMIT, prepared.spec.accel);
+        if method == Method::Template {
+            let ram = StateStore::ram_in(new.path());
+            match template_ram(&prepared.spec, &ram, RamMapping::Shared) {
+                Ok(file) => prepared.spec.ram_file = Some(file),
+                Err(why) => return Start::Cold(why),
+            }
+        }
         let case_expectations = std::mem::replace(&mut prepared.expectations, boot);
         let mut frozen: Option<String> = None;
         let mut save_took = Duration::ZERO;
@@ -313,6 +327,18 @@ impl Context<'_> {
             hooks,
         );
         prepared.expectations = case_expectations;
+        // QEMU has exited: nothing writes the RAM file any more.
+        prepared.spec.ram_file = None;
+        let ram = match (report.outcome.is_pass(), method) {
+            (true, Method::Template) => match StateStore::freeze_ram(new.path()) {
+                Ok(ram) => Some(ram),
+                Err(err) => {
+                    let _ = std::fs::remove_dir_all(new.path());
+                    return Start::Cold(one_line(&err));
+                }
+            },
+            _ => None,
+        };
         if !report.outcome.is_pass() {
             let _ = std::fs::remove_dir_all(new.path());
             return match save_failure {
@@ -332,6 +358,7 @@ impl Context<'_> {
             saved_at: now_secs(),
             boot_secs: report.elapsed.as_secs_f64(),
             inputs: key.inputs.clone(),
+            ram,
         };
         match store.commit(new.path(), meta) {
             Ok(state) => {
@@ -339,6 +366,7 @@ impl Context<'_> {
                 notes.push(Note::StateSaved {
                     key: key.short().to_string(),
                     bytes: allocated.min(state_bytes),
+                    ram_bytes: state.meta.ram.as_ref().map(|ram| ram.allocated),
                     boot: report.elapsed,
                     save: save_took,
                 });
@@ -376,6 +404,10 @@ impl Context<'_> {
             .plan
             .case_expectations(accel, CasePart::Restored(case));
         prepared.spec.incoming = Some(states::incoming(method, &state.state()));
+        if method == Method::Template {
+            let file = template_ram(&prepared.spec, &state.ram(), RamMapping::Private)?;
+            prepared.spec.ram_file = Some(file);
+        }
         if let (Some(disk), Some(frozen)) = (prepared.spec.disk.as_mut(), state.disk()) {
             disk.image = frozen;
             prepared.spec.disk_overlay_dir = Some(prepared.temp.path().to_path_buf());
@@ -425,6 +457,19 @@ impl Context<'_> {
         });
         Ok(report)
     }
+}
+
+/// The `template` RAM file at `path` for `spec`: `Shared` while saving, else a private mapping
+/// (of a file opened read-only where QEMU can).
+fn template_ram(spec: &QemuSpec, path: &Path, mapping: RamMapping) -> Result<RamFile, String> {
+    let version = qemu::version(&spec.binary).map_err(|err| one_line(&err))?;
+    let bytes = states::template_fits(spec, &version)?;
+    Ok(states::ram_file(
+        path,
+        bytes,
+        mapping == RamMapping::Shared,
+        &version,
+    ))
 }
 
 /// Stops the VM, freezes its disk into `new` and saves its state there; the frozen disk's

@@ -58,6 +58,8 @@ impl StateKey {
             return Err(err);
         }
         plain.qmp = None;
+        // The template's RAM file is the state's own, not an input.
+        plain.ram_file = None;
         inputs.push(format!("argv {}", plain.argv().to_shell_line()));
         inputs.extend(boot.banner.iter().map(|p| format!("banner {p}")));
         inputs.extend(boot.steps.iter().map(describe));

@@ -1,6 +1,11 @@
 //! Saving and restoring over QMP. QEMU's default migration bandwidth (128 MiB/s) makes a save
 //! 2–4× slower even with the VM stopped, so it is raised first; a restore comes up paused (the
 //! source was stopped) and is continued once it has loaded.
+//!
+//! `template` saves with `x-ignore-shared`: the guest RAM, a shared file-backed memory backend,
+//! stays out of the stream, which is then device state only (about 0.5 MB) and goes through
+//! `exec:cat` on every release. A restore sets the capability too (the stream says which RAM
+//! blocks were left out), so it starts with `-incoming defer`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,7 +35,7 @@ pub(crate) fn wait_for_qmp(socket: &Path, deadline: Instant) -> Result<Qmp, Stat
 pub(crate) fn incoming(method: Method, state: &Path) -> String {
     match method {
         Method::Exec => format!("exec:cat {}", shell_quote(state)),
-        Method::File | Method::MappedRam => "defer".to_string(),
+        Method::File | Method::MappedRam | Method::Template => "defer".to_string(),
     }
 }
 
@@ -39,12 +44,15 @@ fn shell_quote(path: &Path) -> String {
 }
 
 fn capabilities(qmp: &mut Qmp, method: Method) -> Result<(), StateError> {
-    if method == Method::MappedRam {
-        qmp.execute(
-            "migrate-set-capabilities",
-            json!({ "capabilities": [{ "capability": "mapped-ram", "state": true }] }),
-        )?;
-    }
+    let capability = match method {
+        Method::MappedRam => "mapped-ram",
+        Method::Template => "x-ignore-shared",
+        Method::Exec | Method::File => return Ok(()),
+    };
+    qmp.execute(
+        "migrate-set-capabilities",
+        json!({ "capabilities": [{ "capability": capability, "state": true }] }),
+    )?;
     Ok(())
 }
 
@@ -62,7 +70,7 @@ pub(crate) fn save(
     )?;
     capabilities(qmp, method)?;
     let uri = match method {
-        Method::Exec => format!("exec:cat > {}", shell_quote(state)),
+        Method::Exec | Method::Template => format!("exec:cat > {}", shell_quote(state)),
         Method::File | Method::MappedRam => format!("file:{}", state.display()),
     };
     qmp.execute("migrate", json!({ "uri": uri }))?;
@@ -99,12 +107,14 @@ pub(crate) fn restore(
     limit: Duration,
 ) -> Result<(), StateError> {
     let deadline = Instant::now() + limit;
-    if method != Method::Exec {
+    let uri = match method {
+        Method::Exec => None,
+        Method::Template => Some(format!("exec:cat {}", shell_quote(state))),
+        Method::File | Method::MappedRam => Some(format!("file:{}", state.display())),
+    };
+    if let Some(uri) = uri {
         capabilities(qmp, method)?;
-        qmp.execute(
-            "migrate-incoming",
-            json!({ "uri": format!("file:{}", state.display()) }),
-        )?;
+        qmp.execute("migrate-incoming", json!({ "uri": uri }))?;
     }
     loop {
         let info = qmp.execute("query-status", json!({}))?;

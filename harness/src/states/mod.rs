@@ -2,7 +2,9 @@
 //! saved there, and every case starts QEMU from it instead of booting.
 //!
 //! ```text
-//! <states>/<key>/state       the migration stream
+//! <states>/<key>/state       the migration stream (device state only for `template`)
+//! <states>/<key>/ram         `template` only: guest RAM, a sparse file every restore maps
+//!                            copy-on-write (`share=off`), so no case changes it
 //! <states>/<key>/disk.img    the writable disk as it was at the save (cases run on an overlay)
 //! <states>/<key>/meta.toml   the method, the frozen disk's sha256, what the key covers
 //! <states>/<key>/unusable    a restore of this state failed: its cases boot cold (the reason)
@@ -12,10 +14,17 @@
 //! The key covers the QEMU binary and version, the argv with every file's sha256 (the disk's
 //! bytes too), the method and the boot's expectations, so a change to any input makes a new
 //! state. Whether saved states work at all depends on the (arch, QEMU version): `states::support`.
+//!
+//! `template` (Kata Containers' VM templating) is used where it was measured to work
+//! ([`TEMPLATE_MEASURED`]); elsewhere the stream methods stay: on releases it was not measured
+//! on, for a `-m` that is not a plain size (`slots=`, `maxmem=`), and when the config's own
+//! arguments choose a memory backend or NUMA nodes (`memory-backend`, `-numa`), which the RAM
+//! file would have to replace.
 
 mod key;
 mod migrate;
 mod store;
+mod template;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,11 +35,12 @@ use crate::qemu::{QemuVersion, QmpError, VersionError};
 pub(crate) use key::StateKey;
 pub(crate) use migrate::{incoming, restore, save, wait_for_qmp};
 pub(crate) use store::{SavedState, StateMeta, StateStore};
+pub(crate) use template::{ram_file, template_fits};
 
 pub(crate) use crate::settings::Method;
 
 impl Method {
-    /// The best method `version` offers.
+    /// The best stream method `version` offers (the RAM goes into the stream).
     pub fn for_version(version: &QemuVersion) -> Method {
         if version.at_least(9, 0) {
             Method::MappedRam
@@ -45,6 +55,8 @@ impl Method {
     pub fn available(self, version: &QemuVersion) -> Result<(), String> {
         let (major, minor) = match self {
             Method::Exec => return Ok(()),
+            // The `x-ignore-shared` capability.
+            Method::Template => (4, 0),
             Method::File => (8, 2),
             Method::MappedRam => (9, 0),
         };
@@ -61,6 +73,10 @@ impl Method {
 /// (arch, first QEMU version) where restores were measured to work: 70 of 70 restores
 /// answered and then slept correctly, on QEMU 7.2 and 10.0.
 const KNOWN_GOOD: &[(Arch, (u32, u32))] = &[(Arch::X86_64, (7, 2)), (Arch::Aarch64, (7, 2))];
+
+/// (arch, QEMU release series) where `template` restores were measured to work (tests/cases.rs
+/// and `cargo xtask bench cases`); other releases get the stream method they offer.
+const TEMPLATE_MEASURED: &[(Arch, (u32, u32))] = &[(Arch::X86_64, (7, 2)), (Arch::Aarch64, (7, 2))];
 
 /// Arches whose restores are known to be broken, and why.
 const KNOWN_BAD: &[(Arch, &str)] = &[(
@@ -86,11 +102,20 @@ pub(crate) fn support(
         .any(|(good, (major, minor))| *good == arch && version.at_least(*major, *minor));
     match (good, forced) {
         (true, Some(method)) => method.available(version).map(|()| method),
+        (true, None) if template_measured(arch, version) => Ok(Method::Template),
         (true, None) => Ok(Method::for_version(version)),
         (false, _) => Err(format!(
             "saved states are not known to work for {arch} on QEMU {version}"
         )),
     }
+}
+
+/// Whether `template` was measured on `arch` with `version`'s release series.
+fn template_measured(arch: Arch, version: &QemuVersion) -> bool {
+    let (major, minor, _) = version.numbers;
+    TEMPLATE_MEASURED
+        .iter()
+        .any(|(measured, series)| *measured == arch && *series == (major, minor))
 }
 
 /// Why a state could not be saved, found or restored.
@@ -152,7 +177,8 @@ mod tests {
     #[test]
     fn every_arch_and_release_gets_a_method_or_a_reason() {
         for (arch, text, expected) in [
-            (Arch::X86_64, "7.2.19", Ok(Method::Exec)),
+            (Arch::X86_64, "7.2.19", Ok(Method::Template)),
+            (Arch::Aarch64, "7.2.22", Ok(Method::Template)),
             (Arch::Aarch64, "8.2.2", Ok(Method::File)),
             (Arch::X86_64, "9.0.0", Ok(Method::MappedRam)),
             (Arch::Aarch64, "10.0.2", Ok(Method::MappedRam)),
@@ -169,10 +195,19 @@ mod tests {
         }
         // A forced method is used where the release has it, and refused with why elsewhere.
         let v10 = version("10.0.2");
-        for method in [Method::Exec, Method::File, Method::MappedRam] {
+        for method in [
+            Method::Exec,
+            Method::File,
+            Method::MappedRam,
+            Method::Template,
+        ] {
             assert_eq!(support(Arch::X86_64, &v10, Some(method)), Ok(method));
             assert_eq!(method.name().parse::<Method>(), Ok(method));
         }
+        assert_eq!(
+            support(Arch::X86_64, &version("7.2.19"), Some(Method::Exec)),
+            Ok(Method::Exec)
+        );
         let err = support(Arch::X86_64, &version("7.2.19"), Some(Method::File)).unwrap_err();
         assert!(
             err.contains("needs QEMU 8.2 or later; this is 7.2.19"),

@@ -10,12 +10,14 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use vmharness_digest::Sha256;
 
+use super::template::RamMeta;
 use super::{Method, StateError, StateKey};
 use crate::temp::RemovedOnSignal;
 
 const META: &str = "meta.toml";
 const STATE: &str = "state";
 const DISK: &str = "disk.img";
+const RAM: &str = "ram";
 const UNUSABLE: &str = "unusable";
 
 /// The states under one directory.
@@ -60,6 +62,9 @@ pub(crate) struct StateMeta {
     pub boot_secs: f64,
     /// What the key covers.
     pub inputs: Vec<String>,
+    /// The RAM file (`template` only).
+    #[serde(default)]
+    pub ram: Option<RamMeta>,
 }
 
 /// A state found in the store and checked.
@@ -82,6 +87,11 @@ impl SavedState {
     /// The frozen disk, if the VM has one.
     pub(crate) fn disk(&self) -> Option<PathBuf> {
         self.meta.disk_sha256.as_ref().map(|_| self.dir.join(DISK))
+    }
+
+    /// The guest RAM file (`template`).
+    pub(crate) fn ram(&self) -> PathBuf {
+        self.dir.join(RAM)
     }
 }
 
@@ -169,6 +179,16 @@ impl StateStore {
                 )));
             }
         }
+        if meta.method == Method::Template && meta.ram.is_none() {
+            return Err(damaged(format!("{META} records no {RAM} file")));
+        }
+        if let Some(saved) = &meta.ram {
+            let found =
+                RamMeta::of(&dir.join(RAM)).map_err(|err| damaged(format!("{RAM}: {err}")))?;
+            if let Some(why) = saved.differs(&found) {
+                return Err(damaged(format!("{RAM} {why}")));
+            }
+        }
         let unusable = std::fs::read_to_string(dir.join(UNUSABLE)).ok();
         // Its last use, for pruning: the least recently used states go first.
         let _ = File::open(&meta_path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
@@ -215,6 +235,20 @@ impl StateStore {
     /// Where a state being made in `new` keeps its stream.
     pub(crate) fn state_in(new: &Path) -> PathBuf {
         new.join(STATE)
+    }
+
+    /// Where a `template` state being made in `new` keeps its RAM file.
+    pub(crate) fn ram_in(new: &Path) -> PathBuf {
+        new.join(RAM)
+    }
+
+    /// Makes the RAM file of the state being made in `new` read-only once QEMU has exited, and
+    /// records what it is.
+    pub(crate) fn freeze_ram(new: &Path) -> Result<RamMeta, StateError> {
+        let ram = new.join(RAM);
+        std::fs::set_permissions(&ram, std::fs::Permissions::from_mode(0o400))
+            .map_err(Self::io("protecting", &ram))?;
+        RamMeta::of(&ram).map_err(Self::io("reading", &ram))
     }
 
     /// Copies the VM's (stopped) disk into the state being made in `new`, sparse and
@@ -359,6 +393,7 @@ mod tests {
             saved_at: 0,
             boot_secs: 1.0,
             inputs: key().inputs,
+            ram: None,
         };
         store.commit(new, meta).unwrap()
     }
