@@ -462,6 +462,17 @@ fn every_command_in_run_steps_exists() -> Result<()> {
                         .arg("--help");
                     run_ok(command, &what)?;
                 }
+                ["vmharness", args @ ..] => {
+                    let mut command = Command::new(env!("CARGO"));
+                    command
+                        .current_dir(root())
+                        .env("CARGO_TARGET_DIR", inner_target())
+                        .args(["run", "--quiet", "--package", "vmharness-cli", "--bin"])
+                        .args(["vmharness", "--"])
+                        .args(args)
+                        .arg("--help");
+                    run_ok(command, &what)?;
+                }
                 ["cargo", "nextest", args @ ..] => {
                     let mut command = Command::new(env!("CARGO"));
                     command
@@ -535,26 +546,19 @@ fn the_checker_rejects_what_github_or_clap_would() -> Result<()> {
 /// The composite action fences each guest's console off from GitHub's command parser.
 #[test]
 fn the_action_fences_guest_output_from_workflow_commands() -> Result<()> {
+    // Guests run only through `vmharness ci`, which fences their output with a random
+    // `::stop-commands::` token (proved on a real guest by tests/xtask_ci.rs); nothing in the
+    // action streams a console itself.
     let text = std::fs::read_to_string(root().join(".github/actions/vmharness/action.yml"))?;
-    let stop = text
-        .find("echo \"::stop-commands::$token\"")
-        .context("no ::stop-commands::")?;
-    let run = text
-        .find("cargo xtask qemu --config")
-        .context("no qemu run")?;
-    let resume = text
-        .find("echo \"::$token::\"")
-        .context("no resume token")?;
-    let annotate = text
-        .find("echo \"::error file=$config")
-        .context("no annotation")?;
     ensure!(
-        stop < run && run < resume && resume < annotate,
-        "{stop} {run} {resume} {annotate}"
+        text.contains("vmharness ci "),
+        "the action does not run `vmharness ci`"
     );
-    ensure!(
-        text.contains("/dev/urandom"),
-        "the token must not be guessable"
-    );
+    for direct in ["vmharness qemu", "cargo xtask qemu", "qemu-system-"] {
+        ensure!(
+            !text.contains(direct),
+            "the action runs `{direct}` unfenced"
+        );
+    }
     Ok(())
 }
