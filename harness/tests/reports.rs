@@ -45,7 +45,7 @@ fn snapshot(name: &str, dir: &Path, text: &str) {
             (r"in \d+\.\d+ s \(state", "in [secs] (state"),
             (r"\d+\.\d MB", "[size] MB"),
             (r"saved \d+ s ago", "saved [n] s ago"),
-            (r"\[key\], (exec|file|mapped-ram);", "[key], [method];"),
+            (r"\[key\], (exec|file|mapped-ram|template);", "[key], [method];"),
             (r"echo: vmh[0-9a-f]{16}", "echo: [token]"),
         ],
         prepend_module_to_snapshot => false,
