@@ -185,7 +185,7 @@ fn cache_key(probe: &ProbeSpec<'_>) -> String {
         hasher.update(part.as_bytes());
         hasher.update(&[0]);
     }
-    hex::encode(&hasher.finish()[..12])
+    vmharness_digest::to_hex(&hasher.finish()[..12])
 }
 
 /// The marker the probe guest prints after executing x87 and SSE instructions.

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 mod sha256;
 
-pub use sha256::{bytes_sha256, Sha256};
+pub use sha256::{bytes_sha256, to_hex, Sha256};
 
 /// What identifies a file's bytes without reading them.
 type Identity = (PathBuf, u64, i64, i64, i64, i64, u64, u64);

@@ -29,7 +29,7 @@ impl Sha256 {
 
     /// The digest as 64 lower-case hex digits.
     pub fn finish_hex(self) -> String {
-        hex::encode(self.finish())
+        to_hex(&self.finish())
     }
 }
 
@@ -37,6 +37,15 @@ impl Default for Sha256 {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `bytes` as lower-case hex digits, two per byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 /// The hex sha256 of `bytes`.
@@ -49,6 +58,20 @@ pub fn bytes_sha256(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        assert_eq!(to_hex(&[]), "");
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        let all: Vec<u8> = (0..=255).collect();
+        let hex = to_hex(&all);
+        assert_eq!(hex.len(), 512);
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let pair = std::str::from_utf8(pair).unwrap();
+            assert_eq!(u8::from_str_radix(pair, 16).unwrap(), i as u8);
+            assert_eq!(pair, pair.to_lowercase());
+        }
+    }
 
     /// FIPS 180-2 vectors, and a hash split across `update` calls at odd offsets.
     #[test]

@@ -166,7 +166,10 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Lines in a counter file (one line per recorded run), 0 if missing.
