@@ -40,7 +40,13 @@ fn tested() -> &'static (tempfile::TempDir, Output) {
 /// cargo without this test's cargo or vmharness variables, building into its own dir under
 /// this workspace's target (kept between runs, so only the first build is slow).
 fn cargo(cwd: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO"));
+    scrubbed(env!("CARGO"), cwd)
+}
+
+/// `program` in `cwd` without this test's cargo or vmharness variables, with the example's
+/// target dir.
+fn scrubbed(program: &str, cwd: &Path) -> Command {
+    let mut command = Command::new(program);
     vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("VMHARNESS_") {
@@ -193,4 +199,165 @@ fn the_readme_quick_start_is_the_example() {
         shown >= 3,
         "the README shows {shown} of the example's files"
     );
+}
+
+/// The composite action's own `run:` steps, read from `.github/actions/vmharness/action.yml`
+/// and run as GitHub runs them (`bash -eo pipefail`, the step's `env:` and
+/// `working-directory`, `${{ }}` expressions substituted) against the example's copy: `cargo
+/// install` of the tool from this checkout, `vmharness setup`, and `vmharness ci` on the
+/// example's suite with `CI=true`. Skipped: the `uses:` steps (toolchain, log upload: GitHub's
+/// own actions) and "Enable KVM" (udev rules for the runner's `/dev/kvm`; here KVM is probed
+/// and falls back to TCG).
+#[test]
+fn the_composite_action_runs_the_example_suite() {
+    use yaml_rust2::YamlLoader;
+    let (dir, first) = tested();
+    assert!(first.status.success(), "{}", text(first));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let action_dir = root.join(".github/actions/vmharness");
+    let yaml = std::fs::read_to_string(action_dir.join("action.yml")).unwrap();
+    let doc = YamlLoader::load_from_str(&yaml).unwrap().remove(0);
+    let repo = dir.path().join("repo");
+    let install_root = dir.path().join("cargo-install");
+    let path = format!(
+        "{}:{}",
+        install_root.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let inputs: [(&str, String); 6] = [
+        ("github.action_path", action_dir.display().to_string()),
+        ("inputs.arch", "aarch64".into()),
+        ("inputs.accel", "auto".into()),
+        ("inputs.tests", "vm".into()),
+        ("inputs.package", String::new()),
+        ("inputs.working-directory", repo.display().to_string()),
+    ];
+    let expand = |text: &str| -> String {
+        let mut text = text.to_string();
+        for (name, value) in &inputs {
+            text = text.replace(&format!("${{{{ {name} }}}}"), value);
+        }
+        assert!(!text.contains("${{"), "an expression left in {text:?}");
+        text
+    };
+    let mut ran = Vec::new();
+    let mut last = String::new();
+    for step in doc["runs"]["steps"].as_vec().expect("runs.steps") {
+        let (Some(name), Some(script)) = (step["name"].as_str(), step["run"].as_str()) else {
+            continue;
+        };
+        if name == "Enable KVM" {
+            continue;
+        }
+        let cwd = step["working-directory"]
+            .as_str()
+            .map_or(repo.clone(), |dir| PathBuf::from(expand(dir)));
+        // GitHub runs a `bash` step as `bash --noprofile --norc -eo pipefail {0}`.
+        let mut command = scrubbed("bash", &cwd);
+        command
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+            .arg(expand(script))
+            .env("PATH", &path)
+            .env("CARGO_INSTALL_ROOT", &install_root)
+            .env_remove("CI");
+        if let Some(env) = step["env"].as_hash() {
+            for (key, value) in env {
+                let value = match value {
+                    yaml_rust2::Yaml::String(value) => expand(value),
+                    other => panic!("step {name}: env value {other:?}"),
+                };
+                command.env(key.as_str().unwrap(), value);
+            }
+        }
+        let output = command.output().expect("run the step with bash");
+        last = text(&output);
+        assert!(output.status.success(), "step {name:?} failed:\n{last}");
+        ran.push(name.to_string());
+    }
+    assert_eq!(ran, ["The vmharness tool", "Host packages", "VM tests"]);
+    assert!(install_root.join("bin/vmharness").is_file());
+    let squeezed: String = last.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        "test hello-aarch64 ... ok",
+        "test uboot-aarch64::fatls ... ok",
+        "test uboot-aarch64::fatload ... ok",
+    ] {
+        assert!(squeezed.contains(line), "{line:?} not in\n{last}");
+    }
+}
+
+/// A repository that depends on vmharness by git (a commit of this checkout's files, fetched
+/// from a `file://` URL into cargo's git cache, far from both repositories) builds and boots the
+/// example's guest: nothing in the library needs its own source tree at run time.
+#[test]
+fn a_git_dependency_builds_and_runs_the_example() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("vmharness");
+    copy_workspace(Path::new(env!("CARGO_MANIFEST_DIR")), &source);
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "snapshot",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&source)
+            .status()
+            .expect("run git");
+        assert!(status.success(), "git {args:?}");
+    }
+    let repo = dir.path().join("repo");
+    copy_tree(Path::new(EXAMPLE), &repo);
+    let manifest = repo.join("Cargo.toml");
+    let line = format!("git = \"file://{}\"", source.display());
+    let toml = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("path = \"../../harness\"", &line);
+    assert!(toml.contains(&line));
+    std::fs::write(&manifest, toml).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let output = cargo(&elsewhere)
+        .env("CARGO_TARGET_DIR", target_dir().join("git"))
+        .args(["test", "--test", "vm", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "--exact", "hello-aarch64"])
+        .env_remove("CI")
+        .output()
+        .expect("run cargo test on the example");
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("(file://{}#", source.display())),
+        "vmharness did not come from git:\n{all}"
+    );
+    let squeezed: String = all.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(squeezed.contains("test hello-aarch64 ... ok"), "{all}");
+}
+
+/// This workspace's files without build output or history.
+fn copy_workspace(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_workspace(&path, &to.join(&name));
+        } else if kind.is_file() {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
 }
