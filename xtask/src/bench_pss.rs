@@ -6,6 +6,11 @@
 //! reported sample is the last one taken while all K were (so every guest had reached its
 //! shell). PSS splits a shared page between the processes that map it: clean pages of one
 //! `template` RAM file, shared through the page cache, count once in the sum.
+//!
+//! Where each guest's own memory goes is read from `/proc/<pid>/smaps` in the same sample: the
+//! private dirty pages of the guest's RAM mapping (the `template` file's
+//! copy-on-write copies, or the whole anonymous RAM of the others), of TCG's translated code (the
+//! anonymous executable mapping) and of everything else, averaged over the K guests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +80,74 @@ fn memory_kb(pid: u32) -> Option<(u64, u64)> {
     Some((field("Pss:")?, field("Rss:")?))
 }
 
+/// The benchmark guests' RAM (`memory = "512M"` in `vm-configs/linux-<arch>.toml`).
+const GUEST_RAM_KB: u64 = 512 * 1024;
+
+/// Private dirty kB of one QEMU by what the memory is: (guest RAM, TCG code, other).
+#[derive(Clone, Copy, Default)]
+struct Private {
+    ram: u64,
+    tcg: u64,
+    other: u64,
+}
+
+impl std::ops::Add for Private {
+    type Output = Private;
+    fn add(self, other: Private) -> Private {
+        Private {
+            ram: self.ram + other.ram,
+            tcg: self.tcg + other.tcg,
+            other: self.other + other.other,
+        }
+    }
+}
+
+/// The private dirty pages of `pid` by mapping, from `/proc/<pid>/smaps`: guest RAM is the mapping of
+/// a `template` RAM file or an anonymous mapping of at least `ram_kb`; TCG's code buffer is
+/// anonymous and executable.
+fn private_kb(pid: u32, ram_kb: u64) -> Option<Private> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut total = Private::default();
+    // The mapping being read: (executable, anonymous, a RAM file), its size and dirty kB.
+    let mut mapping: Option<(bool, bool, bool)> = None;
+    let (mut size, mut private) = (0u64, 0u64);
+    let mut add = |mapping: Option<(bool, bool, bool)>, size: u64, private: u64| {
+        let Some((exec, anonymous, ram_file)) = mapping else {
+            return;
+        };
+        if ram_file || (anonymous && !exec && size >= ram_kb) {
+            total.ram += private;
+        } else if anonymous && exec {
+            total.tcg += private;
+        } else {
+            total.other += private;
+        }
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        match first {
+            "Size:" => size = words.next()?.parse().ok()?,
+            "Private_Dirty:" => private = words.next()?.parse().ok()?,
+            // A mapping's header: `start-end perms offset dev inode [path]`.
+            _ if first.contains('-') && !first.ends_with(':') => {
+                add(mapping, size, private);
+                let perms = words.next().unwrap_or("");
+                let path = words.nth(3);
+                mapping = Some((
+                    perms.contains('x'),
+                    path.is_none_or(|p| p.starts_with('[')),
+                    path.is_some_and(|p| p.ends_with("/ram")),
+                ));
+                (size, private) = (0, 0);
+            }
+            _ => {}
+        }
+    }
+    add(mapping, size, private);
+    Some(total)
+}
+
 /// QEMUs this process started (QEMU is spawned directly, so its parent is us).
 fn our_qemus() -> Vec<u32> {
     let me = std::process::id().to_string();
@@ -98,11 +171,15 @@ fn our_qemus() -> Vec<u32> {
 }
 
 /// Runs `cases` at once; the summed (PSS, RSS) in kB of the last sample taken while all of
-/// them had a QEMU, and the methods they started with.
-fn measure(config: &Path, cases: &[String], settings: &Settings) -> anyhow::Result<(u64, u64)> {
+/// them had a QEMU, and their private dirty memory by kind in the same sample.
+fn measure(
+    config: &Path,
+    cases: &[String],
+    settings: &Settings,
+) -> anyhow::Result<(u64, u64, Private)> {
     let loaded = vmharness::config::load(config)?;
     let resolver = Resolver::from_settings(settings);
-    let mut last: Option<(u64, u64)> = None;
+    let mut last: Option<(u64, u64, Private)> = None;
     let reports = std::thread::scope(|scope| {
         let runs: Vec<_> = cases
             .iter()
@@ -121,8 +198,14 @@ fn measure(config: &Path, cases: &[String], settings: &Settings) -> anyhow::Resu
             let pids = our_qemus();
             if pids.len() == cases.len() {
                 let kb: Vec<(u64, u64)> = pids.iter().filter_map(|p| memory_kb(*p)).collect();
-                if kb.len() == cases.len() {
-                    last = Some(kb.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)));
+                let private: Vec<Private> = pids
+                    .iter()
+                    .filter_map(|p| private_kb(*p, GUEST_RAM_KB / 2))
+                    .collect();
+                if kb.len() == cases.len() && private.len() == cases.len() {
+                    let (pss, rss) = kb.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let private = private.into_iter().fold(Private::default(), |a, b| a + b);
+                    last = Some((pss, rss, private));
                 }
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -155,8 +238,11 @@ pub fn run(args: BenchPssArgs) -> anyhow::Result<()> {
     let base = Settings::from_env()?;
     let scratch = tempfile::tempdir()?;
     let k = args.concurrent;
-    println!("| arch | QEMU | start | PSS: 1 guest | PSS: {k} at once | {k} at once ÷ 1 | RSS: {k} at once |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| arch | QEMU | start | PSS: 1 guest | PSS: {k} at once | {k} at once ÷ 1 | RSS: {k} at once \
+         | own per guest ({k} at once): guest RAM | TCG code | other |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &arch in &args.arch {
         let binary = vmharness::qemu::find_binary(arch.spec().qemu_binary)?;
         let version = vmharness::qemu::version(&binary)?;
@@ -179,14 +265,18 @@ pub fn run(args: BenchPssArgs) -> anyhow::Result<()> {
                 // Save the state first, so every measured case restores.
                 measure(&config, &["warm".to_string()], &settings).ok();
             }
-            let (one, _) = measure(&config, &hold[..1], &settings)?;
-            let (many, rss) = measure(&config, &hold, &settings)?;
+            let (one, _, _) = measure(&config, &hold[..1], &settings)?;
+            let (many, rss, own) = measure(&config, &hold, &settings)?;
+            let per = |kb: u64| mb(kb / k as u64);
             println!(
-                "| {arch} | {version} | {name} | {} | {} | {:.2}× | {} |",
+                "| {arch} | {version} | {name} | {} | {} | {:.2}× | {} | {} | {} | {} |",
                 mb(one),
                 mb(many),
                 many as f64 / one as f64,
-                mb(rss)
+                mb(rss),
+                per(own.ram),
+                per(own.tcg),
+                per(own.other),
             );
         }
     }
