@@ -403,7 +403,7 @@ impl Context<'_> {
         prepared.expectations = prepared
             .plan
             .case_expectations(accel, CasePart::Restored(case));
-        prepared.spec.incoming = Some(states::incoming(method, &state.state()));
+        prepared.spec.incoming = Some(states::incoming().to_string());
         if method == Method::Template {
             let file = template_ram(&prepared.spec, &state.ram(), RamMapping::Private)?;
             prepared.spec.ram_file = Some(file);
