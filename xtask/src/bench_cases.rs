@@ -69,6 +69,8 @@ struct Sample {
     restores: Vec<(Duration, Duration)>,
     /// Per restored case: outside QEMU (plan, disk, key, logs), and the case's own steps.
     overheads: Vec<(Duration, Duration)>,
+    /// Per restored case (not the one that saved): its whole wall time.
+    case_walls: Vec<Duration>,
     boot: Option<Duration>,
     save: Option<Duration>,
     state_bytes: Option<u64>,
@@ -119,6 +121,7 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
         wall: Duration::ZERO,
         restores: Vec::new(),
         overheads: Vec::new(),
+        case_walls: Vec::new(),
         boot: None,
         save: None,
         state_bytes: None,
@@ -167,6 +170,7 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
                         .iter()
                         .any(|n| matches!(n, Note::StateSaved { .. }))
                     {
+                        sample.case_walls.push(case_wall);
                         sample.overheads.push((
                             case_wall.saturating_sub(report.elapsed),
                             report.elapsed.saturating_sub(*took),
@@ -199,8 +203,8 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
         true => vec![None],
         false => args.qemu_dirs.iter().cloned().map(Some).collect(),
     };
-    println!("| arch | QEMU | method | spare | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| arch | QEMU | method | spare | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: wall | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for qemu in &qemus {
         for &arch in &args.arch {
             let name = arch.spec().qemu_binary;
@@ -265,6 +269,7 @@ fn row(
     let save = median(saved.iter().filter_map(|s| s.save).collect());
     let running = median(restores.iter().map(|r| r.0).collect());
     let answer = median(restores.iter().map(|r| r.1).collect());
+    let case_wall = median(saved.iter().flat_map(|s| s.case_walls.clone()).collect());
     let outside = median(
         saved
             .iter()
@@ -292,7 +297,7 @@ fn row(
         SpareMode::On => format!("{} ({early}/{} restores)", spare.name(), restores.len()),
     };
     println!(
-                "| {arch} | {version} | {method} | {spare} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
+                "| {arch} | {version} | {method} | {spare} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
                 secs(cold_wall),
                 secs(saved_wall),
                 saved_wall.as_secs_f64() / cold_wall.as_secs_f64(),
@@ -300,6 +305,7 @@ fn row(
                 secs(save),
                 secs(running),
                 secs(answer),
+                secs(case_wall),
                 secs(outside),
                 secs(steps),
                 bytes as f64 / 1e6,
