@@ -8,6 +8,9 @@
 //! after a sleep, so its timer is exercised) before the case's steps start; a state whose
 //! restore fails is marked unusable and the case boots cold, so a bad state never decides a
 //! verdict.
+//!
+//! Where a frontend allows it ([`super::SpareQemu`]), a case whose guest answered starts the
+//! next case's QEMU (`spare.rs`), and a case restores in that one when it fits.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
