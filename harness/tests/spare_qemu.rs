@@ -211,6 +211,40 @@ fn a_dead_or_mismatched_spare_is_never_used() {
     assert_nothing_left(dir.path());
 }
 
+/// A restore that fails in a spare (its QEMU stopped: QMP never answers) is tried again in a
+/// QEMU of the case's own: the case passes, the state stays usable, the failed attempt's logs
+/// are kept in `spare-failed/`.
+#[test]
+fn a_restore_that_fails_in_a_spare_is_retried_in_the_cases_own_qemu() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = isolated(dir.path());
+    // The restore's deadline (60 s) scaled down, so the stopped spare fails in 6 s.
+    settings.timeout_scale = 0.1;
+    let config = echo_config(dir.path(), "echo", Arch::Aarch64);
+    let spares = SpareQemu::allow(1);
+    let first = run_case(&config, "one", &settings);
+    assert!(first.outcome.is_pass(), "{first}");
+    let waiting = waiting_qemus(dir.path(), Duration::from_secs(5));
+    assert_eq!(waiting.len(), 1, "a spare was started");
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &waiting[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+
+    let report = run_case(&config, "two", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    assert_eq!(started_early(&report), Some(false), "{report}");
+    let logs = report.log_path.parent().unwrap();
+    assert!(logs.join("spare-failed").join("console.log").is_file());
+    let report = run_case(&config, "three", &settings);
+    assert!(report.outcome.is_pass(), "{report}");
+    assert!(started_early(&report).is_some(), "still restored: {report}");
+    drop(spares);
+    assert_nothing_left(dir.path());
+}
+
 /// No spare starts with `VMHARNESS_SPARE_QEMU=off`, under nextest, without a scope, or where
 /// the trials running at once leave no CPU free.
 #[test]
