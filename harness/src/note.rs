@@ -39,6 +39,9 @@ pub enum Note {
         took: Duration,
         /// The probe set the guest's clock (`{epoch}`), which otherwise lags by `age`.
         clock_set: bool,
+        /// QEMU was started while the case before ran (a spare): `resumed` and `took` count
+        /// from the case taking it over, not from QEMU's start.
+        started_early: bool,
     },
     /// The case booted cold, and why no saved state was used.
     ColdBoot(String),
@@ -94,9 +97,14 @@ impl fmt::Display for Note {
                 resumed,
                 took,
                 clock_set,
+                started_early,
             } => write!(
                 f,
-                "started from the state saved at [ready]: running after {:.2} s, answering after {:.2} s (state {key}, {method}; saved {} s ago, {})",
+                "started from the state saved at [ready]{}: running after {:.2} s, answering after {:.2} s (state {key}, {method}; saved {} s ago, {})",
+                match started_early {
+                    true => " in a QEMU started while the case before ran",
+                    false => "",
+                },
                 resumed.as_secs_f64(),
                 took.as_secs_f64(),
                 age.as_secs(),
@@ -164,6 +172,7 @@ mod tests {
                 resumed: Duration::from_millis(200),
                 took: Duration::from_millis(300),
                 clock_set: false,
+                started_early: false,
             },
             Note::StateRestored {
                 key: "ee39facc8a51c5ac".into(),
@@ -172,6 +181,7 @@ mod tests {
                 resumed: Duration::from_millis(160),
                 took: Duration::from_millis(280),
                 clock_set: true,
+                started_early: true,
             },
             Note::ColdBoot("VMHARNESS_SAVED_STATES=off".into()),
             Note::NoQmp(

@@ -26,6 +26,7 @@
 //! | `SOURCE_DATE_EPOCH` | `source_date_epoch` | timestamp of files on built disks |
 //! | `VMHARNESS_CONSOLE_LOG_LIMIT` | `console_log_limit` | cap of one `console.log` (`64M`; head and tail kept) |
 //! | `VMHARNESS_SAVED_STATES` | `saved_states`, `state_method` | `auto` (default): `[[case]]`s start from a saved state where that is known to work, saved the best way the QEMU version offers; `off`: every case boots cold; `exec`, `file`, `mapped-ram`, `template`: that way (to compare them) |
+//! | `VMHARNESS_SPARE_QEMU` | `spare_qemu` | `on` (default): where a suite runs cases one at a time and a CPU is free, the next case's QEMU starts while a case runs; `off`: every case starts its own |
 //! | `VMHARNESS_CLI` | `artifacts.cli` | the command hints name, declared by the frontend (`cargo xtask`, `vmharness`; default `cargo vmharness`) |
 //! | `NEXTEST`, `NEXTEST_RUN_ID` | `nextest` | running under nextest (ignores are listed, not run) |
 //!
@@ -221,6 +222,8 @@ pub struct Settings {
     pub saved_states: bool,
     /// How states are saved, instead of the best the QEMU version offers.
     pub state_method: Option<Method>,
+    /// Whether the next case's QEMU may start while a case runs (`VMHARNESS_SPARE_QEMU`).
+    pub spare_qemu: bool,
     vars: BTreeMap<String, OsString>,
 }
 
@@ -250,6 +253,7 @@ impl Settings {
             console_log_limit: DEFAULT_LOG_LIMIT,
             saved_states: true,
             state_method: None,
+            spare_qemu: true,
             vars: BTreeMap::new(),
         }
     }
@@ -381,6 +385,11 @@ impl Settings {
                     "auto, off, exec, file, mapped-ram or template",
                 ),
             },
+        }
+        match reader.text("VMHARNESS_SPARE_QEMU").as_deref() {
+            None | Some("on") => {}
+            Some("off") => settings.spare_qemu = false,
+            Some(_) => reader.reject("VMHARNESS_SPARE_QEMU", "on or off"),
         }
         settings.nextest = ["NEXTEST", "NEXTEST_RUN_ID"]
             .iter()
@@ -777,6 +786,15 @@ mod tests {
                 .contains("VMHARNESS_ACCEL=`kmv`: expected auto, kvm or tcg"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn spare_qemu_is_on_unless_turned_off() {
+        assert!(from(&[]).unwrap().spare_qemu);
+        assert!(from(&[("VMHARNESS_SPARE_QEMU", "on")]).unwrap().spare_qemu);
+        assert!(!from(&[("VMHARNESS_SPARE_QEMU", "off")]).unwrap().spare_qemu);
+        let err = from(&[("VMHARNESS_SPARE_QEMU", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("expected on or off"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! on `PATH`). Every saved run starts with an empty state store, so its time includes the one
 //! boot to `[ready]` and the save.
 //!
+//! `--spare on,off` compares cases restored in a QEMU started while the case before ran (the
+//! suite's behaviour with one trial at a time, `VMHARNESS_SPARE_QEMU`) with each case starting
+//! its own; a spare's restore times count from the case taking it over.
+//!
 //! The probe is `echo {token}` here (the configs' default sleeps 0.1 s first to exercise the
 //! timer), so "first answer" is the restore's own cost.
 
@@ -33,6 +37,26 @@ pub struct BenchCasesArgs {
     /// instead of the best the QEMU version offers. Cold boots are measured once per arch.
     #[arg(long, value_delimiter = ',')]
     methods: Vec<vmharness::settings::Method>,
+    /// Restore in a QEMU started while the case before ran (`on`), or each case in its own
+    /// (`off`); one row each.
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    spare: Vec<SpareMode>,
+}
+
+/// Whether cases may take a QEMU started early.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SpareMode {
+    On,
+    Off,
+}
+
+impl SpareMode {
+    fn name(self) -> &'static str {
+        match self {
+            SpareMode::On => "on",
+            SpareMode::Off => "off",
+        }
+    }
 }
 
 /// Cases of the benchmark config: each reads the FAT32 disk once.
@@ -45,12 +69,16 @@ struct Sample {
     restores: Vec<(Duration, Duration)>,
     /// Per restored case: outside QEMU (plan, disk, key, logs), and the case's own steps.
     overheads: Vec<(Duration, Duration)>,
+    /// Per restored case (not the one that saved): its whole wall time.
+    case_walls: Vec<Duration>,
     boot: Option<Duration>,
     save: Option<Duration>,
     state_bytes: Option<u64>,
     /// The `template` RAM file's bytes on disk.
     ram_bytes: Option<u64>,
     method: Option<&'static str>,
+    /// Restores in a QEMU started while the case before ran.
+    early: usize,
 }
 
 /// The benchmark config: `vm-configs/linux-<arch>.toml` with ten cases and `binary`.
@@ -93,12 +121,16 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
         wall: Duration::ZERO,
         restores: Vec::new(),
         overheads: Vec::new(),
+        case_walls: Vec::new(),
         boot: None,
         save: None,
         state_bytes: None,
         ram_bytes: None,
         method: None,
+        early: 0,
     };
+    // Cases one at a time, as the suite runs them with one trial thread.
+    let spares = run::SpareQemu::allow(1);
     let started = Instant::now();
     for case in &loaded.config.cases {
         let options = RunOptions {
@@ -127,15 +159,18 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
                     method,
                     resumed,
                     took,
+                    started_early,
                     ..
                 } => {
                     sample.method = Some(method);
+                    sample.early += usize::from(*started_early);
                     sample.restores.push((*resumed, *took));
                     if !report
                         .notes
                         .iter()
                         .any(|n| matches!(n, Note::StateSaved { .. }))
                     {
+                        sample.case_walls.push(case_wall);
                         sample.overheads.push((
                             case_wall.saturating_sub(report.elapsed),
                             report.elapsed.saturating_sub(*took),
@@ -147,6 +182,7 @@ fn run_cases(config: &Path, settings: &Settings) -> anyhow::Result<Sample> {
         }
     }
     sample.wall = started.elapsed();
+    drop(spares);
     Ok(sample)
 }
 
@@ -167,8 +203,8 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
         true => vec![None],
         false => args.qemu_dirs.iter().cloned().map(Some).collect(),
     };
-    println!("| arch | QEMU | method | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| arch | QEMU | method | spare | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: wall | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for qemu in &qemus {
         for &arch in &args.arch {
             let name = arch.spec().qemu_binary;
@@ -183,8 +219,12 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
                 true => vec![None],
                 false => args.methods.iter().copied().map(Some).collect(),
             };
+            let rows: Vec<(Option<vmharness::settings::Method>, SpareMode)> = methods
+                .iter()
+                .flat_map(|method| args.spare.iter().map(move |spare| (*method, *spare)))
+                .collect();
             let mut cold = Vec::new();
-            let mut saved: Vec<Vec<Sample>> = methods.iter().map(|_| Vec::new()).collect();
+            let mut saved: Vec<Vec<Sample>> = rows.iter().map(|_| Vec::new()).collect();
             for run in 0..args.runs {
                 eprintln!(
                     "bench cases: {arch} on QEMU {version}, run {}/{}",
@@ -192,20 +232,22 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
                     args.runs
                 );
                 let dir = scratch.path().join(format!("{arch}-{version}-{run}"));
-                for (index, method) in methods.iter().enumerate() {
+                for (index, (method, spare)) in rows.iter().enumerate() {
                     let mut settings = base.clone();
                     settings.target_dir = dir.join(format!("saved-{index}"));
                     settings.state_method = *method;
+                    settings.spare_qemu = *spare == SpareMode::On;
                     saved[index].push(run_cases(&config, &settings)?);
                 }
                 let mut settings = base.clone();
                 settings.target_dir = dir.join("cold");
                 settings.saved_states = false;
+                settings.spare_qemu = false;
                 cold.push(run_cases(&config, &settings)?);
             }
             let cold_wall = median(cold.iter().map(|s| s.wall).collect());
-            for saved in &saved {
-                row(arch, &version, cold_wall, saved);
+            for (saved, (_, spare)) in saved.iter().zip(&rows) {
+                row(arch, &version, *spare, cold_wall, saved);
             }
         }
     }
@@ -213,7 +255,13 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
 }
 
 /// One table row: the saved runs of one method against the cold median.
-fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, saved: &[Sample]) {
+fn row(
+    arch: Arch,
+    version: &vmharness::qemu::QemuVersion,
+    spare: SpareMode,
+    cold_wall: Duration,
+    saved: &[Sample],
+) {
     let saved_wall = median(saved.iter().map(|s| s.wall).collect());
     let restores: Vec<(Duration, Duration)> =
         saved.iter().flat_map(|s| s.restores.clone()).collect();
@@ -221,6 +269,7 @@ fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, 
     let save = median(saved.iter().filter_map(|s| s.save).collect());
     let running = median(restores.iter().map(|r| r.0).collect());
     let answer = median(restores.iter().map(|r| r.1).collect());
+    let case_wall = median(saved.iter().flat_map(|s| s.case_walls.clone()).collect());
     let outside = median(
         saved
             .iter()
@@ -241,8 +290,14 @@ fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, 
     let ram = saved.iter().filter_map(|s| s.ram_bytes).max();
     let method = saved.iter().find_map(|s| s.method).unwrap_or("none (cold)");
     let target = boot + Duration::from_millis(250) * CASES as u32;
+    // How many restores took a spare over, of all.
+    let early: usize = saved.iter().map(|s| s.early).sum();
+    let spare = match spare {
+        SpareMode::Off => "off".to_string(),
+        SpareMode::On => format!("{} ({early}/{} restores)", spare.name(), restores.len()),
+    };
     println!(
-                "| {arch} | {version} | {method} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
+                "| {arch} | {version} | {method} | {spare} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
                 secs(cold_wall),
                 secs(saved_wall),
                 saved_wall.as_secs_f64() / cold_wall.as_secs_f64(),
@@ -250,6 +305,7 @@ fn row(arch: Arch, version: &vmharness::qemu::QemuVersion, cold_wall: Duration, 
                 secs(save),
                 secs(running),
                 secs(answer),
+                secs(case_wall),
                 secs(outside),
                 secs(steps),
                 bytes as f64 / 1e6,

@@ -235,7 +235,7 @@ pub struct QemuSpec {
     pub extra: Vec<ExtraArg>,
     /// A QMP server on this unix socket (in the run's private temp dir).
     pub qmp: Option<PathBuf>,
-    /// `-incoming`: start by loading a saved state (`exec:...` or `defer`).
+    /// `-incoming`: start waiting for a saved state (`defer`: it is named over QMP).
     pub incoming: Option<String>,
     /// Keep the disk image unchanged: the guest's writes go to a temporary overlay QEMU
     /// makes in this directory (`snapshot=on`, `TMPDIR`) and drops when it exits.

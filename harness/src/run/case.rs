@@ -8,11 +8,15 @@
 //! after a sleep, so its timer is exercised) before the case's steps start; a state whose
 //! restore fails is marked unusable and the case boots cold, so a bad state never decides a
 //! verdict.
+//!
+//! Where a frontend allows it ([`super::SpareQemu`]), a case whose guest answered starts the
+//! next case's QEMU (`spare.rs`), and a case restores in that one when it fits.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::probe::now_secs;
+use super::spare::{self, SpareKey};
 use super::{
     launch, logged, prepare_with, FileResolver, Hooks, Note, Prepared, RunError, RunOptions,
 };
@@ -135,17 +139,38 @@ impl Context<'_> {
             }
             Start::Saved(state) => state,
         };
-        match self.restored(
+        let mut restore = self.restored(
             &mut prepared,
             &state,
             ready,
             case,
             &mut options,
             notes.clone(),
-        ) {
+            spare::wanted(self.settings),
+        );
+        if let Err(RestoreFailed { in_spare: true, .. }) = restore {
+            // A spare never decides: the restore is tried again in a QEMU of the case's own.
+            move_aside(self.log_dir, "spare-failed");
+            drop(prepared);
+            prepared = match self.prepare(&options) {
+                Ok(prepared) => prepared,
+                Err(report) => return *report,
+            };
+            restore = self.restored(
+                &mut prepared,
+                &state,
+                ready,
+                case,
+                &mut options,
+                notes.clone(),
+                false,
+            );
+        }
+        match restore {
             Ok(report) => report,
-            Err(why) => {
+            Err(RestoreFailed { why, .. }) => {
                 StateStore::mark_unusable(&state, &why);
+                spare::forget(&state.meta.key);
                 move_aside(self.log_dir, "restore-failed");
                 notes.push(Note::ColdBoot(format!(
                     "restoring the saved state failed ({why}); it is marked unusable and its cases boot cold (logs in restore-failed/)"
@@ -181,6 +206,7 @@ impl Context<'_> {
             self.settings,
             self.started,
             hooks,
+            None,
         )
     }
 
@@ -244,6 +270,7 @@ impl Context<'_> {
             Ok(None) => self.save(prepared, &store, &key, method, boot, options, notes),
             Err(err) => {
                 notes.push(Note::StateDiscarded(one_line(&err)));
+                spare::forget(&key.hex);
                 store.discard(&key);
                 self.save(prepared, &store, &key, method, boot, options, notes)
             }
@@ -325,6 +352,7 @@ impl Context<'_> {
             self.settings,
             self.started,
             hooks,
+            None,
         );
         prepared.expectations = case_expectations;
         // QEMU has exited: nothing writes the RAM file any more.
@@ -388,7 +416,9 @@ impl Context<'_> {
         report
     }
 
-    /// Runs the case from `state`; `Err` says why the restore failed (not the case).
+    /// Runs the case from `state`, in the spare QEMU if `spares` and one fits; `Err` says why
+    /// the restore failed (not the case).
+    #[allow(clippy::too_many_arguments)]
     fn restored(
         &self,
         prepared: &mut Prepared,
@@ -397,21 +427,46 @@ impl Context<'_> {
         case: &CaseSpec,
         options: &mut RunOptions,
         notes: Vec<Note>,
-    ) -> Result<Report, String> {
+        spares: bool,
+    ) -> Result<Report, RestoreFailed> {
         let accel = prepared.spec.accel;
         let method = state.meta.method;
+        let failed = |why: String| RestoreFailed {
+            why,
+            in_spare: false,
+        };
         prepared.expectations = prepared
             .plan
             .case_expectations(accel, CasePart::Restored(case));
-        prepared.spec.incoming = Some(states::incoming(method, &state.state()));
+        prepared.spec.incoming = Some(states::incoming().to_string());
         if method == Method::Template {
-            let file = template_ram(&prepared.spec, &state.ram(), RamMapping::Private)?;
-            prepared.spec.ram_file = Some(file);
+            let file = template_ram(&prepared.spec, &state.ram(), RamMapping::Private);
+            prepared.spec.ram_file = Some(file.map_err(failed)?);
         }
         if let (Some(disk), Some(frozen)) = (prepared.spec.disk.as_mut(), state.disk()) {
             disk.image = frozen;
             prepared.spec.disk_overlay_dir = Some(prepared.temp.path().to_path_buf());
         }
+        // A spare runs on pipes, locally.
+        let spares = spares && options.input.is_none() && options.remote.is_none();
+        let key = SpareKey::new(&self.loaded.name, &state.meta.key);
+        let early = match spares {
+            true => spare::take(&key, &prepared.spec).map(|adopted| {
+                prepared.spec = adopted.spec;
+                prepared.temp = adopted.temp;
+                adopted.running
+            }),
+            false => None,
+        };
+        let started_early = early.is_some();
+        // The next case's QEMU, started once this one answers.
+        let mut next = spares.then(|| {
+            (
+                prepared.spec.clone(),
+                prepared.temp.path().to_path_buf(),
+                self.settings.state_dir().join("tmp"),
+            )
+        });
         prepared.notes.extend(notes);
         let socket = prepared.spec.qmp.clone().unwrap_or_default();
         let limit = prepared.plan.deadlines.scaled(MIGRATION_LIMIT, accel);
@@ -426,6 +481,9 @@ impl Context<'_> {
                 super::probe::probe(session, ready, &line_ending, probe_limit)
             });
             took = session.started().elapsed();
+            if let (Ok(()), Some((spec, case_temp, temp_parent))) = (&result, next.take()) {
+                spare::start(key.clone(), spec, case_temp, temp_parent);
+            }
             result.map_err(|err| {
                 failure = Some(one_line(&err));
                 Outcome::from(err)
@@ -442,9 +500,13 @@ impl Context<'_> {
             self.settings,
             self.started,
             hooks,
+            early,
         );
         if let Some(why) = failure {
-            return Err(why);
+            return Err(RestoreFailed {
+                why,
+                in_spare: started_early,
+            });
         }
         let age = Duration::from_secs(now_secs().saturating_sub(state.meta.saved_at));
         report.notes.push(Note::StateRestored {
@@ -454,9 +516,16 @@ impl Context<'_> {
             resumed,
             took,
             clock_set: ready.probe.contains("{epoch}"),
+            started_early,
         });
         Ok(report)
     }
+}
+
+/// Why a restore failed, and whether it was in a spare QEMU.
+struct RestoreFailed {
+    why: String,
+    in_spare: bool,
 }
 
 /// The `template` RAM file at `path` for `spec`: `Shared` while saving, else a private mapping

@@ -9,6 +9,7 @@ pub mod logs;
 mod options;
 mod probe;
 mod resolve;
+mod spare;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,6 +36,7 @@ pub use judge::Expectations;
 use options::settings;
 pub use options::{Prepared, RunOptions};
 pub use resolve::{resolve_ref, FileResolver, Resolver};
+pub use spare::SpareQemu;
 
 /// Loads the config at `path` and runs it as its trial would: settings and files from the
 /// environment, logs under `<target>/vmharness/logs/<name>/`. A config with `[[case]]`s runs
@@ -129,6 +131,7 @@ fn boot(
         settings,
         setup_started,
         Hooks::default(),
+        None,
     )
 }
 
@@ -144,8 +147,9 @@ pub(crate) struct Hooks<'a> {
 /// One of [`Hooks`].
 pub(crate) type Hook<'a> = Box<dyn FnMut(&mut Session) -> Result<(), Outcome> + 'a>;
 
-/// Spawns QEMU for `prepared` (locally, or staged on the remote host), judges the console
-/// and fills in `report`, logging into the directory of `report.log_path`.
+/// Spawns QEMU for `prepared` (locally, or staged on the remote host), or takes over `early`,
+/// a local QEMU already started from `prepared.spec` (a spare); judges the console and fills
+/// in `report`, logging into the directory of `report.log_path`.
 pub(crate) fn launch(
     mut report: Report,
     prepared: &Prepared,
@@ -153,6 +157,7 @@ pub(crate) fn launch(
     settings: &Settings,
     setup_started: Instant,
     mut hooks: Hooks<'_>,
+    early: Option<spare::Running>,
 ) -> Report {
     let log_dir = report
         .log_path
@@ -167,7 +172,8 @@ pub(crate) fn launch(
         log_dir.join("qemu-command.sh"),
         format!("{}\n", local.to_shell_line()),
     );
-    let stderr_path = log_dir.join("qemu-stderr.log");
+    let logged_stderr = log_dir.join("qemu-stderr.log");
+    let mut stderr_path = logged_stderr.clone();
     // Remote hook: the command becomes `ssh -tt host ...`; the guard removes the remote dir.
     let staged = match &options.remote {
         None => None,
@@ -192,7 +198,17 @@ pub(crate) fn launch(
         Some(_) => Transport::Pty,
         None => Transport::Pipe,
     };
-    let process = match QemuProcess::spawn(argv, &stderr_path, transport) {
+    let spawned = match early {
+        Some(running) => {
+            // QEMU keeps writing to the file it was given, wherever it is renamed to.
+            if std::fs::rename(&running.stderr, &stderr_path).is_err() {
+                stderr_path = running.stderr;
+            }
+            Ok(running.process)
+        }
+        None => QemuProcess::spawn(argv, &stderr_path, transport),
+    };
+    let process = match spawned {
         Ok(process) => process,
         Err(err) => return report.ended(RunError::from(err).into(), setup_started.elapsed()),
     };
@@ -281,6 +297,9 @@ pub(crate) fn launch(
         report.qemu_stderr = last_lines(&stderr_path, 10);
     }
     drop(session);
+    if stderr_path != logged_stderr {
+        let _ = std::fs::copy(&stderr_path, &logged_stderr);
+    }
     drop(staged);
     report
 }

@@ -5,7 +5,11 @@
 //! `template` saves with `x-ignore-shared`: the guest RAM, a shared file-backed memory backend,
 //! stays out of the stream, which is then device state only (about 0.5 MB) and goes through
 //! `exec:cat` on every release. A restore sets the capability too (the stream says which RAM
-//! blocks were left out), so it starts with `-incoming defer`.
+//! blocks were left out).
+//!
+//! Every restore starts QEMU with `-incoming defer` and names the stream in `migrate-incoming`
+//! (`exec:cat` included), so a QEMU started before its case ([`crate::run`]'s spare) waits
+//! without reading any state, and its command line is the same for every method.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,11 +35,16 @@ pub(crate) fn wait_for_qmp(socket: &Path, deadline: Instant) -> Result<Qmp, Stat
     }
 }
 
-/// The `-incoming` argument that restores `state` with `method`.
-pub(crate) fn incoming(method: Method, state: &Path) -> String {
+/// The `-incoming` argument of a restore: `defer`, the stream follows in [`restore`].
+pub(crate) fn incoming() -> &'static str {
+    "defer"
+}
+
+/// The `migrate-incoming` URI that loads `state` saved with `method`.
+fn incoming_uri(method: Method, state: &Path) -> String {
     match method {
-        Method::Exec => format!("exec:cat {}", shell_quote(state)),
-        Method::File | Method::MappedRam | Method::Template => "defer".to_string(),
+        Method::Exec | Method::Template => format!("exec:cat {}", shell_quote(state)),
+        Method::File | Method::MappedRam => format!("file:{}", state.display()),
     }
 }
 
@@ -107,15 +116,9 @@ pub(crate) fn restore(
     limit: Duration,
 ) -> Result<(), StateError> {
     let deadline = Instant::now() + limit;
-    let uri = match method {
-        Method::Exec => None,
-        Method::Template => Some(format!("exec:cat {}", shell_quote(state))),
-        Method::File | Method::MappedRam => Some(format!("file:{}", state.display())),
-    };
-    if let Some(uri) = uri {
-        capabilities(qmp, method)?;
-        qmp.execute("migrate-incoming", json!({ "uri": uri }))?;
-    }
+    capabilities(qmp, method)?;
+    let uri = incoming_uri(method, state);
+    qmp.execute("migrate-incoming", json!({ "uri": uri }))?;
     loop {
         let info = qmp.execute("query-status", json!({}))?;
         match status(&info) {
@@ -152,10 +155,13 @@ mod tests {
     #[test]
     fn exec_paths_are_quoted_for_the_shell() {
         let path = Path::new("/tmp/it's here/state");
-        let arg = incoming(Method::Exec, path);
-        assert_eq!(arg, r"exec:cat '/tmp/it'\''s here/state'");
-        let words = shell_words::split(arg.strip_prefix("exec:").unwrap()).unwrap();
+        let uri = incoming_uri(Method::Exec, path);
+        assert_eq!(uri, r"exec:cat '/tmp/it'\''s here/state'");
+        let words = shell_words::split(uri.strip_prefix("exec:").unwrap()).unwrap();
         assert_eq!(words, ["cat", "/tmp/it's here/state"]);
-        assert_eq!(incoming(Method::MappedRam, path), "defer");
+        assert_eq!(
+            incoming_uri(Method::MappedRam, path),
+            "file:/tmp/it's here/state"
+        );
     }
 }

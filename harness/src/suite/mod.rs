@@ -225,7 +225,15 @@ where
     if !args.libtest.list {
         longest_first(&mut trials, &settings);
     }
-    libtest_mimic::run(&args.libtest, trials).exit()
+    // Trials running at once (libtest's default: one per CPU); a spare needs a CPU besides.
+    let threads = args.libtest.test_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let spares = run::SpareQemu::allow(threads);
+    let conclusion = libtest_mimic::run(&args.libtest, trials);
+    // The suite is over: the spare QEMU goes (`exit` runs no destructors).
+    drop(spares);
+    conclusion.exit()
 }
 
 /// `--list --verbose`: each trial libtest would list, with what its config leaves to the arch
