@@ -8,8 +8,10 @@
 //! suite's behaviour with one trial at a time, `VMHARNESS_SPARE_QEMU`) with each case starting
 //! its own; a spare's restore times count from the case taking it over.
 //!
-//! The probe is `echo {token}` here (the configs' default sleeps 0.1 s first to exercise the
-//! timer), so "first answer" is the restore's own cost.
+//! The probe is `echo {token}` here by default, so "first answer" is the restore's own cost.
+//! `--probe-sleep 0.1,0.001` measures probes that prove the guest's timer fires after the
+//! restore, as the Linux configs' probe does (`date -s @{epoch}; sleep 0.1; echo {token}`), with
+//! other sleeps: one row each.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,6 +43,48 @@ pub struct BenchCasesArgs {
     /// (`off`); one row each.
     #[arg(long, value_delimiter = ',', default_value = "on")]
     spare: Vec<SpareMode>,
+    /// The probe after each restore: `none` (`echo {token}`), or a sleep in seconds before it,
+    /// as the Linux configs' probe (`date -s @{epoch} >/dev/null; sleep <s>; echo {token}`);
+    /// one row each.
+    #[arg(long, value_delimiter = ',', default_value = "none", value_parser = parse_probe_sleep)]
+    probe_sleep: Vec<ProbeSleep>,
+}
+
+/// The sleep in a bench probe, as given (`None`: no sleep, no clock set).
+#[derive(Clone, PartialEq)]
+struct ProbeSleep(Option<String>);
+
+impl ProbeSleep {
+    /// The `[ready] probe` line.
+    fn probe(&self) -> String {
+        match &self.0 {
+            None => "echo {token}".to_string(),
+            Some(sleep) => format!("date -s @{{epoch}} >/dev/null; sleep {sleep}; echo {{token}}"),
+        }
+    }
+
+    /// The table's probe column.
+    fn name(&self) -> String {
+        match &self.0 {
+            None => "echo".to_string(),
+            Some(sleep) => format!("sleep {sleep}"),
+        }
+    }
+}
+
+/// `none`, or seconds as busybox `sleep` takes them (a positive decimal).
+fn parse_probe_sleep(text: &str) -> Result<ProbeSleep, String> {
+    if text == "none" {
+        return Ok(ProbeSleep(None));
+    }
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs < 10.0 && !text.contains(['e', 'E']) => {
+            Ok(ProbeSleep(Some(text.to_string())))
+        }
+        _ => Err(format!(
+            "`{text}` is not `none` or a sleep in seconds between 0 and 10 (e.g. 0.1)"
+        )),
+    }
 }
 
 /// Whether cases may take a QEMU started early.
@@ -81,8 +125,15 @@ struct Sample {
     early: usize,
 }
 
-/// The benchmark config: `vm-configs/linux-<arch>.toml` with ten cases and `binary`.
-fn config(root: &Path, dir: &Path, arch: Arch, binary: &str) -> anyhow::Result<PathBuf> {
+/// The benchmark config: `vm-configs/linux-<arch>.toml` with ten cases, `binary` and `probe`.
+fn config(
+    root: &Path,
+    dir: &Path,
+    arch: Arch,
+    binary: &str,
+    probe: &ProbeSleep,
+    index: usize,
+) -> anyhow::Result<PathBuf> {
     let source = root.join(format!("vm-configs/linux-{arch}.toml"));
     let text = std::fs::read_to_string(&source)
         .with_context(|| format!("reading {}", source.display()))?;
@@ -103,13 +154,13 @@ fn config(root: &Path, dir: &Path, arch: Arch, binary: &str) -> anyhow::Result<P
         .get_mut("ready")
         .and_then(toml::Value::as_table_mut)
         .context("the Linux config has no [ready]")?;
-    ready.insert("probe".into(), "echo {token}".into());
+    ready.insert("probe".into(), probe.probe().into());
     table
         .get_mut("qemu")
         .and_then(toml::Value::as_table_mut)
         .context("the Linux config has no [qemu]")?
         .insert("binary".into(), binary.into());
-    let path = dir.join(format!("bench-linux-{arch}.toml"));
+    let path = dir.join(format!("bench-linux-{arch}-{index}.toml"));
     std::fs::write(&path, toml::to_string(&table)?)?;
     Ok(path)
 }
@@ -203,8 +254,8 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
         true => vec![None],
         false => args.qemu_dirs.iter().cloned().map(Some).collect(),
     };
-    println!("| arch | QEMU | method | spare | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: wall | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| arch | QEMU | method | spare | probe | cold: {CASES} cases | saved: {CASES} cases | ratio | boot to [ready] | save | restore → running | restore → first answer | per case: wall | per case: outside QEMU | per case: its steps | state on disk | RAM file on disk | target: 1 boot + {CASES} × 0.25 s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for qemu in &qemus {
         for &arch in &args.arch {
             let name = arch.spec().qemu_binary;
@@ -214,14 +265,24 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
             };
             let found = vmharness::qemu::find_binary(&binary)?;
             let version = vmharness::qemu::version(&found)?;
-            let config = config(&base.root, scratch.path(), arch, &binary)?;
+            let configs = args
+                .probe_sleep
+                .iter()
+                .enumerate()
+                .map(|(index, probe)| {
+                    config(&base.root, scratch.path(), arch, &binary, probe, index)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let methods: Vec<Option<vmharness::settings::Method>> = match args.methods.is_empty() {
                 true => vec![None],
                 false => args.methods.iter().copied().map(Some).collect(),
             };
-            let rows: Vec<(Option<vmharness::settings::Method>, SpareMode)> = methods
+            let rows: Vec<(Option<vmharness::settings::Method>, SpareMode, usize)> = methods
                 .iter()
                 .flat_map(|method| args.spare.iter().map(move |spare| (*method, *spare)))
+                .flat_map(|(method, spare)| {
+                    (0..configs.len()).map(move |probe| (method, spare, probe))
+                })
                 .collect();
             let mut cold = Vec::new();
             let mut saved: Vec<Vec<Sample>> = rows.iter().map(|_| Vec::new()).collect();
@@ -232,22 +293,24 @@ pub fn run(args: BenchCasesArgs) -> anyhow::Result<()> {
                     args.runs
                 );
                 let dir = scratch.path().join(format!("{arch}-{version}-{run}"));
-                for (index, (method, spare)) in rows.iter().enumerate() {
+                for (index, (method, spare, probe)) in rows.iter().enumerate() {
                     let mut settings = base.clone();
                     settings.target_dir = dir.join(format!("saved-{index}"));
                     settings.state_method = *method;
                     settings.spare_qemu = *spare == SpareMode::On;
-                    saved[index].push(run_cases(&config, &settings)?);
+                    saved[index].push(run_cases(&configs[*probe], &settings)?);
                 }
+                // Cold boots never probe: one config serves.
                 let mut settings = base.clone();
                 settings.target_dir = dir.join("cold");
                 settings.saved_states = false;
                 settings.spare_qemu = false;
-                cold.push(run_cases(&config, &settings)?);
+                cold.push(run_cases(&configs[0], &settings)?);
             }
             let cold_wall = median(cold.iter().map(|s| s.wall).collect());
-            for (saved, (_, spare)) in saved.iter().zip(&rows) {
-                row(arch, &version, *spare, cold_wall, saved);
+            for (saved, (_, spare, probe)) in saved.iter().zip(&rows) {
+                let probe = args.probe_sleep[*probe].name();
+                row(arch, &version, *spare, &probe, cold_wall, saved);
             }
         }
     }
@@ -259,6 +322,7 @@ fn row(
     arch: Arch,
     version: &vmharness::qemu::QemuVersion,
     spare: SpareMode,
+    probe: &str,
     cold_wall: Duration,
     saved: &[Sample],
 ) {
@@ -297,7 +361,7 @@ fn row(
         SpareMode::On => format!("{} ({early}/{} restores)", spare.name(), restores.len()),
     };
     println!(
-                "| {arch} | {version} | {method} | {spare} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
+                "| {arch} | {version} | {method} | {spare} | {probe} | {} | {} | {:.2}× | {} | {} | {} | {} | {} | {} | {} | {:.2} MB | {} | {} ({}) |",
                 secs(cold_wall),
                 secs(saved_wall),
                 saved_wall.as_secs_f64() / cold_wall.as_secs_f64(),
