@@ -37,14 +37,7 @@ fn scratch_root() -> tempfile::TempDir {
 }
 
 fn boot(root: &Path, args: &[&str]) -> Output {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
-    command
-        .args(["test", "-q", "--test", "boot", "--"])
-        .args(args)
-        .env("VMHARNESS_ROOT", root)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    support::boot_suite(root, args)
         .output()
         .expect("run cargo test --test boot")
 }

@@ -2,26 +2,20 @@
 //! later cases say so in their `result.toml`, and no QEMU of the suite outlives it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod support;
 
 use vmharness::arch::Arch;
 use vmharness::suite::ResultRecord;
 
-/// Runs `cargo test --test boot -- <args>` over the configs of `root`.
+/// Runs `cargo test --test boot -- <args>` over the configs of `root`, with the spare QEMU's
+/// defaults (not under nextest, not turned off).
 fn boot(root: &Path, args: &[&str]) -> Output {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
-    command
-        .args(["test", "-q", "--test", "boot", "--"])
-        .args(args)
-        .env("VMHARNESS_ROOT", root)
+    support::boot_suite(root, args)
         .env_remove("NEXTEST")
         .env_remove("NEXTEST_RUN_ID")
         .env_remove("VMHARNESS_SPARE_QEMU")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo test --test boot")
 }

@@ -8,7 +8,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::{selftest_config, settings};
+use support::{run_case, selftest_config, settings};
 use vmharness::arch::Arch;
 use vmharness::outcome::Report;
 use vmharness::run::{self, FileResolver, Note, Resolver, RunOptions};
@@ -45,16 +45,6 @@ fn isolated(dir: &Path) -> Settings {
     let mut settings = settings();
     settings.target_dir = dir.join("target");
     settings
-}
-
-fn run_case(config: &Path, case: &str, settings: &Settings) -> Report {
-    let loaded = vmharness::config::load(config).expect("config loads");
-    let resolver = Resolver::from_settings(settings);
-    let options = RunOptions {
-        settings: Some(settings.clone()),
-        ..RunOptions::default()
-    };
-    run::run_case(&loaded, case, &resolver, options)
 }
 
 /// The saved states (complete ones) under `settings`.

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{selftest_config, settings};
+use support::{run_case, selftest_config, settings};
 use vmharness::arch::Arch;
 use vmharness::outcome::Report;
-use vmharness::run::{self, Note, Resolver, RunOptions, SpareQemu};
+use vmharness::run::{Note, SpareQemu};
 use vmharness::settings::Settings;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -67,16 +67,6 @@ fn isolated(dir: &Path) -> Settings {
     settings
 }
 
-fn run_case(config: &Path, case: &str, settings: &Settings) -> Report {
-    let loaded = vmharness::config::load(config).expect("config loads");
-    let resolver = Resolver::from_settings(settings);
-    let options = RunOptions {
-        settings: Some(settings.clone()),
-        ..RunOptions::default()
-    };
-    run::run_case(&loaded, case, &resolver, options)
-}
-
 /// `Some(started_early)` for a restored case, `None` for one that booted cold.
 fn started_early(report: &Report) -> Option<bool> {
     report.notes.iter().find_map(|note| match note {
@@ -115,6 +105,27 @@ fn waiting_qemus(path: &Path, limit: Duration) -> Vec<i32> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs case `one` of an aarch64 echo config under `settings` (saving its state) with spares
+/// allowed, and sends `signal` to the spare it leaves; returns the config and the scope.
+fn first_case_then_signal_its_spare(
+    dir: &Path,
+    settings: &Settings,
+    signal: &str,
+) -> (PathBuf, SpareQemu) {
+    let config = echo_config(dir, "echo", Arch::Aarch64);
+    let spares = SpareQemu::allow(1);
+    let first = run_case(&config, "one", settings);
+    assert!(first.outcome.is_pass(), "{first}");
+    let waiting = waiting_qemus(dir, Duration::from_secs(5));
+    assert_eq!(waiting.len(), 1, "a spare was started");
+    let sent = std::process::Command::new("kill")
+        .args([signal, &waiting[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    (config, spares)
 }
 
 fn assert_nothing_left(dir: &Path) {
@@ -180,18 +191,7 @@ fn a_dead_or_mismatched_spare_is_never_used() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let settings = isolated(dir.path());
-    let config = echo_config(dir.path(), "echo", Arch::Aarch64);
-    let spares = SpareQemu::allow(1);
-    let first = run_case(&config, "one", &settings);
-    assert!(first.outcome.is_pass(), "{first}");
-
-    let waiting = waiting_qemus(dir.path(), Duration::from_secs(5));
-    assert_eq!(waiting.len(), 1, "a spare was started");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &waiting[0].to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let (config, spares) = first_case_then_signal_its_spare(dir.path(), &settings, "-KILL");
     let report = run_case(&config, "two", &settings);
     assert!(report.outcome.is_pass(), "{report}");
     assert_eq!(started_early(&report), Some(false), "{report}");
@@ -221,17 +221,7 @@ fn a_restore_that_fails_in_a_spare_is_retried_in_the_cases_own_qemu() {
     let mut settings = isolated(dir.path());
     // The restore's deadline (60 s) scaled down, so the stopped spare fails in 6 s.
     settings.timeout_scale = 0.1;
-    let config = echo_config(dir.path(), "echo", Arch::Aarch64);
-    let spares = SpareQemu::allow(1);
-    let first = run_case(&config, "one", &settings);
-    assert!(first.outcome.is_pass(), "{first}");
-    let waiting = waiting_qemus(dir.path(), Duration::from_secs(5));
-    assert_eq!(waiting.len(), 1, "a spare was started");
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &waiting[0].to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    let (config, spares) = first_case_then_signal_its_spare(dir.path(), &settings, "-STOP");
 
     let report = run_case(&config, "two", &settings);
     assert!(report.outcome.is_pass(), "{report}");

@@ -1,7 +1,7 @@
 //! Helpers shared by the frontend tests: the built xtask binary and the selftest guests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -70,6 +70,20 @@ pub fn cli_bins() -> &'static PathBuf {
             .target_dir
             .join("debug")
     })
+}
+
+/// `cargo test -q --test boot -- <args>` over the configs of `root` (`VMHARNESS_ROOT`), run
+/// from this package with cargo's own variables scrubbed.
+pub fn boot_suite(root: &Path, args: &[&str]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    vmharness_cli::nested_cargo::scrub_cargo_run_env(&mut command);
+    command
+        .args(["test", "-q", "--test", "boot", "--"])
+        .args(args)
+        .env("VMHARNESS_ROOT", root)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
 }
 
 /// The workspace root (this package's directory).

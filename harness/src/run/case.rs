@@ -139,16 +139,20 @@ impl Context<'_> {
             }
             Start::Saved(state) => state,
         };
-        let mut restore = self.restored(
-            &mut prepared,
-            &state,
-            ready,
-            case,
-            &mut options,
-            notes.clone(),
-            spare::wanted(self.settings),
-        );
-        if let Err(RestoreFailed { in_spare: true, .. }) = restore {
+        let mut in_spare = spare::wanted(self.settings);
+        let restore = loop {
+            let restore = self.restored(
+                &mut prepared,
+                &state,
+                ready,
+                case,
+                &mut options,
+                notes.clone(),
+                in_spare,
+            );
+            if !matches!(restore, Err(RestoreFailed { in_spare: true, .. })) {
+                break restore;
+            }
             // A spare never decides: the restore is tried again in a QEMU of the case's own.
             move_aside(self.log_dir, "spare-failed");
             drop(prepared);
@@ -156,16 +160,8 @@ impl Context<'_> {
                 Ok(prepared) => prepared,
                 Err(report) => return *report,
             };
-            restore = self.restored(
-                &mut prepared,
-                &state,
-                ready,
-                case,
-                &mut options,
-                notes.clone(),
-                false,
-            );
-        }
+            in_spare = false;
+        };
         match restore {
             Ok(report) => report,
             Err(RestoreFailed { why, .. }) => {

@@ -53,6 +53,17 @@ pub fn run_config_with(path: &Path, settings: Settings) -> Report {
     run::run(&loaded, &resolver, options)
 }
 
+/// Loads `config` and runs its `[[case]]` named `case` with `settings`.
+pub fn run_case(config: &Path, case: &str, settings: &Settings) -> Report {
+    let loaded = vmharness::config::load(config).expect("config loads");
+    let resolver = Resolver::from_settings(settings);
+    let options = RunOptions {
+        settings: Some(settings.clone()),
+        ..RunOptions::default()
+    };
+    run::run_case(&loaded, case, &resolver, options)
+}
+
 /// Writes a "QEMU" that is a shell script running `body` then `exit 0`, and a config using it
 /// (x86_64, no exit device) with `rest` appended; returns the config.
 pub fn fake_qemu_config(dir: &Path, name: &str, body: &str, rest: &str) -> PathBuf {
