@@ -65,20 +65,21 @@ fn target_dir() -> PathBuf {
     settings.target_dir.join("out-of-tree")
 }
 
+/// The files under `from` (no build output, history or links), into `to`.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if name == "target" {
+        if name == "target" || name == ".git" {
             continue;
         }
         let path = entry.path();
-        match entry.file_type().unwrap().is_dir() {
-            true => copy_tree(&path, &to.join(&name)),
-            false => {
-                std::fs::copy(&path, to.join(&name)).unwrap();
-            }
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&path, &to.join(&name));
+        } else if kind.is_file() {
+            std::fs::copy(&path, to.join(&name)).unwrap();
         }
     }
 }
@@ -293,7 +294,7 @@ fn the_composite_action_runs_the_example_suite() {
 fn a_git_dependency_builds_and_runs_the_example() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("vmharness");
-    copy_workspace(Path::new(env!("CARGO_MANIFEST_DIR")), &source);
+    copy_tree(Path::new(env!("CARGO_MANIFEST_DIR")), &source);
     for args in [
         &["init", "-q"][..],
         &["add", "-A"],
@@ -341,23 +342,4 @@ fn a_git_dependency_builds_and_runs_the_example() {
     );
     let squeezed: String = all.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(squeezed.contains("test hello-aarch64 ... ok"), "{all}");
-}
-
-/// This workspace's files without build output or history.
-fn copy_workspace(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" || name == ".git" {
-            continue;
-        }
-        let path = entry.path();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_workspace(&path, &to.join(&name));
-        } else if kind.is_file() {
-            std::fs::copy(&path, to.join(&name)).unwrap();
-        }
-    }
 }

@@ -166,10 +166,7 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    vmharness_digest::to_hex(&sha2::Sha256::digest(bytes))
 }
 
 /// Lines in a counter file (one line per recorded run), 0 if missing.
