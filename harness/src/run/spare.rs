@@ -14,8 +14,8 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::qemu::{Argv, QemuProcess, QemuSpec, Transport};
 use crate::settings::Settings;
@@ -23,6 +23,8 @@ use crate::temp::RunTemp;
 
 /// How long a case waits for a spare being started (a fork and exec; its QEMU need not be up).
 const STARTING_WAIT: Duration = Duration::from_secs(1);
+/// How long the end of the last scope waits for a spare being started to be killed.
+const SCOPE_END_WAIT: Duration = Duration::from_secs(10);
 
 /// While one lives, `[[case]]`s this process runs start the next case's QEMU early (see the
 /// module docs); dropping the last one kills the spare.
@@ -56,10 +58,12 @@ impl Drop for SpareQemu {
         let spare = {
             let mut slot = slot();
             slot.scopes = slot.scopes.saturating_sub(1);
-            match slot.scopes {
-                0 => slot.spare.take(),
-                _ => None,
+            if slot.scopes > 0 {
+                return;
             }
+            // A spare being started is killed by its own thread once it sees no scope: wait for
+            // that, so that no spare outlives the scope.
+            until_started(slot, SCOPE_END_WAIT).spare.take()
         };
         drop(spare);
     }
@@ -125,9 +129,26 @@ static SLOT: Mutex<Slot> = Mutex::new(Slot {
     spare: None,
 });
 
+/// Signalled when a spare has finished starting (`Slot::starting` went false).
+static STARTED: Condvar = Condvar::new();
+
 fn slot() -> MutexGuard<'static, Slot> {
     // A panic while holding it leaves nothing half-done worth refusing.
     SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `slot` once no spare is being started, or after `limit`.
+fn until_started(slot: MutexGuard<'static, Slot>, limit: Duration) -> MutexGuard<'static, Slot> {
+    match STARTED.wait_timeout_while(slot, limit, |slot| slot.starting) {
+        Ok((slot, _)) => slot,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
+/// Ends a start: the slot takes new starts again and waiters wake.
+fn started() {
+    slot().starting = false;
+    STARTED.notify_all();
 }
 
 /// Whether cases run with `settings` may take and start spares now.
@@ -139,11 +160,8 @@ pub(crate) fn wanted(settings: &Settings) -> bool {
 /// paths aside) and its QEMU still runs; any other spare is killed.
 pub(crate) fn take(key: &SpareKey, spec: &QemuSpec) -> Option<Adopted> {
     // One being started is a fork and exec away: cheaper to wait for than a QEMU of our own.
-    let deadline = Instant::now() + STARTING_WAIT;
-    while slot().starting && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let mut spare = slot().spare.take()?;
+    let spare = until_started(slot(), STARTING_WAIT).spare.take();
+    let mut spare = spare?;
     if spare.key != *key || spare.process.try_wait().is_some() {
         return None;
     }
@@ -202,16 +220,17 @@ pub(crate) fn start(key: SpareKey, spec: QemuSpec, case_temp: PathBuf, temp_pare
             let spare = spawn(key, spec, &case_temp, &temp_parent);
             let unwanted = {
                 let mut slot = slot();
-                slot.starting = false;
                 match slot.scopes {
                     0 => spare,
                     _ => std::mem::replace(&mut slot.spare, spare),
                 }
             };
+            // Killed before the start ends: the last scope's end waits for this.
             drop(unwanted);
+            started();
         });
     if spawned.is_err() {
-        slot().starting = false;
+        started();
     }
 }
 
@@ -240,4 +259,55 @@ fn spawn(key: SpareKey, mut spec: QemuSpec, case_temp: &Path, temp_parent: &Path
         stderr,
         process,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::arch::Accel;
+
+    /// Live processes whose command line names `needle`.
+    fn processes_naming(needle: &str) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .filter(|line| line.contains(needle))
+            .collect()
+    }
+
+    /// The last scope ending while a spare is still being started (its thread forking) waits
+    /// for that start and leaves no spare and no process behind; it used to return at once and
+    /// leave the spare's thread to kill it later.
+    #[test]
+    fn a_scope_ending_while_a_spare_starts_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A "QEMU" that waits until killed.
+        let fake = dir.path().join("fake-qemu-spare-test");
+        std::fs::write(&fake, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let needle = fake.display().to_string();
+        for round in 0..5 {
+            let spares = SpareQemu::allow(1);
+            assert!(spares.allowed(), "this test needs 2 CPUs");
+            let spec = QemuSpec::new(&fake, "virt", Accel::Tcg, "max", "64M");
+            start(
+                SpareKey::new("config", "state"),
+                spec,
+                dir.path().join("case-temp"),
+                dir.path().to_path_buf(),
+            );
+            drop(spares);
+            {
+                let slot = slot();
+                assert!(!slot.starting, "round {round}: still starting");
+                assert!(slot.spare.is_none(), "round {round}: a spare is left");
+            }
+            let left = processes_naming(&needle);
+            assert!(left.is_empty(), "round {round}: still running: {left:?}");
+        }
+    }
 }
